@@ -1,0 +1,197 @@
+"""Command line: `stockup-tui` (screen), `--headless` (service), `simulate`, `config`.
+
+Flags are the highest layer of the configuration (see `stockup_tui.config`); each flag below maps
+to one dotted setting, and `--set key=value` reaches any other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from stockup_tui import __version__
+from stockup_tui.config import (
+    ConfigError,
+    LoadedConfig,
+    default_config_path,
+    effective_items,
+    load_config,
+)
+
+# flag dest -> dotted setting
+FLAG_KEYS = {
+    "symbols": "symbols",
+    "windows": "windows",
+    "source": "source.kind",
+    "url": "source.url",
+    "replay": "source.replay",
+    "replay_speed": "source.replay_speed",
+    "record": "source.record",
+    "bus": "bus.kind",
+    "rate": "simulator.rate",
+    "metrics_out": "sinks.jsonl",
+    "status_interval": "headless.status_interval",
+    "log_level": "log.level",
+}
+
+SIM_FLAG_KEYS = {
+    "port": "simulator.port",
+    "rate": "simulator.rate",
+    "seed": "simulator.seed",
+    "duplicate_fraction": "simulator.duplicate_fraction",
+    "malformed_rate": "simulator.malformed_rate",
+    "drop_every": "simulator.drop_every",
+    "stall_after": "simulator.stall_after",
+    "symbol_limit": "simulator.symbol_limit",
+    "ping_interval": "simulator.ping_interval",
+}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help=f"TOML configuration file (default: {default_config_path()})",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any setting by its dotted key, e.g. --set source.watchdog=5s (repeatable)",
+    )
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stockup-tui",
+        description="Live stock trades: websocket feed -> bus -> exact sliding-window metrics.",
+        epilog="Settings come from defaults < config file < STOCKUP_* environment < flags. "
+        "Run 'stockup-tui config' to see every setting and where its value came from.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _common(parser)
+    parser.add_argument("--headless", action="store_true", help="run as a service, no screen")
+    parser.add_argument("--symbols", metavar="A,B,...", help="watchlist, comma separated")
+    parser.add_argument("--windows", metavar="1m,5m", help="sliding windows, comma separated")
+    parser.add_argument("--source", choices=["simulator", "finnhub", "replay"])
+    parser.add_argument("--url", help="websocket URL of the Finnhub-protocol feed")
+    parser.add_argument("--replay", type=Path, metavar="FILE", help="play back a recording")
+    parser.add_argument(
+        "--replay-speed", type=float, metavar="X", help="0 = as fast as possible, 1 = recorded"
+    )
+    parser.add_argument("--record", type=Path, metavar="FILE", help="record every raw frame")
+    parser.add_argument("--bus", choices=["memory"], help="message bus")
+    parser.add_argument("--rate", type=float, metavar="N", help="simulator trades per second")
+    parser.add_argument(
+        "--metrics-out", type=Path, metavar="FILE", help="append emitted snapshots as JSON lines"
+    )
+    parser.add_argument("--status-interval", metavar="DURATION", help="headless status period")
+
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sim = sub.add_parser(
+        "simulate", help="run the market simulator alone (a Finnhub-protocol websocket server)"
+    )
+    _common(sim)
+    sim.add_argument("--port", type=int, help="TCP port on 127.0.0.1 (0 = any free port)")
+    sim.add_argument("--rate", type=float, help="total trades per second per connection")
+    sim.add_argument("--seed", type=int)
+    sim.add_argument("--duplicate-fraction", type=float)
+    sim.add_argument("--malformed-rate", type=float, help="fault: fraction of bad frames")
+    sim.add_argument("--drop-every", metavar="DURATION", help="fault: drop connections every N")
+    sim.add_argument("--stall-after", metavar="DURATION", help="fault: go silent after N")
+    sim.add_argument("--symbol-limit", type=int)
+    sim.add_argument("--ping-interval", metavar="DURATION")
+
+    cfg = sub.add_parser("config", help="print the effective configuration and its origins")
+    _common(cfg)
+    return parser
+
+
+def _overrides(args: argparse.Namespace, mapping: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for dest, key in mapping.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            out[key] = str(value) if isinstance(value, Path) else value
+    if getattr(args, "replay", None) is not None and getattr(args, "source", None) is None:
+        out["source.kind"] = "replay"
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def _setup_logging(loaded: LoadedConfig) -> None:
+    cfg = loaded.settings.log
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if cfg.file:
+        handlers = [logging.FileHandler(cfg.file)]
+    logging.basicConfig(
+        level=cfg.level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    # The websockets library logs every connection at INFO; our own logs say what matters.
+    logging.getLogger("websockets").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def print_config(loaded: LoadedConfig) -> None:
+    print(f"# config file: {loaded.path or '(none; defaults)'}")
+    rows = effective_items(loaded)
+    width = max(len(k) for k, _, _ in rows)
+    for key, shown, origin in rows:
+        print(f"{key:<{width}}  {shown:<30}  # {origin}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    mapping = SIM_FLAG_KEYS if args.command == "simulate" else FLAG_KEYS
+    try:
+        overrides = _overrides(args, mapping)
+        if args.log_level:
+            overrides["log.level"] = args.log_level
+        loaded = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"stockup-tui: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(loaded)
+
+    if args.command == "config":
+        print_config(loaded)
+        return 0
+    if args.command == "simulate":
+        from stockup_tui.engine.pipeline import simulator_settings
+        from stockup_tui.engine.simulator import run_simulator
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_simulator(simulator_settings(loaded.settings.simulator)))
+        return 0
+
+    from stockup_tui.headless import run_headless
+
+    if not args.headless:
+        print(
+            "stockup-tui: the dashboard screen is not in this version yet; running headless.",
+            file=sys.stderr,
+        )
+    try:
+        return asyncio.run(run_headless(loaded.settings))
+    except ConfigError as exc:
+        print(f"stockup-tui: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""Typed configuration with layered sources and provenance.
+
+Precedence, lowest to highest: built-in defaults < TOML file < environment < command-line flags.
+Every value remembers where it came from so `stockup-tui config` can show it; secrets are masked
+whenever the configuration is shown. Validation errors name the dotted key that is wrong.
+
+Environment variables: ``STOCKUP_<SECTION>__<KEY>`` (e.g. ``STOCKUP_BUS__KIND=memory``), top-level
+keys as ``STOCKUP_<KEY>`` (e.g. ``STOCKUP_SYMBOLS=AAPL,MSFT``); ``FINNHUB_TOKEN`` sets
+``source.token``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import platformdirs
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+APP_NAME = "stockup-tui"
+ENV_PREFIX = "STOCKUP_"
+SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9.:_\-/^=]{0,49}$")
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the user (names the key)."""
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string such as ``"500ms"``, ``"2s"``, ``"1m"``, ``"1h"``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '2s' or '1m'")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if m:
+            return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    raise ValueError(f"expected a duration such as '500ms', '2s', '1m' (got {value!r})")
+
+
+def format_duration(seconds: float) -> str:
+    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{int(seconds / size)}{unit}"
+    return f"{round(seconds * 1000, 3):g}ms"
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+StrList = Annotated[list[str], BeforeValidator(_split_list)]
+
+
+def normalize_symbol(raw: str) -> str:
+    """Upper-cases and checks one symbol; raises ValueError with a message for the user."""
+    sym = raw.strip().upper()
+    if not sym:
+        raise ValueError("empty symbol")
+    if not SYMBOL_RE.match(sym):
+        raise ValueError(
+            f"{raw!r} is not a valid symbol (letters, digits and . : _ - / ^ =, at most 50)"
+        )
+    return sym
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SimulatorConfig(_Section):
+    """The built-in market simulator (a local websocket server speaking Finnhub's protocol)."""
+
+    rate: float = Field(200.0, gt=0, description="total trades per second")
+    duplicate_fraction: float = Field(0.02, ge=0, le=1, description="trades sent twice")
+    ping_interval: Duration = Field(5.0, gt=0)
+    symbol_limit: int = Field(50, ge=1)
+    drop_every: Duration = Field(0.0, description="fault: drop the connection every N (0 = off)")
+    stall_after: Duration = Field(0.0, description="fault: go silent after N (0 = off)")
+    malformed_rate: float = Field(0.0, ge=0, le=1, description="fault: fraction of bad frames")
+    port: int = Field(0, ge=0, le=65535, description="0 = any free port")
+    seed: int | None = None
+
+
+class SourceConfig(_Section):
+    """Where trades come from."""
+
+    kind: Literal["simulator", "finnhub", "replay"] = "simulator"
+    url: str = "wss://ws.finnhub.io"
+    token: SecretStr | None = Field(None, description="Finnhub API token (or FINNHUB_TOKEN)")
+    watchdog: Duration = Field(10.0, gt=0, description="no frame for this long = dead connection")
+    max_frame_bytes: int = Field(1_048_576, ge=1024)
+    dedup_horizon: Duration = Field(2.0, ge=0, description="0 disables the duplicate filter")
+    record: Path | None = Field(None, description="write every raw frame to this file")
+    replay: Path | None = Field(None, description="file to play back when kind = replay")
+    replay_speed: float = Field(0.0, ge=0, description="0 = as fast as possible, 1 = recorded")
+
+    @field_validator("url")
+    @classmethod
+    def _ws_url(cls, v: str) -> str:
+        if not v.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return v
+
+
+class BusConfig(_Section):
+    """The message bus between the source and the analyzer."""
+
+    kind: Literal["memory"] = "memory"  # kafka and rabbitmq arrive with their own modules
+    max_batch: int = Field(2000, ge=1, description="flush to the bus at this many trades")
+    flush_interval: Duration = Field(0.01, gt=0, description="flush at least this often")
+    queue_size: int = Field(1000, ge=1, description="memory bus: flushes in flight (back-pressure)")
+
+
+class AnalyzerConfig(_Section):
+    """Sliding-window metrics."""
+
+    lateness: Duration = Field(
+        2.0, ge=0, description="a quiet symbol's windows slide once the clock passes by this much"
+    )
+
+
+class SinksConfig(_Section):
+    """Where emitted window snapshots go besides the screen."""
+
+    jsonl: Path | None = Field(None, description="append every emitted snapshot to this file")
+
+
+class HeadlessConfig(_Section):
+    status_interval: Duration = Field(5.0, gt=0, description="seconds between status lines")
+
+
+class LogConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    file: Path | None = None
+
+
+class Settings(_Section):
+    """The whole configuration."""
+
+    symbols: StrList = Field(
+        default_factory=lambda: ["AAPL", "MSFT", "AMZN", "NVDA", "GOOGL", "TSLA", "META"],
+        description="the watchlist",
+    )
+    windows: StrList = Field(default_factory=lambda: ["1m", "5m"])
+    emit_interval: Duration = Field(1.0, gt=0, description="snapshot interval (event time)")
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    bus: BusConfig = Field(default_factory=BusConfig)
+    analyzer: AnalyzerConfig = Field(default_factory=AnalyzerConfig)
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
+    headless: HeadlessConfig = Field(default_factory=HeadlessConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, v: list[str]) -> list[str]:
+        out: list[str] = []
+        for raw in v:
+            sym = normalize_symbol(raw)
+            if sym not in out:
+                out.append(sym)
+        return out
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one window is needed")
+        for w in v:
+            secs = parse_duration(w)
+            if secs < 1:
+                raise ValueError(f"window {w!r} is shorter than 1s")
+        return v
+
+    @property
+    def windows_ms(self) -> list[int]:
+        return sorted({round(parse_duration(w) * 1000) for w in self.windows})
+
+    @property
+    def emit_interval_ms(self) -> int:
+        return max(1, round(self.emit_interval * 1000))
+
+
+SECRET_KEYS = {"source.token"}
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+@dataclass
+class LoadedConfig:
+    """Validated settings plus where every value came from."""
+
+    settings: Settings
+    origins: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{dotted}: {part!r} is not a section")
+        node[leaf] = value
+    return tree
+
+
+def known_keys() -> set[str]:
+    keys: set[str] = set()
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            ann = info.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, f"{prefix}{name}.")
+            else:
+                keys.add(f"{prefix}{name}")
+
+    walk(Settings, "")
+    return keys
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """Dotted keys from ``STOCKUP_*`` variables (and ``FINNHUB_TOKEN``)."""
+    known = known_keys()
+    out: dict[str, str] = {}
+    token = environ.get("FINNHUB_TOKEN")
+    if token:
+        out["source.token"] = token
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "STOCKUP_REQUIRE_SERVICES":
+            continue
+        dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+        if dotted not in known:
+            raise ConfigError(f"{name}: unknown setting {dotted!r} (from the environment)")
+        out[dotted] = value
+    return out
+
+
+def _format_error(err: ValidationError, origins: Mapping[str, str]) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(part) for part in e["loc"])
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        where = origins.get(key) or origins.get(key.rsplit(".", 1)[0], "")
+        lines.append(f"{key}: {msg}" + (f" (from {where})" if where else ""))
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LoadedConfig:
+    """Builds the settings from defaults, file, environment and flags (`overrides`, dotted keys).
+
+    `path=None` reads the default file when it exists; an explicit path must exist.
+    """
+    environ = os.environ if environ is None else environ
+    origins: dict[str, str] = {}
+    merged: dict[str, Any] = {}
+
+    file_path = path
+    if file_path is None:
+        candidate = Path(environ["STOCKUP_CONFIG"]) if environ.get("STOCKUP_CONFIG") else None
+        file_path = candidate or default_config_path()
+        if candidate is None and not file_path.exists():
+            file_path = None
+    if file_path is not None:
+        try:
+            data = tomllib.loads(file_path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {file_path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file_path}: not valid TOML: {exc}") from exc
+        for key, value in _flatten(data).items():
+            merged[key] = value
+            origins[key] = f"file {file_path}"
+
+    for key, value in env_overrides(environ).items():
+        merged[key] = value
+        origins[key] = "env FINNHUB_TOKEN" if key == "source.token" else "env"
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        merged[key] = value
+        origins[key] = "flag"
+
+    try:
+        settings = Settings.model_validate(_nest(merged))
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, origins)) from None
+    return LoadedConfig(settings=settings, origins=origins, path=file_path)
+
+
+def mask_secret(value: str) -> str:
+    """Shows only enough of a secret to recognise it."""
+    if len(value) <= 8:
+        return "****"
+    return f"{value[:2]}…{value[-2:]} ({len(value)} chars)"
+
+
+def effective_items(loaded: LoadedConfig) -> list[tuple[str, str, str]]:
+    """(key, shown value, origin) for every setting; secrets masked."""
+    data = loaded.settings.model_dump(mode="python")
+    rows = []
+    for key, value in sorted(_flatten(data).items()):
+        if isinstance(value, SecretStr):
+            shown = mask_secret(value.get_secret_value())
+        elif value is None:
+            shown = "(unset)"
+        elif isinstance(value, list):
+            shown = ", ".join(map(str, value))
+        else:
+            shown = str(value)
+        rows.append((key, shown, loaded.origins.get(key, "default")))
+    return rows

@@ -1,0 +1,54 @@
+"""The in-process bus (the default): a bounded queue between the source and the analyzer.
+
+It carries the same encoded messages as the network buses, so the codec and its validation run
+on every path. The bound gives back-pressure: a slow analyzer makes the publisher wait, and the
+source with it, instead of letting memory grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+from stockup_tui.engine.bus.base import BusStats, Delivery, Message
+
+
+class MemoryBus:
+    def __init__(self, capacity: int = 1000) -> None:
+        self._queue: asyncio.Queue[Sequence[Message] | None] = asyncio.Queue(capacity)
+        self._closed = False
+        self.stats = BusStats(kind="memory", queue_capacity=capacity)
+
+    async def start(self) -> None:
+        self.stats.connected = True
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        if self._closed:
+            raise RuntimeError("bus is closed")
+        if not messages:
+            return
+        await self._queue.put(messages)
+        stats = self.stats
+        stats.published_messages += len(messages)
+        stats.published_bytes += sum(len(m.payload) for m in messages)
+        stats.queue_depth = self._queue.qsize()
+
+    async def consume(self) -> AsyncIterator[Delivery]:
+        queue = self._queue
+        stats = self.stats
+        while True:
+            item = await queue.get()
+            if item is None:  # closed: everything before it has been consumed
+                return
+            stats.consumed_messages += len(item)
+            stats.queue_depth = queue.qsize()
+            yield Delivery(messages=item)
+
+    async def ack(self, delivery: Delivery) -> None:
+        self.stats.acked_messages += len(delivery.messages)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._queue.put(None)
+        self.stats.connected = False

@@ -1,0 +1,179 @@
+"""The one message format of every bus (memory, Kafka, RabbitMQ): one `SymbolBatch` per message.
+
+A message is a versioned JSON object encoded with orjson::
+
+    {"v": 1, "kind": "trades", "s": "AAPL", "t": [ms, ...], "p": [price, ...],
+     "q": [volume, ...], "c": [["1", "12"] | null, ...], "r": [[recv_epoch_s, n], ...]}
+
+Columns rather than one object per trade keep the payload small and let `decode_batch` validate
+with C-level builtins (`set(map(type, col))`, `min`, `max`, `sum`) instead of a Python loop per
+trade. Anyone who can write to a topic can send us bytes, so decoding trusts nothing: every field
+is checked for exact type, range and length, and a failure raises `CodecError` whose `reason` is
+a short drop-counter key.
+
+The trade validity limits (`MAX_PRICE`, `MAX_TIME_MS`, ...) live here because they are part of
+the format; the websocket parser imports them so that everything it emits can cross a bus.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from math import isfinite
+
+import orjson
+
+from .model import SymbolBatch
+
+SCHEMA_VERSION = 1
+KIND_TRADES = "trades"
+
+MAX_SYMBOL_LEN = 50
+#: Prices above this are treated as garbage: it keeps `price * volume` sums far from overflow.
+MAX_PRICE = 1e12
+#: Volumes above this are garbage for the same reason (crypto lots reach 1e11, not 1e15).
+MAX_VOLUME = 1e15
+#: 2200-01-01T00:00:00Z in epoch milliseconds; later exchange times are absurd.
+MAX_TIME_MS = 7_258_118_400_000
+#: Trades per message; the parser flushes far smaller batches.
+MAX_TRADES_PER_MESSAGE = 100_000
+#: Payload bytes, checked before parsing (100,000 trades with long conditions fit easily).
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+_KEYS = frozenset(("v", "kind", "s", "t", "p", "q", "c", "r"))
+_INT = frozenset((int,))
+_FLOAT = frozenset((float,))
+_NUM = frozenset((int, float))
+_STR = frozenset((str,))
+_COND = frozenset((list, type(None)))
+_LIST = frozenset((list,))
+
+
+class CodecError(ValueError):
+    """A message that cannot be decoded; `reason` is the drop-counter key.
+
+    Reasons: ``malformed_json``, ``oversized_message``, ``wrong_version``, ``wrong_schema``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+def symbol_ok(s: object) -> bool:
+    """True for a non-empty str of at most 50 printable chars without spaces.
+
+    `str.isprintable` rejects control chars, line/paragraph separators, non-ASCII spaces, format
+    chars and lone surrogates in C; only the ASCII space needs its own test. A valid symbol is
+    therefore always encodable as UTF-8 (the partition key).
+    """
+    return type(s) is str and 0 < len(s) <= MAX_SYMBOL_LEN and s.isprintable() and " " not in s
+
+
+def encode_batch(batch: SymbolBatch) -> bytes:
+    """Serialize one batch; the batch is trusted (it comes from the parser or the decoder)."""
+    return orjson.dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "kind": KIND_TRADES,
+            "s": batch.symbol,
+            "t": batch.t,
+            "p": batch.p,
+            "q": batch.v,
+            "c": batch.c,
+            "r": batch.recv,
+        }
+    )
+
+
+def message_key(batch: SymbolBatch) -> bytes:
+    """The partition key: the symbol in UTF-8, so one symbol's batches stay in order."""
+    return batch.symbol.encode()
+
+
+def _schema(msg: str) -> CodecError:
+    return CodecError("wrong_schema", msg)
+
+
+def _check_numbers(col: list, name: str, low: float, high: float, allow_low: bool) -> list[float]:
+    """Validate a price/volume column with C-level passes; return it as floats."""
+    types = set(map(type, col))
+    if not types <= _NUM:  # bool, str, None, containers
+        raise _schema(f"{name}: non-numeric values")
+    if not col:
+        return col
+    lo = min(col)
+    hi = max(col)
+    # orjson never yields NaN/inf, but `sum` propagates them, so this costs little and makes the
+    # check independent of the JSON library.
+    if not isfinite(sum(col)):
+        raise _schema(f"{name}: non-finite value")
+    if (lo < low if allow_low else lo <= low) or hi > high:
+        raise _schema(f"{name}: value out of range [{lo}, {hi}]")
+    if types <= _FLOAT:
+        return col
+    return list(map(float, col))
+
+
+def decode_batch(payload: bytes | bytearray | memoryview | str) -> SymbolBatch:
+    """Parse and fully validate one message; raise `CodecError` on anything unexpected."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise CodecError("oversized_message", f"{len(payload)} bytes > {MAX_MESSAGE_BYTES}")
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise CodecError("malformed_json", str(exc)) from None
+    if type(obj) is not dict:
+        raise _schema(f"message is a {type(obj).__name__}, not an object")
+    version = obj.get("v")
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise CodecError("wrong_version", f"version {version!r}, expected {SCHEMA_VERSION}")
+    if obj.keys() != _KEYS:
+        raise _schema(f"fields {sorted(obj)} != {sorted(_KEYS)}")
+    if obj["kind"] != KIND_TRADES:
+        raise _schema(f"kind {obj['kind']!r} != {KIND_TRADES!r}")
+    symbol = obj["s"]
+    if not symbol_ok(symbol):
+        raise _schema(f"bad symbol {symbol!r:.80}")
+    t = obj["t"]
+    p = obj["p"]
+    q = obj["q"]
+    c = obj["c"]
+    r = obj["r"]
+    if not (type(t) is list and type(p) is list and type(q) is list and type(c) is list):
+        raise _schema("t, p, q and c must be arrays")
+    if type(r) is not list:
+        raise _schema("r must be an array")
+    n = len(t)
+    if n > MAX_TRADES_PER_MESSAGE:
+        raise _schema(f"{n} trades > {MAX_TRADES_PER_MESSAGE}")
+    if not (len(p) == n and len(q) == n and len(c) == n):
+        raise _schema(f"column lengths differ: t={n} p={len(p)} q={len(q)} c={len(c)}")
+
+    if n:
+        if not set(map(type, t)) <= _INT:  # exact: bool is not an int here
+            raise _schema("t: non-integer values")
+        if min(t) <= 0 or max(t) > MAX_TIME_MS:
+            raise _schema("t: time out of range")
+    p = _check_numbers(p, "p", 0.0, MAX_PRICE, allow_low=False)
+    q = _check_numbers(q, "q", 0.0, MAX_VOLUME, allow_low=True)
+    if not set(map(type, c)) <= _COND:
+        raise _schema("c: entries must be null or arrays")
+    # `filter(None, c)` skips nulls and empty lists; every remaining element must be a str.
+    if not set(map(type, chain.from_iterable(filter(None, c)))) <= _STR:
+        raise _schema("c: conditions must be strings")
+
+    if not set(map(type, r)) <= _LIST or not set(map(len, r)) <= {2}:
+        raise _schema("r: runs must be [recv_time, n] pairs")
+    if r:
+        times, counts = zip(*r, strict=True)
+        if not set(map(type, counts)) <= _INT or min(counts) < 1:
+            raise _schema("r: run lengths must be positive integers")
+        if sum(counts) != n:
+            raise _schema(f"r: runs cover {sum(counts)} trades, batch has {n}")
+        times = _check_numbers(list(times), "r", 0.0, float(MAX_TIME_MS) / 1000.0, True)
+        recv = list(zip(times, counts, strict=True))
+    elif n:
+        raise _schema(f"r: no runs for {n} trades")
+    else:
+        recv = []
+    return SymbolBatch(symbol=symbol, t=t, p=p, v=q, c=c, recv=recv)

@@ -1,0 +1,61 @@
+"""Counting of everything the pipeline refuses, by reason.
+
+Nothing is dropped silently: every stage that discards a frame, a trade or a message calls
+`Drops.add` with a short reason such as ``"malformed_json"``. The log gets at most one line per
+reason per interval (with the count since the last line), so a flood of bad input cannot flood the
+log or slow the hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+
+# Reasons that are part of normal operation (the feed resends trades): logged at INFO, not WARNING.
+ROUTINE_REASONS = frozenset({"duplicate"})
+
+
+class Drops:
+    """Thread-safe drop counters keyed by reason, with rate-limited logging."""
+
+    def __init__(self, logger: logging.Logger | None = None, log_interval: float = 10.0) -> None:
+        self._counts: dict[str, int] = {}
+        self._since_log: dict[str, int] = {}
+        self._last_log: dict[str, float] = {}
+        self._log = logger or logging.getLogger("stockup_tui.drops")
+        self._interval = log_interval
+        self._lock = threading.Lock()
+
+    def add(self, reason: str, n: int = 1, detail: str = "") -> None:
+        """Count `n` items dropped for `reason`; `detail` (e.g. the error) goes to the log only."""
+        if n <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            self._counts[reason] = self._counts.get(reason, 0) + n
+            pending = self._since_log.get(reason, 0) + n
+            last = self._last_log.get(reason)
+            if last is not None and now - last < self._interval:
+                self._since_log[reason] = pending
+                return
+            self._since_log[reason] = 0
+            self._last_log[reason] = now
+        suffix = f": {detail[:200]}" if detail else ""
+        level = logging.INFO if reason in ROUTINE_REASONS else logging.WARNING
+        self._log.log(level, "dropped %d item(s): %s%s", pending, reason, suffix)
+
+    def get(self, reason: str) -> int:
+        with self._lock:
+            return self._counts.get(reason, 0)
+
+    def snapshot(self) -> dict[str, int]:
+        """A copy of the totals, safe to hand to another thread."""
+        with self._lock:
+            return dict(self._counts)
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())

@@ -1,0 +1,63 @@
+"""Core value types that flow through the pipeline.
+
+Trades travel in *columns* per symbol (`SymbolBatch`) rather than one object per trade: the
+analyzer can then extend its window lists with C-level list operations, and the bus carries one
+message per symbol per flush. Snapshots are immutable so the screen can read them from another
+thread without locks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class SymbolBatch:
+    """Trades of one symbol, in columns, in the order they were received.
+
+    `t` is the exchange time in epoch milliseconds, `p` the price, `v` the volume, `c` the trade
+    conditions (or None). `recv` holds run-length receive times: `(epoch_seconds, n)` says that the
+    next `n` trades were received at that wall-clock time; it drives the latency figures.
+    """
+
+    symbol: str
+    t: list[int] = field(default_factory=list)
+    p: list[float] = field(default_factory=list)
+    v: list[float] = field(default_factory=list)
+    c: list[list[str] | None] = field(default_factory=list)
+    recv: list[tuple[float, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowMetrics:
+    """Exact metrics over the trades of one symbol with `end - window_ms < t <= end`.
+
+    Price fields are None when the window holds no trade; `vwap` is None when the volume is zero.
+    """
+
+    window_ms: int
+    count: int
+    volume: float
+    first: float | None
+    last: float | None
+    min: float | None
+    max: float | None
+    mean: float | None
+    vwap: float | None
+    change: float | None
+    change_pct: float | None
+    rate: float  # trades per second over the window length
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolSnapshot:
+    """All windows of one symbol at event time `ts_ms` (a window end)."""
+
+    symbol: str
+    ts_ms: int
+    last_price: float | None  # latest trade ever seen, even if the windows are empty now
+    last_trade_ms: int | None
+    windows: tuple[WindowMetrics, ...]

@@ -1,0 +1,422 @@
+"""Wires source -> parse -> bus -> analyzer -> sinks and supervises every stage.
+
+Data flows one way. The source hands raw frames to the parser (validation, duplicate filter),
+which groups good trades per symbol; the publisher flushes those groups to the bus as encoded
+messages whenever `max_batch` trades are pending or `flush_interval` has passed. The analyzer
+stage consumes deliveries, applies them to the windows, hands emitted snapshots to the sinks and
+acknowledges. A stats tick once a second turns counters into one immutable `PipelineStats`.
+
+Each stage runs under a supervisor: an exception is counted, logged and the stage restarted with
+exponential backoff; nothing hangs silently. `stop()` drains: the source stops, pending trades
+are flushed, the bus is closed and consumed to the end, sinks are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from stockup_tui.config import ConfigError, Settings, SimulatorConfig
+from stockup_tui.engine.analyzer import Analyzer
+from stockup_tui.engine.bus.base import Bus, Message
+from stockup_tui.engine.bus.memory import MemoryBus
+from stockup_tui.engine.codec import CodecError, decode_batch, encode_batch, message_key
+from stockup_tui.engine.drops import Drops
+from stockup_tui.engine.latency import RecentLatency
+from stockup_tui.engine.model import SymbolBatch, SymbolSnapshot
+from stockup_tui.engine.simulator import SimulatorSettings, SimulatorThread
+from stockup_tui.engine.sinks.base import Sink
+from stockup_tui.engine.sinks.snapshots import SnapshotStore
+from stockup_tui.engine.sources.base import TradeSource
+from stockup_tui.engine.sources.dedup import DuplicateFilter
+from stockup_tui.engine.sources.finnhub import FinnhubClient
+from stockup_tui.engine.sources.parser import FrameParser
+from stockup_tui.engine.sources.recording import FrameRecorder, ReplaySource
+from stockup_tui.engine.stats import (
+    AnalyzerFigures,
+    BusFigures,
+    PipelineStats,
+    RateMeter,
+    SourceFigures,
+    StageState,
+)
+
+log = logging.getLogger(__name__)
+
+
+def simulator_settings(cfg: SimulatorConfig) -> SimulatorSettings:
+    """The simulator's own settings from the `[simulator]` section."""
+    return SimulatorSettings(
+        port=cfg.port,
+        rate=cfg.rate,
+        duplicate_fraction=cfg.duplicate_fraction,
+        ping_interval=cfg.ping_interval,
+        symbol_limit=cfg.symbol_limit,
+        drop_every=cfg.drop_every,
+        stall_after=cfg.stall_after,
+        malformed_rate=cfg.malformed_rate,
+        seed=cfg.seed,
+    )
+
+
+@dataclass
+class _Stage:
+    name: str
+    state: StageState
+    task: asyncio.Task[None] | None = None
+
+
+class Pipeline:
+    """The whole engine for one process. Build with `Pipeline.from_settings`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        source: TradeSource,
+        bus: Bus,
+        *,
+        sinks: Sequence[Sink] = (),
+        drops: Drops | None = None,
+        simulator: SimulatorThread | None = None,
+        recorder: FrameRecorder | None = None,
+        live_interval: float = 0.1,
+        live_clock: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.drops = drops or Drops()
+        self.source = source
+        self.bus = bus
+        self.simulator = simulator
+        self.recorder = recorder
+        dedup = (
+            DuplicateFilter(settings.source.dedup_horizon)
+            if settings.source.dedup_horizon > 0
+            else None
+        )
+        self.parser = FrameParser(self.drops, dedup, settings.source.max_frame_bytes)
+        self.analyzer = Analyzer(settings.windows_ms, settings.emit_interval_ms)
+        self.snapshots = SnapshotStore()
+        self.sinks: list[Sink] = [self.snapshots, *sinks]
+        self.latency = RecentLatency()
+        self.live_interval = live_interval
+        # Live feeds slide quiet windows on the wall clock; replays only on event time.
+        self._live_clock = live_clock
+        self._lateness_ms = round(settings.analyzer.lateness * 1000)
+        self._flush_lock = asyncio.Lock()
+        self._stages: dict[str, _Stage] = {}
+        self._rates = RateMeter()
+        self._started_at = time.monotonic()
+        self._stopping = False
+        self._source_done = asyncio.Event()
+        self._analyzer_done = asyncio.Event()
+        self.stats: PipelineStats = self._build_stats()
+
+    # -- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, sinks: Sequence[Sink] = (), live_interval: float = 0.1
+    ) -> Pipeline:
+        """Builds source, bus and sinks from the configuration; raises ConfigError if unusable."""
+        drops = Drops()
+        src = settings.source
+        recorder = FrameRecorder(src.record) if src.record else None
+        simulator: SimulatorThread | None = None
+        source: TradeSource
+        if src.kind == "replay":
+            if src.replay is None:
+                raise ConfigError("source.replay: a file is needed when source.kind = 'replay'")
+            if not src.replay.is_file():
+                raise ConfigError(f"source.replay: file not found: {src.replay}")
+            source = ReplaySource(src.replay, speed=src.replay_speed, drops=drops)
+        else:
+            if src.kind == "simulator":
+                simulator = SimulatorThread(simulator_settings(settings.simulator))
+                url, token = "ws://127.0.0.1", None  # the port is known after start()
+            else:
+                if src.token is None and "finnhub.io" in src.url:
+                    raise ConfigError(
+                        "source.token: Finnhub needs an API token (set FINNHUB_TOKEN or "
+                        "source.token), or use source.kind = 'simulator'"
+                    )
+                url, token = src.url, src.token.get_secret_value() if src.token else None
+            source = FinnhubClient(
+                url,
+                settings.symbols,
+                token=token,
+                kind=src.kind,
+                watchdog=src.watchdog,
+                max_frame_bytes=src.max_frame_bytes,
+                recorder=recorder,
+            )
+        bus = MemoryBus(settings.bus.queue_size)
+        return cls(
+            settings,
+            source,
+            bus,
+            sinks=sinks,
+            drops=drops,
+            simulator=simulator,
+            recorder=recorder,
+            live_interval=live_interval,
+            live_clock=src.kind != "replay",
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.simulator is not None:
+            url = await asyncio.to_thread(self.simulator.start)
+            assert isinstance(self.source, FinnhubClient)
+            self.source.set_url(url)
+        await self.bus.start()
+        self._started_at = time.monotonic()
+        self._spawn("source", self._run_source, finite=True)
+        self._spawn("publisher", self._run_flusher)
+        self._spawn("analyzer", self._run_analyzer, finite=True)
+        self._spawn("clock", self._run_clock)
+        log.info(
+            "pipeline started: source=%s bus=%s symbols=%d windows=%s",
+            self.source.stats.kind,
+            self.bus.stats.kind,
+            len(self.settings.symbols),
+            ",".join(self.settings.windows),
+        )
+
+    async def wait_source_done(self) -> None:
+        """Returns when a finite source (a replay) has delivered everything."""
+        await self._source_done.wait()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Drains and stops everything; safe to call twice."""
+        if self._stopping:
+            return
+        self._stopping = True
+        await self.source.stop()
+        self._cancel("source")
+        self._cancel("publisher")
+        await self._flush()
+        await self.bus.close()
+        try:
+            await asyncio.wait_for(self._analyzer_done.wait(), timeout)
+        except TimeoutError:
+            log.error("analyzer did not drain within %.0fs; stopping it", timeout)
+        for name in list(self._stages):
+            self._cancel(name)
+        await asyncio.gather(
+            *(s.task for s in self._stages.values() if s.task), return_exceptions=True
+        )
+        self._refresh_live()
+        for sink in self.sinks:
+            try:
+                await sink.close()
+            except Exception as exc:  # a sink failing to close must not hide the others
+                log.error("sink %s failed to close: %s", sink.name, exc)
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.simulator is not None:
+            await asyncio.to_thread(self.simulator.stop)
+        self.stats = self._build_stats()
+        log.info("pipeline stopped")
+
+    def set_symbols(self, symbols: Iterable[str]) -> None:
+        """Changes the watchlist live: the feed re-subscribes, removed symbols are forgotten."""
+        new = list(dict.fromkeys(symbols))
+        for sym in set(self.settings.symbols) - set(new):
+            self.analyzer.forget(sym)
+        self.settings.symbols = new
+        self.source.set_symbols(new)
+
+    # -- supervision -----------------------------------------------------------------------
+
+    def _spawn(
+        self, name: str, body: Callable[[], Awaitable[None]], *, finite: bool = False
+    ) -> None:
+        stage = _Stage(name, StageState(name, "starting"))
+        self._stages[name] = stage
+        stage.task = asyncio.get_running_loop().create_task(
+            self._supervise(stage, body, finite), name=f"stage:{name}"
+        )
+
+    async def _supervise(
+        self, stage: _Stage, body: Callable[[], Awaitable[None]], finite: bool
+    ) -> None:
+        delay = 0.1
+        while True:
+            stage.state = replace(stage.state, status="running")
+            started = time.monotonic()
+            try:
+                await body()
+            except asyncio.CancelledError:
+                stage.state = replace(stage.state, status="stopped")
+                raise
+            except Exception as exc:
+                msg = f"{type(exc).__name__}: {exc}"
+                log.exception("stage %s failed (%s); restarting in %.1fs", stage.name, msg, delay)
+                stage.state = replace(
+                    stage.state,
+                    status="restarting",
+                    restarts=stage.state.restarts + 1,
+                    last_error=msg[:300],
+                )
+                if time.monotonic() - started > 30:
+                    delay = 0.1  # it ran fine for a while: start the backoff over
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            stage.state = replace(stage.state, status="finished" if finite else "stopped")
+            return
+
+    def _cancel(self, name: str) -> None:
+        stage = self._stages.get(name)
+        if stage and stage.task and not stage.task.done():
+            stage.task.cancel()
+
+    # -- stages ----------------------------------------------------------------------------
+
+    async def _run_source(self) -> None:
+        await self.source.run(self._on_frame)
+        self._source_done.set()
+
+    async def _on_frame(self, frame: str | bytes, recv_time: float) -> None:
+        parser = self.parser
+        parser.parse(frame, recv_time)
+        if parser.pending >= self.settings.bus.max_batch:
+            await self._flush()
+
+    async def _run_flusher(self) -> None:
+        interval = self.settings.bus.flush_interval
+        while True:
+            await asyncio.sleep(interval)
+            if self.parser.pending:
+                await self._flush()
+
+    async def _flush(self) -> None:
+        """Moves pending trades to the bus; the lock keeps per-symbol order across flushes."""
+        async with self._flush_lock:
+            batches = self.parser.take()
+            if batches:
+                await self.bus.publish([Message(message_key(b), encode_batch(b)) for b in batches])
+
+    async def _run_analyzer(self) -> None:
+        analyzer = self.analyzer
+        bus = self.bus
+        drops = self.drops
+        record = self.latency.record
+        async for delivery in bus.consume():
+            emitted: list[SymbolSnapshot] = []
+            applied: list[SymbolBatch] = []
+            for msg in delivery.messages:
+                try:
+                    batch = decode_batch(msg.payload)
+                except CodecError as exc:
+                    drops.add(f"bus_{exc.reason}", detail=str(exc))
+                    continue
+                emitted.extend(analyzer.ingest(batch))
+                applied.append(batch)
+            now = time.time()
+            for batch in applied:
+                for recv, n in batch.recv:
+                    record(now - recv, n)
+            if emitted:
+                self._write_sinks(emitted)
+            await bus.ack(delivery)
+        self._analyzer_done.set()
+
+    async def _run_clock(self) -> None:
+        """Slides quiet windows, refreshes live snapshots and the stats, on fixed timers."""
+        live_every = max(1, round(self.live_interval / 0.05))
+        stats_every = 20
+        tick = 0
+        while True:
+            await asyncio.sleep(0.05)
+            tick += 1
+            if tick % live_every == 0:
+                self._advance_quiet_windows()
+                self._refresh_live()
+            if tick % stats_every == 0:
+                self.stats = self._build_stats()
+                self.latency.rotate()
+
+    def _advance_quiet_windows(self) -> None:
+        wm = self.analyzer.watermark_ms
+        now_ms = int(time.time() * 1000) if self._live_clock else 0
+        clock = max(wm or 0, now_ms)
+        if clock:
+            emitted = self.analyzer.advance_to(clock - self._lateness_ms)
+            if emitted:
+                self._write_sinks(emitted)
+
+    def _refresh_live(self) -> None:
+        self.snapshots.replace(self.analyzer.live_all())
+
+    def _write_sinks(self, snapshots: list[SymbolSnapshot]) -> None:
+        for sink in self.sinks:
+            try:
+                sink.write(snapshots)
+            except Exception as exc:
+                self.drops.add(f"sink_error:{sink.name}", len(snapshots), detail=str(exc))
+
+    # -- stats -----------------------------------------------------------------------------
+
+    def _build_stats(self) -> PipelineStats:
+        now_m = time.monotonic()
+        now = time.time()
+        rate = self._rates.rate
+        s = self.source.stats
+        p = self.parser
+        b = self.bus.stats
+        a = self.analyzer
+        p50, p99 = self.latency.recent()
+        p50_all, p99_all = self.latency.overall()
+        return PipelineStats(
+            at=now,
+            uptime=now_m - self._started_at,
+            source=SourceFigures(
+                kind=s.kind,
+                endpoint=s.endpoint,
+                connected=s.connected,
+                connections=s.connections,
+                reconnects=s.reconnects,
+                last_gap=s.last_gap,
+                max_gap=s.max_gap,
+                frames=s.frames,
+                frames_per_s=rate("frames", s.frames, now_m),
+                trades=p.trades,
+                trades_per_s=rate("trades", p.trades, now_m),
+                last_frame_age=(now - s.last_frame_at) if s.last_frame_at else None,
+                subscribed=s.subscribed,
+                last_error=p.last_error or s.last_error,
+                finished=s.finished,
+            ),
+            bus=BusFigures(
+                kind=b.kind,
+                connected=b.connected,
+                published=b.published_messages,
+                published_per_s=rate("published", b.published_messages, now_m),
+                consumed=b.consumed_messages,
+                consumed_per_s=rate("consumed", b.consumed_messages, now_m),
+                queue_depth=b.queue_depth,
+                queue_capacity=b.queue_capacity,
+                publish_errors=b.publish_errors,
+                last_error=b.last_error,
+            ),
+            analyzer=AnalyzerFigures(
+                trades=a.ingested,
+                trades_per_s=rate("analyzed", a.ingested, now_m),
+                symbols=len(a.symbols),
+                snapshots=self.snapshots.emitted,
+                late=a.late,
+                watermark_ms=a.watermark_ms,
+                latency_p50=p50,
+                latency_p99=p99,
+                latency_p50_all=p50_all,
+                latency_p99_all=p99_all,
+            ),
+            drops={**self.drops.snapshot(), **({"too_old": a.too_old} if a.too_old else {})},
+            stages=tuple(st.state for st in self._stages.values()),
+            sinks={sink.name: sink.figures() for sink in self.sinks},
+        )

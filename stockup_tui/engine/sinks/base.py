@@ -1,0 +1,24 @@
+"""Where window snapshots go after the analyzer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from stockup_tui.engine.model import SymbolSnapshot
+
+
+class Sink(Protocol):
+    name: str
+
+    def write(self, snapshots: Sequence[SymbolSnapshot]) -> None:
+        """Takes emitted (interval-aligned) snapshots; must not block the event loop."""
+        ...
+
+    def figures(self) -> dict[str, object]:
+        """Health figures for the stats snapshot."""
+        ...
+
+    async def close(self) -> None:
+        """Drains buffers; called once on shutdown."""
+        ...

@@ -1,0 +1,66 @@
+"""What every trade source provides to the pipeline."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# Called once per raw frame with the wall-clock receive time (epoch seconds). Async so that the
+# pipeline can apply back-pressure: a source awaits it before reading the next frame.
+FrameHandler = Callable[[str | bytes, float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnection:
+    """One loss of the feed: when it happened, why, and how long no data came (`gap`)."""
+
+    at: float  # epoch seconds of the last frame before the loss
+    reason: str
+    gap: float | None = None  # seconds without data; None while still disconnected
+
+
+@dataclass(slots=True)
+class SourceStats:
+    """Counters a source keeps; read by the stats hub (plain ints, no locking on the hot path)."""
+
+    kind: str
+    endpoint: str = ""
+    connected: bool = False
+    connections: int = 0
+    frames: int = 0
+    bytes: int = 0
+    last_frame_at: float | None = None  # epoch seconds
+    last_error: str | None = None
+    finished: bool = False
+    subscribed: tuple[str, ...] = ()
+    disconnections: deque[Disconnection] = field(default_factory=lambda: deque(maxlen=100))
+    reconnects: int = 0
+
+    @property
+    def max_gap(self) -> float:
+        return max((d.gap or 0.0 for d in self.disconnections), default=0.0)
+
+    @property
+    def last_gap(self) -> float | None:
+        for d in reversed(self.disconnections):
+            if d.gap is not None:
+                return d.gap
+        return None
+
+
+class TradeSource(Protocol):
+    """A producer of raw Finnhub-protocol frames."""
+
+    stats: SourceStats
+
+    async def run(self, on_frame: FrameHandler) -> None:
+        """Delivers frames until stopped (or, for finite sources, until the end)."""
+        ...
+
+    def set_symbols(self, symbols: Iterable[str]) -> None:
+        """Changes the subscription live."""
+        ...
+
+    async def stop(self) -> None: ...

@@ -1,0 +1,390 @@
+"""Finnhub websocket frames -> validated trades, grouped into one `SymbolBatch` per symbol.
+
+Frames look like ``{"type":"trade","data":[{"s":"AAPL","p":187.43,"t":1764085243123,"v":100,
+"c":["1","12"]}, ...]}``, ``{"type":"ping"}`` or ``{"type":"error","msg":"..."}``.
+
+Nothing here raises or stops on bad input: a bad frame is dropped whole, a bad trade is dropped
+alone (the good trades of its frame are kept), and each drop is counted in `Drops` under one of
+these reasons:
+
+``binary_frame`` (bytes instead of text), ``oversized_frame`` (longer than `max_frame_bytes`
+chars, checked before parsing), ``malformed_json``, ``not_an_object``, ``unknown_type`` (not
+trade/ping/error), ``bad_data`` (trade frame whose data is not a list), ``bad_trade`` (element
+not an object), ``missing_field`` (s/p/t/v absent), ``bad_symbol`` (not a non-empty str of at
+most 50 printable chars without spaces), ``bad_type`` (p/v not int/float - bool is not a number -
+or t not int), ``nonfinite_price``, ``bad_price`` (<= 0 or > `MAX_PRICE`), ``bad_volume``
+(negative, non-finite or > `MAX_VOLUME`; zero is allowed), ``bad_time`` (t <= 0 or after the
+year 2200), ``bad_conditions`` (c neither null nor a list of at most 64 strs of at most 32 chars),
+``duplicate`` (see `DuplicateFilter`) and ``server_error`` (``{"type":"error"}`` frames; the text
+is also kept in `last_error`).
+
+orjson rejects NaN/Infinity literals and numbers like 1e400; such a frame is re-read with the
+stdlib ``json`` (which accepts them) only to classify its trades, so one trade with ``"p": NaN``
+costs ``nonfinite_price`` for that trade alone.
+
+Speed (the per-trade hot path): the fields are pulled out with one list comprehension each, then
+the frame is validated column by column with C-level passes (``set(map(type, col))``,
+``min``/``max``, set inclusion against caches of already validated symbols and condition
+tuples), hashed for dedup with ``map(hash, zip(...))`` and appended to per-symbol flat lists with
+``map(list.extend, ...)``; no other Python code runs per trade. A frame the fast path cannot
+vouch for entirely (a bad trade, or the first sight of a symbol or conditions list) goes through
+`_check_trade` trade by trade, which gives the exact drop reason and fills the caches; that is
+about 1.5x slower. Prices and volumes are always stored as floats.
+
+Conditions lists are shared: every trade with conditions ``["1", "12"]`` refers to the same list
+object (less memory, and no garbage-collector tracked object per trade). Treat ``batch.c``
+entries as read-only.
+
+Not thread-safe: call `parse` and `take` from the same thread (or event loop), and call `take`
+regularly: pending trades are held until then.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
+from itertools import compress, repeat
+from math import isfinite
+from operator import ne
+
+import orjson
+
+from ..codec import MAX_PRICE, MAX_TIME_MS, MAX_VOLUME, symbol_ok
+from ..drops import Drops
+from ..model import SymbolBatch
+from .dedup import DuplicateFilter
+
+#: Conditions per trade and chars per condition; Finnhub codes are short ("1", "12").
+MAX_CONDITIONS = 64
+MAX_CONDITION_LEN = 32
+# The caches of already validated symbols/conditions are cleared when they grow past this, so
+# a feed of random symbols cannot grow memory without bound.
+_MAX_CACHED_SYMBOLS = 100_000
+_MAX_CACHED_CONDITIONS = 10_000
+
+_NUM = frozenset((int, float))
+_INT = frozenset((int,))
+_FLOAT = frozenset((float,))
+_LIST = frozenset((list,))
+_NONE = frozenset((type(None),))
+_COND = _LIST | _NONE
+_extend = list.extend
+_append = list.append
+# The conditions key of a trade whose c is null: a tuple (so `tuple()` keeps it) holding a
+# private object, so it equals no tuple made from a JSON list (not even [null]).
+# `_NONE_TO_KEY(id(c), c)` maps None to it and a list to itself, in C.
+_NONE_KEY = (object(),)
+_NONE_TO_KEY = {id(None): _NONE_KEY}.get
+
+# (symbol, price, time, volume, shared conditions list, conditions key)
+_Trade = tuple[str, float, int, float, "list[str] | None", tuple]
+# Columns ss, ps, ts, vs, cs, cks (cks is None when every c is None).
+_Columns = tuple[list, list, list, list, list, "list | None"]
+
+
+class FrameParser:
+    """Accumulates the good trades of successive frames until `take` collects them.
+
+    Counters: `trades` (good trades), `frames` (accepted trade frames), `pings`, `errors`
+    (server error frames, text in `last_error`), `received` (everything given to `parse`), and
+    `pending` (good trades waiting for `take`).
+    """
+
+    def __init__(
+        self,
+        drops: Drops,
+        dedup: DuplicateFilter | None,
+        max_frame_bytes: int = 1_048_576,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.drops = drops
+        self.dedup = dedup
+        self.max_frame_bytes = max_frame_bytes
+        self._clock = clock  # monotonic, read once per trade frame for dedup rotation
+        # symbol -> flat rows [t, p, v, c, t, p, v, c, ...]
+        self._rows: defaultdict[str, list] = defaultdict(list)
+        # one (recv_time, trades per symbol) entry per frame that kept trades: the recv runs
+        self._log: list[tuple[float, Counter[str]]] = []
+        self._sym_ok: set[str] = set()
+        # Validated conditions key -> one shared list per distinct value (_NONE_KEY -> None).
+        self._conds: dict[tuple, list[str] | None] = {_NONE_KEY: None}
+        self.pending = 0
+        self.trades = 0
+        self.frames = 0
+        self.pings = 0
+        self.errors = 0
+        self.received = 0
+        self.last_error: str | None = None
+
+    def parse(self, frame: str | bytes, recv_time: float) -> None:
+        """Validate one websocket frame received at `recv_time` (epoch seconds); never raises."""
+        self.received += 1
+        drops = self.drops
+        if not isinstance(frame, str):
+            size = len(frame) if isinstance(frame, bytes | bytearray | memoryview) else -1
+            drops.add("binary_frame", detail=f"{type(frame).__name__}, {size} bytes")
+            return
+        if len(frame) > self.max_frame_bytes:
+            drops.add("oversized_frame", detail=f"{len(frame)} chars > {self.max_frame_bytes}")
+            return
+        exact = True
+        try:
+            msg = orjson.loads(frame)
+        except orjson.JSONDecodeError as exc:
+            # Only to classify NaN/Infinity/1e400 per trade; anything else is malformed.
+            exact = False
+            try:
+                msg = json.loads(frame)
+            except Exception:  # ValueError, RecursionError on deep nesting
+                drops.add("malformed_json", detail=str(exc))
+                return
+        if type(msg) is not dict:
+            drops.add("not_an_object", detail=type(msg).__name__)
+            return
+        kind = msg.get("type")
+        if kind == "trade":
+            data = msg.get("data")
+            if type(data) is not list:
+                drops.add("bad_data", detail=type(data).__name__)
+                return
+            self.frames += 1
+            if data:
+                self._trades(data, recv_time, exact)
+        elif kind == "ping":
+            self.pings += 1
+        elif kind == "error":
+            self.errors += 1
+            text = msg.get("msg")
+            text = text if type(text) is str else repr(text)
+            self.last_error = text[:500]
+            drops.add("server_error", detail=text)
+        else:
+            drops.add("unknown_type", detail=repr(kind)[:50])
+
+    def _trades(self, data: list, recv_time: float, exact: bool) -> None:
+        """Validate, dedup and append the trades of one frame, column by column."""
+        cols = self._fast_columns(data) if exact else None
+        if cols is None:
+            cols = self._slow_columns(data)
+        ss, ps, ts, vs, cs, cks = cols
+        n = len(ss)
+        if not n:
+            return
+        dedup = self.dedup
+        if dedup is not None:
+            dedup.rotate_if_due(self._clock())
+            if cks is None:
+                keys = zip(ss, ps, ts, vs, repeat(_NONE_KEY))
+            else:
+                keys = zip(ss, ps, ts, vs, cks, strict=True)
+            hs = list(map(hash, keys))
+            cur = dedup.cur
+            dupset = cur.intersection(hs)  # hits only: no table for the whole frame
+            in_cur = len(dupset)
+            dupset |= dedup.old.intersection(hs)
+            before = len(cur)
+            cur.update(hs)  # also refreshes keys found in `old`: a 3rd copy meets the 2nd
+            repeats = len(cur) - before + in_cur < n  # fewer distinct hashes than trades
+            if dupset or repeats:
+                if repeats:
+                    # A hash repeated inside the frame: keep only its first occurrence (the
+                    # dict keeps the last write, hence reversed), and none if seen before.
+                    first = dict(zip(reversed(hs), range(n - 1, -1, -1), strict=True))
+                    for h in dupset:
+                        first[h] = -1
+                    gone = list(compress(range(n), map(ne, map(first.__getitem__, hs), range(n))))
+                else:
+                    gone = list(compress(range(n), map(dupset.__contains__, hs)))
+                self.drops.add("duplicate", len(gone))
+                if len(gone) <= 16:  # the usual few: cheaper than rebuilding five lists
+                    for i in reversed(gone):
+                        del ss[i], ps[i], ts[i], vs[i], cs[i]
+                else:  # many (a whole frame resent): linear, not quadratic
+                    keep = [True] * n
+                    for i in gone:
+                        keep[i] = False
+                    ss = list(compress(ss, keep))
+                    ps = list(compress(ps, keep))
+                    ts = list(compress(ts, keep))
+                    vs = list(compress(vs, keep))
+                    cs = list(compress(cs, keep))
+                n -= len(gone)
+                if not n:
+                    return
+        # One C-level pass: extend each symbol's flat row list (the defaultdict creates new
+        # ones) with (t, p, v, c).
+        deque(map(_extend, map(self._rows.__getitem__, ss), zip(ts, ps, vs, cs, strict=True)), 0)
+        self._log.append((recv_time, Counter(ss)))
+        self.trades += n
+        self.pending += n
+
+    def _fast_columns(self, data: list) -> _Columns | None:
+        """Columns of a frame whose trades are all certainly valid, else None.
+
+        Only for orjson output, whose floats are always finite. Every test is a C-level pass
+        over a column; the type tests come first so that min/max only compare numbers.
+        """
+        try:
+            ss = [d["s"] for d in data]
+            ps = [d["p"] for d in data]
+            ts = [d["t"] for d in data]
+            vs = [d["v"] for d in data]
+        except Exception:  # an element is not a dict or lacks a field
+            return None
+        try:
+            cs = [d["c"] for d in data]  # Finnhub always sends c, if only as null
+        except KeyError:
+            cs = [d.get("c") for d in data]
+        ptypes = set(map(type, ps))
+        vtypes = set(map(type, vs))
+        if not (
+            ptypes <= _NUM
+            and vtypes <= _NUM
+            and set(map(type, ts)) <= _INT  # exact types: bool is neither int nor float here
+            and min(ps) > 0.0
+            and max(ps) <= MAX_PRICE
+            and min(ts) > 0
+            and max(ts) <= MAX_TIME_MS
+            and min(vs) >= 0
+            and max(vs) <= MAX_VOLUME
+        ):
+            return None
+        try:
+            if not self._sym_ok.issuperset(ss):  # unhashable symbols raise
+                return None
+            ctypes = set(map(type, cs))
+            if ctypes <= _NONE:
+                cks = None
+            else:
+                if ctypes <= _LIST:
+                    cks = list(map(tuple, cs))
+                elif ctypes <= _COND:
+                    cks = list(map(tuple, map(_NONE_TO_KEY, map(id, cs), cs)))
+                else:
+                    return None
+                # Only tuples of valid strs are cached, so a hit proves validity; the cached
+                # list replaces the frame's own (see the module docstring).
+                cs = list(map(self._conds.__getitem__, cks))
+        except (TypeError, KeyError):
+            return None
+        if not ptypes <= _FLOAT:
+            ps = list(map(float, ps))
+        if not vtypes <= _FLOAT:
+            vs = list(map(float, vs))
+        return ss, ps, ts, vs, cs, cks
+
+    def _slow_columns(self, data: list) -> _Columns:
+        """Columns of the valid trades of a frame, checking each trade and counting drops."""
+        check = self._check_trade
+        good = []
+        reasons: dict[str, int] = {}
+        for d in data:
+            r = check(d)
+            if type(r) is str:
+                reasons[r] = reasons.get(r, 0) + 1
+            else:
+                good.append(r)
+        drops = self.drops
+        for reason, n in reasons.items():
+            drops.add(reason, n)
+        if not good:
+            return [], [], [], [], [], None
+        ss, ps, ts, vs, cs, cks = map(list, zip(*good, strict=True))
+        return ss, ps, ts, vs, cs, cks
+
+    def _check_trade(self, d: object) -> str | _Trade:
+        """Full validation of one trade: the drop reason, or the normalized trade."""
+        if type(d) is not dict:
+            return "bad_trade"
+        try:
+            s = d["s"]
+            p = d["p"]
+            t = d["t"]
+            v = d["v"]
+        except KeyError:
+            return "missing_field"
+        if not symbol_ok(s):
+            return "bad_symbol"
+        if type(p) not in _NUM or type(v) not in _NUM or type(t) is not int:
+            return "bad_type"
+        try:
+            p = float(p)
+        except OverflowError:  # huge int from the stdlib fallback
+            return "nonfinite_price"
+        if not isfinite(p):
+            return "nonfinite_price"
+        if not 0.0 < p <= MAX_PRICE:
+            return "bad_price"
+        try:
+            v = float(v)
+        except OverflowError:
+            return "bad_volume"
+        if not 0.0 <= v <= MAX_VOLUME:  # False for NaN
+            return "bad_volume"
+        if not 0 < t <= MAX_TIME_MS:
+            return "bad_time"
+        c = d.get("c")
+        if c is None:
+            ck = _NONE_KEY
+        elif (
+            type(c) is list
+            and len(c) <= MAX_CONDITIONS
+            and all(type(x) is str and len(x) <= MAX_CONDITION_LEN for x in c)
+        ):
+            ck = tuple(c)
+            conds = self._conds
+            shared = conds.get(ck)
+            if shared is None:
+                if len(conds) >= _MAX_CACHED_CONDITIONS:
+                    conds.clear()
+                    conds[_NONE_KEY] = None
+                shared = conds[ck] = c
+            c = shared
+        else:
+            return "bad_conditions"
+        sym_ok = self._sym_ok
+        if s not in sym_ok:
+            if len(sym_ok) >= _MAX_CACHED_SYMBOLS:
+                sym_ok.clear()
+            sym_ok.add(s)
+        return (s, p, t, v, c, ck)
+
+    def take(self) -> list[SymbolBatch]:
+        """Return the pending trades as one batch per symbol (first-seen order) and clear them."""
+        pending = self._rows
+        if not pending:
+            return []
+        log = self._log
+        self._rows = defaultdict(list)
+        self._log = []
+        self.pending = 0
+        runs: defaultdict[str, list[tuple[float, int]]] = defaultdict(list)
+        if len({when for when, _ in log}) == len(log):
+            # Distinct receive times (the norm): one run per symbol per frame, built in C.
+            for when, counts in log:
+                deque(
+                    map(_append, map(runs.__getitem__, counts), zip(repeat(when), counts.values())),
+                    0,
+                )
+        else:  # equal receive times: merge a symbol's consecutive runs that share one
+            for when, counts in log:
+                for symbol, n in counts.items():
+                    sym_runs = runs[symbol]
+                    if sym_runs and sym_runs[-1][0] == when:
+                        sym_runs[-1] = (when, sym_runs[-1][1] + n)
+                    else:
+                        sym_runs.append((when, n))
+        return [
+            SymbolBatch(
+                symbol=symbol,
+                t=rows[0::4],
+                p=rows[1::4],
+                v=rows[2::4],
+                c=rows[3::4],
+                recv=runs[symbol],
+            )
+            for symbol, rows in pending.items()
+        ]

@@ -1,0 +1,97 @@
+"""One immutable picture of the whole pipeline's health, rebuilt once a second.
+
+Stages keep plain counters (cheap to bump on the hot path); the hub turns them into rates once a
+tick and publishes a frozen `PipelineStats` that the screen, the headless status line and the
+InfluxDB ops measurement read from any thread.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class StageState:
+    name: str
+    status: str  # "starting" | "running" | "restarting" | "finished" | "failed" | "stopped"
+    restarts: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFigures:
+    kind: str
+    endpoint: str
+    connected: bool
+    connections: int
+    reconnects: int
+    last_gap: float | None
+    max_gap: float
+    frames: int
+    frames_per_s: float
+    trades: int  # good trades out of the parser
+    trades_per_s: float
+    last_frame_age: float | None
+    subscribed: tuple[str, ...]
+    last_error: str | None
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BusFigures:
+    kind: str
+    connected: bool
+    published: int
+    published_per_s: float
+    consumed: int
+    consumed_per_s: float
+    queue_depth: int
+    queue_capacity: int
+    publish_errors: int
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyzerFigures:
+    trades: int
+    trades_per_s: float
+    symbols: int
+    snapshots: int
+    late: int
+    watermark_ms: int | None
+    latency_p50: float | None  # seconds, trade receive -> applied to the windows, recent
+    latency_p99: float | None
+    latency_p50_all: float | None  # over the whole run
+    latency_p99_all: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStats:
+    at: float
+    uptime: float
+    source: SourceFigures
+    bus: BusFigures
+    analyzer: AnalyzerFigures
+    drops: dict[str, int]
+    stages: tuple[StageState, ...]
+    sinks: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.drops.values())
+
+
+class RateMeter:
+    """Per-second rates of monotonic counters between two ticks."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def rate(self, name: str, value: int, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        prev = self._last.get(name)
+        self._last[name] = (now, value)
+        if prev is None or now <= prev[0]:
+            return 0.0
+        return (value - prev[1]) / (now - prev[0])

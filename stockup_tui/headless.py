@@ -1,0 +1,82 @@
+"""`stockup-tui --headless`: the same pipeline as the screen, as a service with a status line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from typing import TextIO
+
+from stockup_tui.config import Settings
+from stockup_tui.engine.pipeline import Pipeline
+from stockup_tui.engine.sinks.jsonl import JsonlSink
+from stockup_tui.engine.stats import PipelineStats
+
+log = logging.getLogger(__name__)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}ms"
+
+
+def status_line(st: PipelineStats) -> str:
+    """One line a person can read at a glance: rates, symbols, reconnects, drops, latency."""
+    src, bus, an = st.source, st.bus, st.analyzer
+    if src.connected:
+        state = "up"
+    elif src.finished:
+        state = "done"
+    else:
+        state = "DOWN" if src.connections else "connecting"
+    gap = f" gap max {src.max_gap:.2f}s" if src.reconnects else ""
+    drops = " ".join(f"{k}={v}" for k, v in sorted(st.drops.items()) if v) or "none"
+    restarts = sum(s.restarts for s in st.stages)
+    return (
+        f"{time.strftime('%H:%M:%S')} "
+        f"src {src.kind} {state} {src.frames_per_s:,.0f} fr/s {src.trades_per_s:,.0f} tr/s "
+        f"reconnects {src.reconnects}{gap} | "
+        f"bus {bus.kind} q {bus.queue_depth}/{bus.queue_capacity} | "
+        f"analyzer {an.trades_per_s:,.0f} tr/s {an.symbols} sym total {an.trades:,} | "
+        f"latency p50 {_ms(an.latency_p50)} p99 {_ms(an.latency_p99)} | "
+        f"drops {drops}" + (f" | stage restarts {restarts}" if restarts else "")
+    )
+
+
+async def run_headless(settings: Settings, out: TextIO = sys.stdout) -> int:
+    """Runs until SIGINT/SIGTERM (or the end of a replay), drains, and returns the exit code."""
+    sinks = [JsonlSink(settings.sinks.jsonl)] if settings.sinks.jsonl else []
+    interval = settings.headless.status_interval
+    pipeline = Pipeline.from_settings(settings, sinks=sinks, live_interval=min(1.0, interval))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    await pipeline.start()
+    print(
+        f"stockup-tui headless: {pipeline.source.stats.kind} -> {pipeline.bus.stats.kind} "
+        f"-> analyzer ({', '.join(settings.windows)}); Ctrl+C to stop",
+        file=out,
+        flush=True,
+    )
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            print(status_line(pipeline.stats), file=out, flush=True)
+
+    reporter = asyncio.create_task(report())
+    source_done = asyncio.create_task(pipeline.wait_source_done())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({source_done, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    reporter.cancel()
+    source_done.cancel()
+    stopped.cancel()
+    await pipeline.stop()
+    print(status_line(pipeline.stats), file=out, flush=True)
+    print("stopped cleanly", file=out, flush=True)
+    return 0

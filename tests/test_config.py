@@ -1,0 +1,113 @@
+"""Configuration layering, validation messages, provenance and secret masking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stockup_tui.cli import main
+from stockup_tui.config import ConfigError, effective_items, load_config, parse_duration
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_file() -> None:
+    loaded = load_config(environ={}, path=None)
+    s = loaded.settings
+    assert s.source.kind == "simulator"
+    assert s.bus.kind == "memory"
+    assert s.windows_ms == [60_000, 300_000]
+    assert s.emit_interval_ms == 1000
+
+
+def test_precedence_file_env_flag(tmp_path: Path) -> None:
+    path = write(tmp_path, 'symbols = ["aapl"]\n[simulator]\nrate = 10\nseed = 7\n')
+    env = {"STOCKUP_SIMULATOR__RATE": "20", "STOCKUP_SYMBOLS": "msft, ibm"}
+    loaded = load_config(path, {"simulator.rate": 30}, environ=env)
+    s = loaded.settings
+    assert s.simulator.rate == 30  # flag beats env beats file
+    assert s.simulator.seed == 7  # file beats default
+    assert s.symbols == ["MSFT", "IBM"]  # env beats file, normalised
+    assert loaded.origins["simulator.rate"] == "flag"
+    assert loaded.origins["symbols"] == "env"
+    assert loaded.origins["simulator.seed"] == f"file {path}"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[bus]\nkind = "kafak"\n', "bus.kind"),
+        ('[source]\nwatchdog = "soon"\n', "source.watchdog"),
+        ("[simulator]\nrate = -1\n", "simulator.rate"),
+        ("[source]\nunknown_thing = 1\n", "source.unknown_thing"),
+        ('windows = ["1m", "10ms"]\n', "windows"),
+        ('symbols = ["AAPL", "not a symbol"]\n', "symbols"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), environ={})
+    assert f"{key}:" in str(err.value)
+
+
+def test_unknown_env_variable_is_named() -> None:
+    with pytest.raises(ConfigError, match="STOCKUP_BUS__KINDZ"):
+        load_config(environ={"STOCKUP_BUS__KINDZ": "x"})
+
+
+def test_broken_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "symbols = [\n"), environ={})
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml", environ={})
+
+
+def test_token_from_env_is_masked_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
+    token = "sk_live_0123456789abcdef"
+    loaded = load_config(environ={"FINNHUB_TOKEN": token})
+    assert loaded.settings.source.token is not None
+    assert loaded.settings.source.token.get_secret_value() == token
+    shown = dict((k, v) for k, v, _ in effective_items(loaded))["source.token"]
+    assert token not in shown and shown.startswith("sk")
+    assert token not in repr(loaded.settings)
+
+
+def test_durations() -> None:
+    assert parse_duration("500ms") == 0.5
+    assert parse_duration("2m") == 120
+    assert parse_duration(3) == 3.0
+    with pytest.raises(ValueError):
+        parse_duration("-1s")
+
+
+def test_cli_config_command_prints_origins(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FINNHUB_TOKEN", "tok_abcdefghijklmnopqrstuvwxyz")
+    path = write(tmp_path, "[simulator]\nrate = 42\n")
+    assert main(["config", "--config", str(path), "--set", "source.watchdog=3s"]) == 0
+    out = capsys.readouterr().out
+    assert f"# file {path}" in out
+    assert "source.watchdog" in out and "# flag" in out
+    assert "tok_abcdefghijklmnopqrstuvwxyz" not in out
+
+
+def test_cli_bad_config_exits_nonzero_naming_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "[bus]\nmax_batch = 0\n")
+    assert main(["--headless", "--config", str(path)]) == 2
+    assert "bus.max_batch" in capsys.readouterr().err
+
+
+def test_readme_documents_every_setting() -> None:
+    from stockup_tui.config import known_keys
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [key for key in sorted(known_keys()) if f"| `{key}` |" not in readme]
+    assert not missing, f"README configuration table lacks {missing}"

@@ -1,0 +1,173 @@
+"""The whole engine, end to end: simulator -> real websocket -> parser -> memory bus -> analyzer
+-> sinks; replay exactness against a brute-force oracle; supervision and draining."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from stockup_tui.config import Settings
+from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.pipeline import Pipeline
+from stockup_tui.engine.sources.finnhub import FinnhubClient
+from stockup_tui.engine.sources.recording import FrameRecorder
+from tests.helpers import brute_force, close, wait_until
+
+
+class ListSink:
+    name = "list"
+
+    def __init__(self) -> None:
+        self.snapshots: list[SymbolSnapshot] = []
+
+    def write(self, snapshots: Sequence[SymbolSnapshot]) -> None:
+        self.snapshots.extend(snapshots)
+
+    def figures(self) -> dict[str, object]:
+        return {"written": len(self.snapshots)}
+
+    async def close(self) -> None:
+        return None
+
+
+def settings(**data: Any) -> Settings:
+    return Settings.model_validate(data)
+
+
+async def test_live_pipeline_on_the_simulator() -> None:
+    s = settings(
+        symbols=["AAPL", "MSFT", "TSLA"],
+        windows=["1m"],
+        simulator={"rate": 3000, "seed": 3, "duplicate_fraction": 0.1},
+    )
+    pipe = Pipeline.from_settings(s, live_interval=0.05)
+    await pipe.start()
+    try:
+        await wait_until(
+            lambda: set(pipe.snapshots.latest) == {"AAPL", "MSFT", "TSLA"}, what="3 symbols"
+        )
+        await wait_until(lambda: pipe.analyzer.ingested > 2000, what="2000 trades analyzed")
+        await wait_until(lambda: pipe.drops.get("duplicate") > 0, what="duplicates dropped")
+        await wait_until(lambda: pipe.stats.analyzer.latency_p99 is not None, what="latency")
+        snap = pipe.snapshots.latest["AAPL"]
+        assert snap.windows[0].count > 0 and snap.last_price is not None
+        assert pipe.stats.source.connected and pipe.stats.source.kind == "simulator"
+    finally:
+        await pipe.stop()
+    # Drained: every trade that left the parser reached the analyzer.
+    assert pipe.analyzer.ingested == pipe.parser.trades
+    assert pipe.bus.stats.consumed_messages == pipe.bus.stats.published_messages
+    assert all(st.status in ("stopped", "finished") for st in pipe.stats.stages)
+
+
+async def test_bad_frames_are_counted_and_the_stream_goes_on() -> None:
+    s = settings(symbols=["AAPL"], windows=["1m"], simulator={"rate": 2000, "malformed_rate": 0.3})
+    pipe = Pipeline.from_settings(s)
+    await pipe.start()
+    try:
+        await wait_until(lambda: len(pipe.drops.snapshot()) >= 4, what="4 kinds of bad input")
+        before = pipe.analyzer.ingested
+        await wait_until(lambda: pipe.analyzer.ingested > before + 500, what="trades flowing")
+    finally:
+        await pipe.stop()
+    assert all(st.restarts == 0 for st in pipe.stats.stages)
+
+
+async def test_failed_stage_is_restarted_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = settings(symbols=["AAPL"], windows=["1m"], simulator={"rate": 1000})
+    pipe = Pipeline.from_settings(s)
+    original = FinnhubClient.run
+    calls = {"n": 0}
+
+    async def flaky_run(self: FinnhubClient, on_frame: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("injected failure")
+        await original(self, on_frame)
+
+    monkeypatch.setattr(FinnhubClient, "run", flaky_run)
+    await pipe.start()
+    try:
+        await wait_until(lambda: pipe.analyzer.ingested > 100, what="trades after restart")
+        pipe.stats = pipe._build_stats()
+        source = next(st for st in pipe.stats.stages if st.name == "source")
+        assert source.restarts == 1 and "injected failure" in (source.last_error or "")
+    finally:
+        await pipe.stop()
+
+
+def make_recording(path: Path, seed: int = 11) -> dict[str, list[tuple[int, float, float]]]:
+    """Writes a deterministic recording (with duplicates and bad frames) and returns the good,
+    de-duplicated trades per symbol, as the oracle sees them."""
+    rng = random.Random(seed)
+    rec = FrameRecorder(path)
+    truth: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
+    t = 1_764_000_000_000
+    prices = {"AAPL": 190.0, "MSFT": 420.0, "BTC:USD": 0.5}
+    pending_dupes: list[dict[str, Any]] = []
+    for i in range(400):
+        data = pending_dupes
+        pending_dupes = []
+        for _ in range(rng.randint(1, 12)):
+            t += rng.randint(0, 400)
+            sym = rng.choice(list(prices))
+            prices[sym] = max(0.01, round(prices[sym] + rng.choice((-0.01, 0.0, 0.01)), 2))
+            vol = rng.randint(1, 500) if ":" not in sym else round(rng.random(), 4)
+            trade = {"s": sym, "p": prices[sym], "t": t, "v": vol, "c": None}
+            data.append(trade)
+            truth[sym].append((t, prices[sym], float(vol)))
+            if rng.random() < 0.05:
+                pending_dupes.append(dict(trade))
+        rec.write(orjson.dumps({"type": "trade", "data": data}).decode(), 1000.0 + i)
+        if i % 50 == 7:
+            rec.write('{"type":"trade","data":[{"s":"AAPL","p":"bad","t":1,"v":1}]}', 1000.0)
+            rec.write("{not json", 1000.0)
+            rec.write('{"type":"ping"}', 1000.0)
+    rec.close()
+    return truth
+
+
+async def run_replay(path: Path, windows: list[str]) -> tuple[Pipeline, ListSink]:
+    sink = ListSink()
+    s = settings(symbols=["AAPL"], windows=windows, source={"kind": "replay", "replay": path})
+    pipe = Pipeline.from_settings(s, sinks=[sink])
+    await pipe.start()
+    await pipe.wait_source_done()
+    await pipe.stop()
+    return pipe, sink
+
+
+async def test_replay_metrics_are_exact_and_reproducible(tmp_path: Path) -> None:
+    path = tmp_path / "session.jsonl"
+    truth = make_recording(path)
+    pipe, sink = await run_replay(path, ["1m", "5m"])
+    assert pipe.analyzer.ingested == sum(len(v) for v in truth.values())
+    assert pipe.drops.get("duplicate") > 0
+    assert pipe.drops.get("malformed_json") == 8
+    assert len(sink.snapshots) > 100
+    for snap in sink.snapshots:
+        for wm in snap.windows:
+            want = brute_force(truth[snap.symbol], snap.ts_ms, wm.window_ms)
+            assert wm.count == want["count"], (snap.symbol, snap.ts_ms, wm.window_ms)
+            if wm.count:
+                assert (wm.first, wm.last, wm.min, wm.max) == (
+                    want["first"],
+                    want["last"],
+                    want["min"],
+                    want["max"],
+                )
+                assert close(wm.volume, want["volume"])
+                assert close(wm.mean, want["mean"])
+                assert close(wm.vwap, want["vwap"])
+    # The final live snapshot covers everything received.
+    live = pipe.snapshots.latest["MSFT"]
+    assert live.last_trade_ms == truth["MSFT"][-1][0]
+    # Same input, same output.
+    _, again = await run_replay(path, ["1m", "5m"])
+    assert again.snapshots == sink.snapshots
