@@ -51,6 +51,7 @@ async def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--windows", default="1m")
     ap.add_argument("--duplicates", type=float, default=0.02)
+    ap.add_argument("--flush", default="10ms", help="bus.flush_interval")
     args = ap.parse_args()
 
     port = free_port()
@@ -70,6 +71,7 @@ async def main() -> None:
                 "symbols": symbols,
                 "windows": args.windows,
                 "source": {"kind": "finnhub", "url": f"ws://127.0.0.1:{port}"},
+                "bus": {"flush_interval": args.flush},
             }
         )
         pipe = Pipeline.from_settings(settings, live_interval=1.0)

@@ -129,7 +129,9 @@ class BusConfig(_Section):
     """The message bus between the source and the analyzer."""
 
     kind: Literal["memory"] = "memory"  # kafka and rabbitmq arrive with their own modules
-    max_batch: int = Field(2000, ge=1, description="flush to the bus at this many trades")
+    max_batch: int = Field(
+        2000, ge=1, le=100_000, description="flush to the bus at this many trades"
+    )
     flush_interval: Duration = Field(0.01, gt=0, description="flush at least this often")
     queue_size: int = Field(1000, ge=1, description="memory bus: flushes in flight (back-pressure)")
 

@@ -41,10 +41,30 @@ def test_kept_after_two_horizons() -> None:
 def test_between_one_and_two_horizons_still_caught_here() -> None:
     f = DuplicateFilter(2.0, now=0.0)
     assert not f.seen(KEY)
-    f.rotate_if_due(2.5)
-    assert f.seen(KEY)  # found in the old generation (and refreshed into the current)
-    f.rotate_if_due(4.6)
+    for now in (1.0, 2.0, 2.5):  # frames keep coming
+        f.rotate_if_due(now)
+    assert f.seen(KEY)  # 2.5 s later, found in the old generation (and refreshed)
+    for now in (3.5, 4.5):
+        f.rotate_if_due(now)
     assert f.seen(KEY)  # the refreshed copy survived the second rotation
+
+
+def test_idle_gap_forgets_everything() -> None:
+    f = DuplicateFilter(2.0, now=0.0)
+    f.rotate_if_due(1.5)
+    assert not f.seen(KEY)
+    f.rotate_if_due(3.6)  # 2.1 s without a frame: KEY is older than the horizon
+    assert f.size == 0
+    assert not f.seen(KEY)
+
+
+def test_frames_flowing_keep_one_generation() -> None:
+    f = DuplicateFilter(2.0, now=0.0)
+    f.rotate_if_due(1.9)
+    assert not f.seen(KEY)
+    for now in (2.0, 3.0, 3.8):
+        f.rotate_if_due(now)
+    assert f.seen(KEY)  # 1.9 s old, in the old generation
 
 
 def test_rotation_waits_for_the_horizon() -> None:

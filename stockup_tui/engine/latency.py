@@ -52,10 +52,13 @@ class RecentLatency:
         self._previous = LatencyHistogram()
         self.cumulative = LatencyHistogram()
 
-    def record(self, seconds: float, n: int = 1) -> None:
+    def record_received(self, received: dict[float, int], now: float) -> None:
+        """Records `n` trades received at each time `recv` as having taken `now - recv`."""
         with self._lock:
-            self._current.record(seconds, n)
-            self.cumulative.record(seconds, n)
+            cur, cum = self._current, self.cumulative
+            for recv, n in received.items():
+                cur.record(now - recv, n)
+                cum.record(now - recv, n)
 
     def rotate(self) -> None:
         with self._lock:

@@ -26,7 +26,7 @@ from stockup_tui.engine.bus.memory import MemoryBus
 from stockup_tui.engine.codec import CodecError, decode_batch, encode_batch, message_key
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.latency import RecentLatency
-from stockup_tui.engine.model import SymbolBatch, SymbolSnapshot
+from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.simulator import SimulatorSettings, SimulatorThread
 from stockup_tui.engine.sinks.base import Sink
 from stockup_tui.engine.sinks.snapshots import SnapshotStore
@@ -305,10 +305,10 @@ class Pipeline:
         analyzer = self.analyzer
         bus = self.bus
         drops = self.drops
-        record = self.latency.record
+        latency = self.latency
         async for delivery in bus.consume():
             emitted: list[SymbolSnapshot] = []
-            applied: list[SymbolBatch] = []
+            received: dict[float, int] = {}  # receive time -> trades, summed over the delivery
             for msg in delivery.messages:
                 try:
                     batch = decode_batch(msg.payload)
@@ -316,11 +316,9 @@ class Pipeline:
                     drops.add(f"bus_{exc.reason}", detail=str(exc))
                     continue
                 emitted.extend(analyzer.ingest(batch))
-                applied.append(batch)
-            now = time.time()
-            for batch in applied:
                 for recv, n in batch.recv:
-                    record(now - recv, n)
+                    received[recv] = received.get(recv, 0) + n
+            latency.record_received(received, time.time())
             if emitted:
                 self._write_sinks(emitted)
             await bus.ack(delivery)

@@ -30,8 +30,10 @@ PER_TRADE_VOL = 3e-5
 """Relative standard deviation of one trade's price step (about 0.3% after 10,000 trades)."""
 MIN_SIGMA_TICKS = 0.35
 """Floor of a step's standard deviation in ticks, so about 15% of trades move the price."""
-MAX_CATCHUP_S = 2.0
-"""Longest gap one tick may fill; a suspended process should not emit minutes of trades at once."""
+MAX_CATCHUP_S = 0.25
+"""Longest gap one tick may fill. When the client reads slower than the offered rate (TCP
+back-pressure), a longer catch-up would turn into bursts of generation during which nothing is
+sent, and throughput would collapse; the feed then offers what the client takes."""
 
 _TABLE = 256
 _Z = [NormalDist().inv_cdf((i + 0.5) / _TABLE) for i in range(_TABLE)]
