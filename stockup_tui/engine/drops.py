@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 
-
 # Reasons that are part of normal operation (the feed resends trades): logged at INFO, not WARNING.
 ROUTINE_REASONS = frozenset({"duplicate"})
 
