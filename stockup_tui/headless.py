@@ -22,10 +22,12 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f}ms"
 
 
-def status_line(st: PipelineStats) -> str:
+def status_line(st: PipelineStats, final: bool = False) -> str:
     """One line a person can read at a glance: rates, symbols, reconnects, drops, latency."""
     src, bus, an = st.source, st.bus, st.analyzer
-    if src.connected:
+    if final:
+        state = "stopped"
+    elif src.connected:
         state = "up"
     elif src.finished:
         state = "done"
@@ -77,6 +79,6 @@ async def run_headless(settings: Settings, out: TextIO = sys.stdout) -> int:
     source_done.cancel()
     stopped.cancel()
     await pipeline.stop()
-    print(status_line(pipeline.stats), file=out, flush=True)
+    print(status_line(pipeline.stats, final=True), file=out, flush=True)
     print("stopped cleanly", file=out, flush=True)
     return 0

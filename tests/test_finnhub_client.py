@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -14,14 +14,7 @@ import pytest
 from stockup_tui.engine.simulator import MarketSimulator, SimulatorSettings
 from stockup_tui.engine.sources.finnhub import FinnhubClient, _with_token
 from stockup_tui.engine.sources.recording import FrameRecorder, ReplaySource, read_recording
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
+from tests.helpers import wait_until
 
 
 @pytest.fixture
@@ -52,7 +45,7 @@ async def test_streams_trades_for_the_watchlist(simulator: MarketSimulator) -> N
     sink = Collector()
     task = await start_client(client, sink)
     try:
-        await wait_for(lambda: {"AAPL", "MSFT"} <= sink.symbols, what="trades of both symbols")
+        await wait_until(lambda: {"AAPL", "MSFT"} <= sink.symbols, what="trades of both symbols")
         assert client.stats.connected and client.stats.connections == 1
         assert sink.symbols == {"AAPL", "MSFT"}
     finally:
@@ -65,10 +58,10 @@ async def test_dropped_connection_is_back_within_one_second(simulator: MarketSim
     sink = Collector()
     task = await start_client(client, sink)
     try:
-        await wait_for(lambda: len(sink.frames) > 5, what="first frames")
+        await wait_until(lambda: len(sink.frames) > 5, what="first frames")
         for round_ in range(3):
             simulator.drop_connections()
-            await wait_for(
+            await wait_until(
                 lambda r=round_: (
                     client.stats.reconnects == r + 1
                     and len(client.stats.disconnections) == r + 1
@@ -89,14 +82,14 @@ async def test_watchdog_reconnects_a_silent_connection(simulator: MarketSimulato
     sink = Collector()
     task = await start_client(client, sink)
     try:
-        await wait_for(lambda: len(sink.frames) > 3, what="first frames")
+        await wait_until(lambda: len(sink.frames) > 3, what="first frames")
         simulator.stall(True)
-        await wait_for(
+        await wait_until(
             lambda: len(client.stats.disconnections) == 1, timeout=5, what="watchdog to fire"
         )
         assert "watchdog" in client.stats.disconnections[0].reason
         simulator.stall(False)
-        await wait_for(lambda: client.stats.last_gap is not None, what="streaming again")
+        await wait_until(lambda: client.stats.last_gap is not None, what="streaming again")
         assert client.stats.reconnects >= 1
     finally:
         simulator.stall(False)
@@ -109,11 +102,11 @@ async def test_symbol_changes_reach_the_server_live(simulator: MarketSimulator) 
     sink = Collector()
     task = await start_client(client, sink)
     try:
-        await wait_for(lambda: simulator.subscriptions() == {"AAPL"}, what="subscription")
+        await wait_until(lambda: simulator.subscriptions() == {"AAPL"}, what="subscription")
         client.set_symbols(["MSFT", "TSLA"])
-        await wait_for(lambda: simulator.subscriptions() == {"MSFT", "TSLA"}, what="change")
+        await wait_until(lambda: simulator.subscriptions() == {"MSFT", "TSLA"}, what="change")
         sink.symbols.clear()
-        await wait_for(lambda: {"MSFT", "TSLA"} <= sink.symbols, what="new symbols streaming")
+        await wait_until(lambda: {"MSFT", "TSLA"} <= sink.symbols, what="new symbols streaming")
     finally:
         await client.stop()
         await asyncio.wait_for(task, 5)
@@ -123,7 +116,7 @@ async def test_unreachable_server_keeps_retrying_and_says_why() -> None:
     client = FinnhubClient("ws://127.0.0.1:9", ["AAPL"], backoff_initial=0.01, backoff_max=0.05)
     task = asyncio.get_running_loop().create_task(client.run(Collector()))
     try:
-        await wait_for(lambda: client.stats.last_error is not None, what="an error")
+        await wait_until(lambda: client.stats.last_error is not None, what="an error")
         assert "connect failed" in (client.stats.last_error or "")
         assert not task.done()  # still trying
     finally:
@@ -146,7 +139,7 @@ async def test_record_then_replay_gives_the_same_frames(
     client = FinnhubClient(simulator.url, ["AAPL", "MSFT"], kind="simulator", recorder=recorder)
     sink = Collector()
     task = await start_client(client, sink)
-    await wait_for(lambda: len(sink.frames) >= 20, what="20 frames")
+    await wait_until(lambda: len(sink.frames) >= 20, what="20 frames")
     await client.stop()
     await asyncio.wait_for(task, 5)
     recorder.close()

@@ -171,3 +171,29 @@ async def test_replay_metrics_are_exact_and_reproducible(tmp_path: Path) -> None
     # Same input, same output.
     _, again = await run_replay(path, ["1m", "5m"])
     assert again.snapshots == sink.snapshots
+
+
+async def test_a_batch_the_analyzer_chokes_on_is_counted_not_fatal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stockup_tui.engine.analyzer import Analyzer
+
+    original = Analyzer.ingest
+
+    def choke_on_msft(self: Analyzer, batch: Any) -> list[SymbolSnapshot]:
+        if batch.symbol == "MSFT":
+            raise ValueError("injected analyzer bug")
+        return original(self, batch)
+
+    monkeypatch.setattr(Analyzer, "ingest", choke_on_msft)
+    s = settings(symbols=["AAPL", "MSFT"], windows=["1m"], simulator={"rate": 2000})
+    pipe = Pipeline.from_settings(s)
+    await pipe.start()
+    try:
+        await wait_until(lambda: pipe.drops.get("analyzer_error") > 10, what="counted errors")
+        before = pipe.analyzer.ingested
+        await wait_until(lambda: pipe.analyzer.ingested > before + 200, what="AAPL flowing")
+    finally:
+        await pipe.stop()
+    assert pipe.analyzer.ingested + pipe.drops.get("analyzer_error") == pipe.parser.trades
+    assert all(st.restarts == 0 for st in pipe.stats.stages)

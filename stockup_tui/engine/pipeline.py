@@ -315,7 +315,12 @@ class Pipeline:
                 except CodecError as exc:
                     drops.add(f"bus_{exc.reason}", detail=str(exc))
                     continue
-                emitted.extend(analyzer.ingest(batch))
+                try:
+                    emitted.extend(analyzer.ingest(batch))
+                except Exception as exc:  # a bug must cost this batch (counted), not the stream
+                    log.exception("analyzer failed on a batch of %s", batch.symbol)
+                    drops.add("analyzer_error", len(batch), detail=f"{type(exc).__name__}: {exc}")
+                    continue
                 for recv, n in batch.recv:
                     received[recv] = received.get(recv, 0) + n
             latency.record_received(received, time.time())

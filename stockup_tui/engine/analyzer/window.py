@@ -43,7 +43,11 @@ from stockup_tui.engine.model import WindowMetrics
 
 _U = 2.0**-53  # unit roundoff: one rounding changes a value by at most _U * |result|
 _REL_BOUND = 1e-12  # recompute a sum exactly once its error bound exceeds this fraction of it
-_COMPACT_MIN = 4096  # do not compact the lists for fewer dead trades than this
+_COMPACT_MIN = 4096  # do not compact the arrays for fewer dead trades than this
+# Compact once the dead prefix is this fraction of the stored trades: a small fraction keeps the
+# resident size close to the window's own (flat memory), at the price of a C memmove of the live
+# part every 1/_COMPACT_FRACTION of a window (a few percent of the analyzer's time).
+_COMPACT_FRACTION = 8
 _SEG_FLOOR = 256  # smallest cap on the length of an appended segment
 _SEG_SHIFT = 4  # segment cap = window length >> _SEG_SHIFT, so about 16 segments per window
 _FINE = 64  # below this size a segment is not split further
@@ -204,7 +208,7 @@ class SymbolWindows:
                 )
             )
         head = self.longest.head - base
-        if head > _COMPACT_MIN and 2 * head > len(self.ts):
+        if head > _COMPACT_MIN and _COMPACT_FRACTION * head > len(self.ts):
             del self.ts[:head]
             del self.px[:head]
             del self.vol[:head]

@@ -1,0 +1,99 @@
+"""Runs a `Pipeline` on its own thread and event loop, for a front end that has its own loop.
+
+The screen must stay responsive whatever the trade rate, so the engine does not share the UI's
+event loop: the host starts a daemon thread with a fresh loop, builds and starts the pipeline
+there, and offers thread-safe calls into it. Readers take the pipeline's immutable snapshots
+(`latest`, `stats`) directly: they are swapped whole, never mutated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
+
+from stockup_tui.config import Settings
+from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.pipeline import Pipeline
+from stockup_tui.engine.sinks.base import Sink
+from stockup_tui.engine.stats import PipelineStats
+
+T = TypeVar("T")
+
+
+class EngineHost:
+    def __init__(
+        self, settings: Settings, *, sinks: Iterable[Sink] = (), live_interval: float = 0.1
+    ) -> None:
+        # Built here, on the caller's thread, so a configuration error surfaces at once.
+        self.pipeline = Pipeline.from_settings(
+            settings, sinks=list(sinks), live_interval=live_interval
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def latest(self) -> Mapping[str, SymbolSnapshot]:
+        return self.pipeline.snapshots.latest
+
+    @property
+    def stats(self) -> PipelineStats:
+        return self.pipeline.stats
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Starts the engine thread and waits until the pipeline runs (or raises its error)."""
+        self._thread = threading.Thread(target=self._main, name="stockup-engine", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"engine did not start within {timeout:g}s")
+        if self._error is not None:
+            raise self._error
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Drains the pipeline and ends the thread (blocking)."""
+        loop, stop = self._loop, self._stop
+        if loop is None or stop is None or self._thread is None:
+            return
+        if loop.is_running():
+            loop.call_soon_threadsafe(stop.set)
+        self._thread.join(timeout)
+
+    def call(self, fn: Callable[[], T], timeout: float = 5.0) -> T:
+        """Runs `fn` on the engine loop and returns its result (for control, not per trade)."""
+        if self._loop is None:
+            raise RuntimeError("engine is not running")
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(run)
+        return future.result(timeout)
+
+    def set_symbols(self, symbols: Iterable[str]) -> None:
+        wanted = list(symbols)
+        self.call(lambda: self.pipeline.set_symbols(wanted))
+
+    def _main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            await self.pipeline.start()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        await self._stop.wait()
+        await self.pipeline.stop()
