@@ -45,5 +45,5 @@ def test_host_reports_configuration_errors_at_once(tmp_path) -> None:
     settings = Settings.model_validate(
         {"source": {"kind": "replay", "replay": str(tmp_path / "missing.jsonl")}}
     )
-    with pytest.raises(ConfigError, match="source.replay"):
+    with pytest.raises(ConfigError, match=r"source\.replay"):
         EngineHost(settings)
