@@ -14,8 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from stockup_tui import __version__
 from stockup_tui.config import (
+    APP_NAME,
     ConfigError,
     LoadedConfig,
     default_config_path,
@@ -131,15 +134,22 @@ def _overrides(args: argparse.Namespace, mapping: dict[str, str]) -> dict[str, A
     return out
 
 
-def _setup_logging(loaded: LoadedConfig) -> None:
+def _setup_logging(loaded: LoadedConfig, screen: bool) -> None:
+    """Logs go to stderr, or to a file when the screen owns the terminal."""
     cfg = loaded.settings.log
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if cfg.file:
-        handlers = [logging.FileHandler(cfg.file)]
+    path = cfg.file
+    if path is None and screen:
+        path = Path(platformdirs.user_log_dir(APP_NAME)) / "stockup-tui.log"
+    handler: logging.Handler
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     logging.basicConfig(
         level=cfg.level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers,
+        handlers=[handler],
         force=True,
     )
     # The websockets library logs every connection at INFO; our own logs say what matters.
@@ -166,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"stockup-tui: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(loaded)
+    _setup_logging(loaded, screen=args.command is None and not args.headless)
 
     if args.command == "config":
         print_config(loaded)
@@ -179,18 +189,29 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(run_simulator(simulator_settings(loaded.settings.simulator)))
         return 0
 
-    from stockup_tui.headless import run_headless
+    if args.headless:
+        from stockup_tui.headless import run_headless
 
-    if not args.headless:
-        print(
-            "stockup-tui: the dashboard screen is not in this version yet; running headless.",
-            file=sys.stderr,
-        )
+        try:
+            return asyncio.run(run_headless(loaded.settings))
+        except ConfigError as exc:
+            print(f"stockup-tui: {exc}", file=sys.stderr)
+            return 2
+    return run_app(loaded)
+
+
+def run_app(loaded: LoadedConfig) -> int:
+    """The dashboard; the engine runs on its own thread under it."""
+    from stockup_tui.app import StockupApp
+    from stockup_tui.engine.host import EngineHost
+
     try:
-        return asyncio.run(run_headless(loaded.settings))
+        host = EngineHost(loaded.settings, live_points=60)
     except ConfigError as exc:
         print(f"stockup-tui: {exc}", file=sys.stderr)
         return 2
+    StockupApp(loaded, host).run()
+    return 0
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
+import tomli_w
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -154,6 +155,15 @@ class HeadlessConfig(_Section):
     status_interval: Duration = Field(5.0, gt=0, description="seconds between status lines")
 
 
+class UIConfig(_Section):
+    """The dashboard screen."""
+
+    theme: str = Field("stockup-dark", description="theme name (built-in or from a theme file)")
+    refresh: Duration = Field(0.1, ge=0.02, le=5, description="screen refresh period")
+    watchlist: str = Field("main", description="active watchlist: main (= symbols) or a name")
+    show_log: bool = Field(False, description="show the event log pane at start")
+
+
 class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     file: Path | None = None
@@ -172,7 +182,11 @@ class Settings(_Section):
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     bus: BusConfig = Field(default_factory=BusConfig)
     analyzer: AnalyzerConfig = Field(default_factory=AnalyzerConfig)
+    watchlists: dict[str, StrList] = Field(
+        default_factory=dict, description="extra named watchlists, cycled with Tab on screen"
+    )
     sinks: SinksConfig = Field(default_factory=SinksConfig)
+    ui: UIConfig = Field(default_factory=UIConfig)
     headless: HeadlessConfig = Field(default_factory=HeadlessConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
@@ -184,6 +198,16 @@ class Settings(_Section):
             sym = normalize_symbol(raw)
             if sym not in out:
                 out.append(sym)
+        return out
+
+    @field_validator("watchlists")
+    @classmethod
+    def _watchlists(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for name, symbols in v.items():
+            if not name.strip() or name == "main":
+                raise ValueError(f"{name!r} cannot name a watchlist ('main' is `symbols`)")
+            out[name] = cls._symbols(symbols)
         return out
 
     @field_validator("windows")
@@ -358,3 +382,24 @@ def effective_items(loaded: LoadedConfig) -> list[tuple[str, str, str]]:
             shown = str(value)
         rows.append((key, shown, loaded.origins.get(key, "default")))
     return rows
+
+
+def save_settings(path: Path, updates: Mapping[str, Any]) -> None:
+    """Writes dotted-key `updates` into the TOML file at `path`, keeping its other settings.
+
+    Used by the screen so that the watchlists and the theme survive a restart. The file is
+    rewritten atomically (comments in it are not kept).
+    """
+    data: dict[str, Any] = {}
+    if path.exists():
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    for dotted, value in updates.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
+    tmp.replace(path)

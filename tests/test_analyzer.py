@@ -397,3 +397,25 @@ def test_no_drift_after_ten_million_trades() -> None:
 
 def test_no_drift_after_one_million_trades() -> None:
     drift_check(1_000_000, 250, seed=2)
+
+
+def test_live_closes_are_bucket_last_prices() -> None:
+    """The screen's price series: the window cut into equal buckets, last price of each."""
+    from stockup_tui.engine.model import SymbolBatch
+
+    az = Analyzer([10_000], emit_interval_ms=1000)
+    # trades at 1.5 s, 2.5 s, 2.9 s, 7.1 s (prices 1, 2, 3, 4); window (0, 10 s] at end 10 s
+    az.ingest(
+        SymbolBatch(
+            "X", [1500, 2500, 2900, 7100], [1.0, 2.0, 3.0, 4.0], [1.0] * 4, [None] * 4, [(0.0, 4)]
+        )
+    )
+    az.advance_to(10_000)
+    snap = az.live("X", points=5)
+    assert snap is not None and snap.ts_ms == 10_000
+    # buckets end at 2, 4, 6, 8, 10 s: closes 1, 3, 3, 4, 4
+    assert snap.windows[0].closes == (1.0, 3.0, 3.0, 4.0, 4.0)
+    assert az.live("X").windows[0].closes == ()
+    # a bucket before the first trade is left out
+    snap = az.live("X", points=10)
+    assert snap.windows[0].closes[0] == 1.0 and len(snap.windows[0].closes) == 9

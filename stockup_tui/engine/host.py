@@ -25,11 +25,16 @@ T = TypeVar("T")
 
 class EngineHost:
     def __init__(
-        self, settings: Settings, *, sinks: Iterable[Sink] = (), live_interval: float = 0.1
+        self,
+        settings: Settings,
+        *,
+        sinks: Iterable[Sink] = (),
+        live_interval: float = 0.1,
+        live_points: int = 0,
     ) -> None:
         # Built here, on the caller's thread, so a configuration error surfaces at once.
         self.pipeline = Pipeline.from_settings(
-            settings, sinks=list(sinks), live_interval=live_interval
+            settings, sinks=list(sinks), live_interval=live_interval, live_points=live_points
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

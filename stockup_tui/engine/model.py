@@ -50,6 +50,10 @@ class WindowMetrics:
     change: float | None
     change_pct: float | None
     rate: float  # trades per second over the window length
+    # Live snapshots for the screen only: the window cut into equal buckets, oldest first, each
+    # the price of the last trade at or before the bucket's end (buckets before the window's
+    # first trade are left out). Empty for emitted snapshots and when the pipeline is not asked.
+    closes: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

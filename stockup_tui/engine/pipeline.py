@@ -83,6 +83,7 @@ class Pipeline:
         simulator: SimulatorThread | None = None,
         recorder: FrameRecorder | None = None,
         live_interval: float = 0.1,
+        live_points: int = 0,
         live_clock: bool = True,
     ) -> None:
         self.settings = settings
@@ -102,6 +103,7 @@ class Pipeline:
         self.sinks: list[Sink] = [self.snapshots, *sinks]
         self.latency = RecentLatency()
         self.live_interval = live_interval
+        self.live_points = live_points  # price-series points per window in live snapshots
         # Live feeds slide quiet windows on the wall clock; replays only on event time.
         self._live_clock = live_clock
         self._lateness_ms = round(settings.analyzer.lateness * 1000)
@@ -118,7 +120,12 @@ class Pipeline:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, sinks: Sequence[Sink] = (), live_interval: float = 0.1
+        cls,
+        settings: Settings,
+        *,
+        sinks: Sequence[Sink] = (),
+        live_interval: float = 0.1,
+        live_points: int = 0,
     ) -> Pipeline:
         """Builds source, bus and sinks from the configuration; raises ConfigError if unusable."""
         drops = Drops()
@@ -162,6 +169,7 @@ class Pipeline:
             simulator=simulator,
             recorder=recorder,
             live_interval=live_interval,
+            live_points=live_points,
             live_clock=src.kind != "replay",
         )
 
@@ -354,7 +362,7 @@ class Pipeline:
                 self._write_sinks(emitted)
 
     def _refresh_live(self) -> None:
-        self.snapshots.replace(self.analyzer.live_all())
+        self.snapshots.replace(self.analyzer.live_all(self.live_points))
 
     def _write_sinks(self, snapshots: list[SymbolSnapshot]) -> None:
         for sink in self.sinks:

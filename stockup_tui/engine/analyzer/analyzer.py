@@ -74,9 +74,13 @@ class _Symbol:
         self.last_price: float | None = None
         self.last_trade_ms: int | None = None
 
-    def snapshot(self, end: float) -> SymbolSnapshot:
+    def snapshot(self, end: float, points: int = 0) -> SymbolSnapshot:
         return SymbolSnapshot(
-            self.name, int(end), self.last_price, self.last_trade_ms, self.store.query(end)
+            self.name,
+            int(end),
+            self.last_price,
+            self.last_trade_ms,
+            self.store.query(end, points),
         )
 
 
@@ -210,17 +214,20 @@ class Analyzer:
 
     # -- queries -------------------------------------------------------------------------------
 
-    def live(self, symbol: str) -> SymbolSnapshot | None:
-        """Current snapshot of `symbol` (None if unknown), at its latest trade or boundary."""
+    def live(self, symbol: str, points: int = 0) -> SymbolSnapshot | None:
+        """Current snapshot of `symbol` (None if unknown), at its latest trade or boundary.
+
+        `points` > 0 adds each window's price series (`WindowMetrics.closes`) for the screen.
+        """
         sym = self._syms.get(symbol)
         if sym is None:
             return None
         end = sym.max_t if sym.max_t > sym.last_emitted else sym.last_emitted
-        return sym.snapshot(end)
+        return sym.snapshot(end, points)
 
-    def live_all(self) -> list[SymbolSnapshot]:
+    def live_all(self, points: int = 0) -> list[SymbolSnapshot]:
         """Live snapshots of every symbol, in order of first trade."""
-        return [s for s in map(self.live, self._syms) if s is not None]
+        return [s for s in (self.live(name, points) for name in self._syms) if s is not None]
 
     def forget(self, symbol: str) -> None:
         """Drop all state of `symbol`; a later trade starts it afresh."""

@@ -168,8 +168,12 @@ class SymbolWindows:
 
     # -- queries -----------------------------------------------------------------------------
 
-    def query(self, end: float) -> tuple[WindowMetrics, ...]:
-        """Metrics of every window ending at `end` over the trades stored so far."""
+    def query(self, end: float, points: int = 0) -> tuple[WindowMetrics, ...]:
+        """Metrics of every window ending at `end` over the trades stored so far.
+
+        With `points`, each window also carries `closes`: the window cut into `points` equal
+        buckets, the last price at or before each bucket's end (the screen's sparkline/chart).
+        """
         if end < self.last_end:
             raise ValueError(f"window end went back from {self.last_end} to {end}")
         if self.dirty:
@@ -205,6 +209,7 @@ class SymbolWindows:
                     change,
                     change / first * 100 if first else None,
                     count / w.per_sec,
+                    self._closes(end, w.width, h, b, points) if points else (),
                 )
             )
         head = self.longest.head - base
@@ -214,6 +219,19 @@ class SymbolWindows:
             del self.vol[:head]
             del self.pv[:head]
             self.base += head
+        return tuple(out)
+
+    def _closes(self, end: float, width: int, h: int, b: int, points: int) -> tuple[float, ...]:
+        """Bucket closes over [h, b) (local indices): one bisect per bucket, no per-trade work."""
+        ts = self.ts
+        px = self.px
+        start = end - width
+        step = width / points
+        out = []
+        for k in range(1, points + 1):
+            i = bisect_right(ts, start + k * step, h, b) - 1
+            if i >= h:
+                out.append(px[i])
         return tuple(out)
 
     def _advance(self, end: float) -> None:

@@ -1,0 +1,416 @@
+"""The Textual dashboard: a thin App over the engine.
+
+The engine runs on its own thread (`EngineHost`); this App never sees a trade. A timer pulls the
+engine's immutable snapshots about ten times a second and hands them to the visible panes, which
+update only what changed. Keys edit the watchlists; a change goes to the feed's subscription at
+once and to the config file, so it survives a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from textual import on
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input
+
+from stockup_tui.config import LoadedConfig, default_config_path, format_duration, save_settings
+from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.stats import PipelineStats
+from stockup_tui.themes import builtin_theme_dir, discover_themes, user_theme_dir
+from stockup_tui.watchlists import Watchlists
+from stockup_tui.widgets.detail import SymbolDetail
+from stockup_tui.widgets.dialogs import AddSymbolsScreen, AlertScreen, AlertSpec, HelpScreen
+from stockup_tui.widgets.events import EventLog, UILogHandler
+from stockup_tui.widgets.health import HealthPane
+from stockup_tui.widgets.quotes import QuotesTable
+
+log = logging.getLogger(__name__)
+
+HEALTH_EVERY = 3  # refresh ticks between health pane redraws (it changes once a second)
+
+
+class EngineView(Protocol):
+    """What the screen needs from the engine (an `EngineHost`, or a frozen one in tests)."""
+
+    @property
+    def latest(self) -> Mapping[str, SymbolSnapshot]: ...
+
+    @property
+    def stats(self) -> PipelineStats: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def set_symbols(self, symbols: Iterable[str]) -> None: ...
+
+
+@dataclass
+class Alert:
+    symbol: str
+    spec: AlertSpec
+
+
+class StockupApp(App[None]):
+    """stockup-tui: live quotes, exact window metrics and pipeline health."""
+
+    TITLE = "stockup-tui"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("a", "add_symbols", "Add"),
+        Binding("d,delete", "remove_symbol", "Remove"),
+        Binding("K,shift+up", "move_symbol(-1)", "Move up", show=False),
+        Binding("J,shift+down", "move_symbol(1)", "Move down", show=False),
+        Binding("j", "cursor(1)", "Down", show=False),
+        Binding("k", "cursor(-1)", "Up", show=False),
+        Binding("s", "sort_next", "Sort"),
+        Binding("r", "sort_reverse", "Reverse", show=False),
+        Binding("o", "sort_watchlist", "Watchlist order", show=False),
+        Binding("slash", "filter", "Filter"),
+        Binding("space,p", "pause", "Pause"),
+        Binding("w", "next_window", "Window"),
+        Binding("b", "alert", "Alert"),
+        Binding("v", "toggle('detail')", "Detail", show=False),
+        Binding("h", "toggle('health')", "Health", show=False),
+        Binding("l", "toggle('events')", "Log"),
+        Binding("tab", "watchlist(1)", "Next list", show=False, priority=True),
+        Binding("shift+tab", "watchlist(-1)", "Prev list", show=False, priority=True),
+        Binding("question_mark", "help", "Keys"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    # Longer names for the command palette (the footer keeps the short descriptions).
+    PALETTE_TITLES = {
+        "add_symbols": "Add symbols to the watchlist",
+        "remove_symbol": "Remove the selected symbol",
+        "move_symbol(-1)": "Move the selected symbol up",
+        "move_symbol(1)": "Move the selected symbol down",
+        "cursor(1)": "Cursor down",
+        "cursor(-1)": "Cursor up",
+        "sort_next": "Sort by the next column",
+        "sort_reverse": "Reverse the sort order",
+        "sort_watchlist": "Back to watchlist order",
+        "filter": "Filter symbols",
+        "pause": "Pause or resume the display",
+        "next_window": "Switch the window (1m, 5m, ...)",
+        "alert": "Set a price alert on the selected symbol",
+        "toggle('detail')": "Toggle the detail pane",
+        "toggle('health')": "Toggle the pipeline health pane",
+        "toggle('events')": "Toggle the event log",
+        "watchlist(1)": "Next watchlist",
+        "watchlist(-1)": "Previous watchlist",
+        "help": "Show every key",
+    }
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        engine: EngineView,
+        *,
+        clock: Callable[[], float] = time.time,
+        config_path: Path | None = None,
+        save: bool = True,
+    ) -> None:
+        super().__init__()
+        self.loaded = loaded
+        self.settings = loaded.settings
+        self.engine = engine
+        self.clock = clock
+        self.config_path = config_path or loaded.path or default_config_path()
+        self.save_enabled = save
+        self.watchlists = Watchlists.from_settings(
+            self.settings.symbols,
+            self.settings.watchlists,
+            self.settings.ui.watchlist,
+            self.settings.simulator.symbol_limit,
+        )
+        self.window_labels = [format_duration(ms / 1000) for ms in self.settings.windows_ms]
+        self.window_index = 0
+        self.paused = False
+        self.alerts: list[Alert] = []
+        self.log_handler = UILogHandler()
+        self._ticks = 0
+        self._theme_errors: list[str] = []
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter symbols…  (Enter keeps it, Escape clears)", id="filter")
+        with Horizontal(id="main"):
+            yield QuotesTable(id="quotes")
+            with Vertical(id="side"):
+                yield SymbolDetail(id="detail")
+                yield HealthPane(watchdog=self.settings.source.watchdog, id="health")
+        events = EventLog(id="events")
+        events.set_class(not self.settings.ui.show_log, "-hidden")
+        yield events
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # Panes live on the default screen; keep references so that refreshes and actions
+        # still reach them while a modal screen is on top.
+        self.quotes = self.query_one(QuotesTable)
+        self.detail = self.query_one(SymbolDetail)
+        self.health = self.query_one(HealthPane)
+        self.events = self.query_one(EventLog)
+        self.filter_box = self.query_one("#filter", Input)
+        self._load_themes()
+        self.detail.border_title = "Detail"
+        self.health.border_title = "Pipeline"
+        self.events.border_title = "Events"
+        logging.getLogger().addHandler(self.log_handler)
+        self.engine.start()
+        self.engine.set_symbols(self.watchlists.symbols)
+        self._update_subtitle()
+        self.quotes.focus()
+        self.set_interval(self.settings.ui.refresh, self.refresh_panes)
+        for err in self._theme_errors:
+            self.event(f"theme file skipped: {err}", "WARNING")
+
+    def _load_themes(self) -> None:
+        themes, errors = discover_themes([builtin_theme_dir(), user_theme_dir()])
+        for theme in themes:
+            self.register_theme(theme)
+        self._theme_errors = errors
+        wanted = self.settings.ui.theme
+        if wanted in self.available_themes:
+            self.theme = wanted
+        else:
+            self._theme_errors.append(f"theme {wanted!r} not found; using {self.theme}")
+
+    # -- refresh (the only path from engine to screen) -------------------------------------
+
+    def refresh_panes(self) -> None:
+        if not self.is_running:  # shutting down: the panes are being removed
+            return
+        self._drain_log()
+        if self.paused:
+            return
+        self._ticks += 1
+        latest = self.engine.latest
+        now_ms = int(self.clock() * 1000)
+        quotes = self.quotes
+        quotes.update_quotes(latest, self.watchlists.symbols, self.window_index, now_ms)
+        if self.detail.display:
+            self._show_detail(quotes.selected_symbol, latest, now_ms)
+        health = self.health
+        if health.display and (self._ticks % HEALTH_EVERY == 1):
+            health.update_health(self.engine.stats)
+        if self.alerts:
+            self._check_alerts(latest)
+
+    def _drain_log(self) -> None:
+        records = self.log_handler.drain()
+        if records:
+            events = self.events
+            for level, text, at in records:
+                events.add_event(level, text, at)
+
+    def event(self, text: str, level: str = "INFO") -> None:
+        """A line in the event log (and the Python log)."""
+        self.events.add_event(level, text, self.clock())
+
+    def _show_detail(
+        self, symbol: str | None, latest: Mapping[str, SymbolSnapshot], now_ms: int
+    ) -> None:
+        snapshot = latest.get(symbol) if symbol else None
+        self.detail.update_detail(snapshot, self.window_index, symbol=symbol, now_ms=now_ms)
+
+    @on(QuotesTable.SymbolHighlighted)
+    def _on_highlight(self, message: QuotesTable.SymbolHighlighted) -> None:
+        self._show_detail(message.symbol, self.engine.latest, int(self.clock() * 1000))
+
+    # -- watchlist edits ---------------------------------------------------------------------
+
+    def _apply_watchlist(self, note: str) -> None:
+        """Pushes the active list to the feed, saves it and tells the user."""
+        self.engine.set_symbols(self.watchlists.symbols)
+        self._save()
+        self._update_subtitle()
+        self.event(note)
+        self.refresh_panes()
+
+    def _save(self) -> None:
+        if not self.save_enabled:
+            return
+        try:
+            save_settings(self.config_path, self.watchlists.settings_updates())
+        except OSError as exc:
+            self.notify(f"could not save the watchlist: {exc}", severity="error")
+
+    def action_add_symbols(self) -> None:
+        def done(symbols: list[str] | None) -> None:
+            if not symbols:
+                return
+            added, notes = self.watchlists.add(symbols)
+            for note in notes:
+                self.notify(note, severity="warning")
+            if added:
+                self._apply_watchlist(f"added {', '.join(added)} to {self.watchlists.active}")
+                self.quotes.select_symbol(added[0])
+
+        self.push_screen(AddSymbolsScreen(), done)
+
+    def action_remove_symbol(self) -> None:
+        symbol = self.quotes.selected_symbol
+        if symbol and self.watchlists.remove(symbol):
+            self.alerts = [a for a in self.alerts if a.symbol != symbol]
+            self._apply_watchlist(f"removed {symbol} from {self.watchlists.active}")
+
+    def action_move_symbol(self, step: int) -> None:
+        quotes = self.quotes
+        symbol = quotes.selected_symbol
+        if symbol and self.watchlists.move(symbol, step):
+            quotes.sort_by(None)
+            self._apply_watchlist(f"moved {symbol} {'up' if step < 0 else 'down'}")
+            quotes.select_symbol(symbol)
+
+    def action_watchlist(self, step: int) -> None:
+        if len(self.watchlists.names) < 2:
+            self.notify("only one watchlist: add more under [watchlists] in the config file")
+            return
+        name = self.watchlists.cycle(step)
+        self._apply_watchlist(f"watchlist {name}: {len(self.watchlists.symbols)} symbols")
+
+    # -- view --------------------------------------------------------------------------------
+
+    def action_cursor(self, step: int) -> None:
+        quotes = self.quotes
+        if step > 0:
+            quotes.action_cursor_down()
+        else:
+            quotes.action_cursor_up()
+
+    def action_sort_next(self) -> None:
+        self.quotes.cycle_sort()
+        self.refresh_panes()
+
+    def action_sort_reverse(self) -> None:
+        self.quotes.reverse_sort()
+        self.refresh_panes()
+
+    def action_sort_watchlist(self) -> None:
+        self.quotes.sort_by(None)
+        self.refresh_panes()
+
+    def action_filter(self) -> None:
+        box = self.filter_box
+        box.add_class("-visible")
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.quotes.set_filter(event.value)
+        self.refresh_panes()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self.quotes.focus()
+
+    def on_key(self, event) -> None:  # Escape in the filter box clears it
+        box = self.filter_box
+        if event.key == "escape" and box.has_focus:
+            box.value = ""
+            box.remove_class("-visible")
+            self.quotes.focus()
+            event.stop()
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        self._update_subtitle()
+        self.event("display paused" if self.paused else "display resumed")
+
+    def action_next_window(self) -> None:
+        self.window_index = (self.window_index + 1) % len(self.window_labels)
+        self._update_subtitle()
+        self.refresh_panes()
+
+    def action_toggle(self, pane: str) -> None:
+        widget = {"detail": self.detail, "health": self.health, "events": self.events}[pane]
+        widget.set_class(not widget.has_class("-hidden"), "-hidden")
+        widget.display = not widget.has_class("-hidden")
+
+    def action_help(self) -> None:
+        rows = [
+            (b.key_display or b.key, self.PALETTE_TITLES.get(b.action, b.description))
+            for b in self._help_bindings()
+        ]
+        rows.append(("ctrl+p", "Command palette"))
+        self.push_screen(HelpScreen(rows))
+
+    def _help_bindings(self) -> list[Binding]:
+        return [b for b in self.BINDINGS if isinstance(b, Binding)]
+
+    def _update_subtitle(self) -> None:
+        state = "  ⏸ PAUSED" if self.paused else ""
+        self.sub_title = (
+            f"{self.watchlists.active} · {len(self.watchlists.symbols)} symbols · "
+            f"window {self.window_labels[self.window_index]}{state}"
+        )
+
+    # -- alerts ------------------------------------------------------------------------------
+
+    def action_alert(self) -> None:
+        symbol = self.quotes.selected_symbol
+        if not symbol:
+            self.notify("select a symbol first", severity="warning")
+            return
+        snap = self.engine.latest.get(symbol)
+
+        def done(spec: AlertSpec | None) -> None:
+            if spec is not None:
+                self.alerts.append(Alert(symbol, spec))
+                self.event(f"alert set: {symbol} {spec.direction} {spec.price:g}")
+
+        self.push_screen(AlertScreen(symbol, snap.last_price if snap else None), done)
+
+    def _check_alerts(self, latest: Mapping[str, SymbolSnapshot]) -> None:
+        fired: list[Alert] = []
+        for alert in self.alerts:
+            snap = latest.get(alert.symbol)
+            if snap is None or snap.last_price is None:
+                continue
+            price, spec = snap.last_price, alert.spec
+            if (spec.direction == "above" and price >= spec.price) or (
+                spec.direction == "below" and price <= spec.price
+            ):
+                fired.append(alert)
+                text = f"{alert.symbol} is {spec.direction} {spec.price:g}: last {price:g}"
+                self.notify(text, title="Price alert", severity="warning", timeout=10)
+                self.event(f"ALERT {text}", "WARNING")
+        if fired:
+            self.alerts = [a for a in self.alerts if a not in fired]
+
+    # -- palette, theme, quit ----------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for b in self._help_bindings():
+            if b.action == "quit":
+                continue  # the system commands already offer Quit
+            title = self.PALETTE_TITLES.get(b.action, b.description)
+            yield SystemCommand(
+                title, f"key: {b.key_display or b.key}", lambda a=b.action: self.run_action(a)
+            )
+
+    def watch_theme(self, theme: str) -> None:
+        if self.is_mounted and self.save_enabled and theme != self.settings.ui.theme:
+            self.settings.ui.theme = theme
+            try:
+                save_settings(self.config_path, {"ui.theme": theme})
+            except OSError as exc:
+                self.notify(f"could not save the theme: {exc}", severity="error")
+
+    def on_unmount(self) -> None:
+        logging.getLogger().removeHandler(self.log_handler)
+        self.engine.stop()

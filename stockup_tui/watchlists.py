@@ -1,0 +1,108 @@
+"""Named watchlists and the edits the keyboard makes to them (pure logic, no Textual).
+
+`main` is the top-level `symbols` setting; other lists live under `[watchlists]`. The active list
+is what the feed subscribes to. Every edit returns what changed so the screen can say so, and
+`settings_updates()` gives the dotted keys to write back to the config file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from stockup_tui.config import normalize_symbol
+
+MAIN = "main"
+_SPLIT = re.compile(r"[\s,;]+")
+
+
+def parse_symbols(text: str) -> tuple[list[str], list[str]]:
+    """Symbols from user input such as ``"aapl, MSFT BINANCE:BTCUSDT"``.
+
+    Returns (valid symbols, upper-cased, in order, without repeats; error messages).
+    """
+    valid: list[str] = []
+    errors: list[str] = []
+    for raw in _SPLIT.split(text.strip()):
+        if not raw:
+            continue
+        try:
+            sym = normalize_symbol(raw)
+        except ValueError as exc:
+            errors.append(str(exc))
+            continue
+        if sym not in valid:
+            valid.append(sym)
+    if not valid and not errors:
+        errors.append("type one or more symbols, e.g. AAPL, MSFT")
+    return valid, errors
+
+
+@dataclass
+class Watchlists:
+    lists: dict[str, list[str]] = field(default_factory=lambda: {MAIN: []})
+    active: str = MAIN
+    limit: int = 50  # symbols per connection on Finnhub's free plan
+
+    @classmethod
+    def from_settings(
+        cls, symbols: Sequence[str], others: Mapping[str, Sequence[str]], active: str, limit: int
+    ) -> Watchlists:
+        lists = {MAIN: list(symbols), **{k: list(v) for k, v in others.items()}}
+        return cls(lists=lists, active=active if active in lists else MAIN, limit=limit)
+
+    @property
+    def symbols(self) -> list[str]:
+        return self.lists[self.active]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.lists)
+
+    def cycle(self, step: int = 1) -> str:
+        names = self.names
+        self.active = names[(names.index(self.active) + step) % len(names)]
+        return self.active
+
+    def add(self, new: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Adds symbols to the active list; returns (added, messages about the rest)."""
+        current = self.symbols
+        added: list[str] = []
+        notes: list[str] = []
+        for sym in new:
+            if sym in current:
+                notes.append(f"{sym} is already in the watchlist")
+            elif len(current) >= self.limit:
+                notes.append(f"{sym} not added: the watchlist holds at most {self.limit} symbols")
+            else:
+                current.append(sym)
+                added.append(sym)
+        return added, notes
+
+    def remove(self, symbol: str) -> bool:
+        try:
+            self.symbols.remove(symbol)
+        except ValueError:
+            return False
+        return True
+
+    def move(self, symbol: str, step: int) -> bool:
+        """Moves `symbol` up (step -1) or down (+1); False at either end."""
+        current = self.symbols
+        i = current.index(symbol)
+        j = i + step
+        if not 0 <= j < len(current):
+            return False
+        current[i], current[j] = current[j], current[i]
+        return True
+
+    def settings_updates(self) -> dict[str, object]:
+        updates: dict[str, object] = {
+            "symbols": list(self.lists[MAIN]),
+            "ui.watchlist": self.active,
+        }
+        others = {k: list(v) for k, v in self.lists.items() if k != MAIN}
+        if others:
+            updates["watchlists"] = others
+        return updates

@@ -1,0 +1,149 @@
+"""Small pure formatting helpers shared by the quotes table and the detail pane.
+
+They live apart from the widgets so both render numbers identically and so they can be unit
+tested without an app. Every helper accepts None (no data yet) and returns `DASH` for it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from textual.color import Color, ColorParseError
+
+DASH = "\u2013"  # en dash: reads as "no value" and is one cell wide
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+
+_VOLUME_UNITS = ("", "K", "M", "B", "T")
+
+
+def _price_decimals(value: float) -> int:
+    """Decimals that keep ~5 significant digits for cheap tickers and stay short for dear ones."""
+    a = abs(value)
+    if a >= 10_000:
+        return 1
+    if a >= 1 or a == 0:
+        return 2
+    if a >= 0.1:
+        return 4
+    return -math.floor(math.log10(a)) + 4
+
+
+def fmt_price(value: float | None, ref: float | None = None) -> str:
+    """A price with thousands separators: 187.43, 68,123.5, 0.00012345.
+
+    `ref` (a price) sets the decimals instead, so a difference reads at its price's scale.
+    """
+    if value is None or not math.isfinite(value):
+        return DASH
+    scale = ref if ref is not None and math.isfinite(ref) else value
+    return f"{value:,.{_price_decimals(scale)}f}"
+
+
+def fmt_change(value: float | None, ref: float | None = None) -> str:
+    """A signed price difference at the scale of price `ref` (+1.25, -0.74); zero has no sign."""
+    if value is None or not math.isfinite(value):
+        return DASH
+    text = fmt_price(abs(value), ref)
+    if text.strip("0.,") == "":
+        return text
+    return ("+" if value > 0 else "-") + text
+
+
+def fmt_pct(value: float | None) -> str:
+    """A signed percentage already scaled to 100 (+0.66%); zero carries no sign."""
+    if value is None or not math.isfinite(value):
+        return DASH
+    text = f"{abs(value):.2f}%"
+    if text == "0.00%":
+        return text
+    return ("+" if value > 0 else "-") + text
+
+
+def fmt_volume(value: float | None) -> str:
+    """A compact quantity: 950, 0.0123, 1.2K, 3.4M, 5.6B (crypto volumes are fractional)."""
+    if value is None or not math.isfinite(value):
+        return DASH
+    sign = "-" if value < 0 else ""
+    a = abs(value)
+    if a < 1000:
+        if a == int(a):
+            return f"{sign}{int(a)}"
+        return f"{sign}{a:.4g}"
+    unit = 0
+    while unit < len(_VOLUME_UNITS) - 1 and round(a, 1) >= 1000:
+        a /= 1000
+        unit += 1
+    return f"{sign}{a:.1f}{_VOLUME_UNITS[unit]}"
+
+
+def fmt_rate(value: float | None) -> str:
+    """Trades per second: two decimals when slow, compact when very fast."""
+    if value is None or not math.isfinite(value):
+        return DASH
+    if value < 10:
+        return f"{value:.2f}"
+    if value < 1000:
+        return f"{value:.1f}"
+    return fmt_volume(value)
+
+
+def fmt_count(value: int | None) -> str:
+    """An integer count with thousands separators."""
+    return DASH if value is None else f"{value:,}"
+
+
+def fmt_age(ms: float | None) -> str:
+    """How long ago, coarser as it grows: 0.4s, 12s, 3m, 2h, 4d (negative skew reads 0.0s)."""
+    if ms is None:
+        return DASH
+    s = max(ms, 0) / 1000
+    if s < 10:
+        return f"{s:.1f}s"
+    if s < 60:
+        return f"{int(s)}s"
+    if s < 3600:
+        return f"{int(s // 60)}m"
+    if s < 86400:
+        return f"{int(s // 3600)}h"
+    return f"{int(s // 86400)}d"
+
+
+def window_label(window_ms: int) -> str:
+    """A window's short name: 60000 -> 1m, 300000 -> 5m, 90000 -> 90s, 1500 -> 1500ms."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if window_ms >= size and window_ms % size == 0:
+            return f"{window_ms // size}{unit}"
+    return f"{window_ms}ms"
+
+
+def _resample(values: Sequence[float], width: int) -> list[float]:
+    """Down-samples to `width` points keeping each slice's last value (they are closes)."""
+    n = len(values)
+    if n <= width:
+        return list(values)
+    return [values[min(n - 1, ((i + 1) * n) // width - 1)] for i in range(width)]
+
+
+def sparkline(values: Sequence[float], width: int | None = None) -> str:
+    """Unicode block sparkline, at most `width` chars; a flat series sits mid-height."""
+    points = [v for v in (_resample(values, width) if width else values) if math.isfinite(v)]
+    if not points:
+        return ""
+    lo, hi = min(points), max(points)
+    if hi == lo:
+        return SPARK_BLOCKS[len(SPARK_BLOCKS) // 2 - 1] * len(points)
+    top = len(SPARK_BLOCKS) - 1
+    scale = top / (hi - lo)
+    return "".join(SPARK_BLOCKS[round((v - lo) * scale)] for v in points)
+
+
+def rich_colour(value: str | None, fallback: str) -> str:
+    """A Textual theme colour (hex or ``ansi_*``) as a Rich colour name usable in a style."""
+    for candidate in (value, fallback):
+        if candidate:
+            try:
+                return Color.parse(candidate).rich_color.name
+            except ColorParseError:
+                continue
+    return "default"

@@ -1,0 +1,548 @@
+"""The pipeline health pane: is the feed alive, is anything backing up, is anything being lost?
+
+It sits beside the quotes table (~40-60 columns), so every section is a few dense label/value
+rows whose values are coloured green / amber / red from the theme (`$success`, `$warning`,
+`$error`). The judgement is made by small pure functions (`*_level`, `link_state`, `render_*`)
+so the thresholds can be unit tested without a screen; the widget only caches and swaps text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import IntEnum
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.widgets import Static
+
+from stockup_tui.engine.drops import ROUTINE_REASONS
+from stockup_tui.engine.stats import (
+    AnalyzerFigures,
+    BusFigures,
+    PipelineStats,
+    SourceFigures,
+    StageState,
+)
+
+DASH = "\u2013"  # en dash: "no data yet", as in widgets/format.py
+
+# Thresholds (seconds or fractions). FRAME_AGE_BAD matches the source watchdog default: past it
+# the client itself declares the connection dead.
+FRAME_AGE_WARN = 2.0
+FRAME_AGE_BAD = 10.0
+DOWN_GRACE = 5.0  # a reconnect shorter than this is routine (amber), longer is an outage (red)
+QUEUE_WARN = 0.5
+QUEUE_BAD = 0.9
+LATENCY_WARN = 0.1
+LATENCY_BAD = 1.0
+ERROR_CHARS = 160  # the full text is in the section's tooltip
+
+# Drop reasons that mean our own code or a service failed (not merely bad input from the feed).
+_FAILURE_REASONS = frozenset({"analyzer_error", "server_error"})
+_FAILURE_PREFIXES = ("sink_error:", "bus_")
+
+LABEL_W = 8
+VALUE_W = 11
+
+
+class Level(IntEnum):
+    """How worrying a figure is; ordered so that `max()` gives the worst of several."""
+
+    IDLE = 0  # nothing to judge: no data yet, finished, or routine
+    OK = 1
+    WARN = 2
+    BAD = 3
+
+
+LEVEL_STYLE: dict[Level, str] = {
+    Level.IDLE: "",
+    Level.OK: "$success",
+    Level.WARN: "$warning",
+    Level.BAD: "$error",
+}
+_DOT = {Level.IDLE: "○", Level.OK: "●", Level.WARN: "●", Level.BAD: "●"}
+
+
+# -- pure judgements -----------------------------------------------------------------------------
+
+
+def worst(levels: Iterable[Level]) -> Level:
+    """The most severe of `levels` (IDLE when there are none)."""
+    return max(levels, default=Level.IDLE)
+
+
+def source_down_for(source: SourceFigures, uptime: float) -> float | None:
+    """How long the feed has been without a connection, or None while connected/finished.
+
+    Measured from the last frame, as the engine measures gaps; before any frame ever arrived it
+    is the pipeline's uptime (still trying to make the first connection).
+    """
+    if source.connected or source.finished:
+        return None
+    return source.last_frame_age if source.last_frame_age is not None else uptime
+
+
+def link_state(
+    connected: bool,
+    finished: bool,
+    connections: int,
+    down_for: float | None,
+    grace: float = DOWN_GRACE,
+) -> tuple[Level, str]:
+    """The source link's level and its one-word label (plus the outage length when red)."""
+    if connected:
+        return Level.OK, "connected"
+    if finished:
+        return Level.IDLE, "finished"
+    word = "connecting" if connections == 0 else "reconnecting"
+    if down_for is not None and down_for > grace:
+        return Level.BAD, f"{'down' if connections else word} {fmt_secs(down_for)}"
+    return Level.WARN, word
+
+
+def frame_age_level(
+    age: float | None, finished: bool = False, bad_after: float = FRAME_AGE_BAD
+) -> Level:
+    """Amber once frames stop for a couple of seconds, red near the watchdog."""
+    if age is None or finished:
+        return Level.IDLE
+    if age > bad_after:
+        return Level.BAD
+    if age > FRAME_AGE_WARN:
+        return Level.WARN
+    return Level.OK
+
+
+def bus_link_level(connected: bool) -> Level:
+    return Level.OK if connected else Level.BAD
+
+
+def queue_level(depth: int, capacity: int) -> Level:
+    """Amber past half full (consumers falling behind), red near full (back-pressure)."""
+    if capacity <= 0:
+        return Level.IDLE
+    fill = depth / capacity
+    if fill > QUEUE_BAD:
+        return Level.BAD
+    if fill > QUEUE_WARN:
+        return Level.WARN
+    return Level.OK
+
+
+def latency_level(p99: float | None) -> Level:
+    """Trade -> metric latency: amber past 100 ms, red past a second."""
+    if p99 is None:
+        return Level.IDLE
+    if p99 > LATENCY_BAD:
+        return Level.BAD
+    if p99 > LATENCY_WARN:
+        return Level.WARN
+    return Level.OK
+
+
+def count_level(n: int) -> Level:
+    """For counters that should stay zero (publish errors, restarts)."""
+    return Level.WARN if n > 0 else Level.IDLE
+
+
+def error_level(error: str | None) -> Level:
+    return Level.BAD if error else Level.IDLE
+
+
+def drop_level(reason: str, count: int) -> Level:
+    """Duplicates are routine (the feed resends); failures of ours are red, bad input amber."""
+    if count <= 0 or reason in ROUTINE_REASONS:
+        return Level.IDLE
+    if reason in _FAILURE_REASONS or reason.startswith(_FAILURE_PREFIXES):
+        return Level.BAD
+    return Level.WARN
+
+
+def stage_level(stage: StageState) -> Level:
+    """Status of a supervised stage: failed is red, restarting amber, running green."""
+    match stage.status:
+        case "failed":
+            return Level.BAD
+        case "restarting":
+            return Level.WARN
+        case "running":
+            return Level.OK
+        case _:
+            return Level.IDLE
+
+
+def source_level(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> Level:
+    """The source section's overall state; a stale `last_error` alone does not make it red."""
+    src = stats.source
+    link, _ = link_state(
+        src.connected, src.finished, src.connections, source_down_for(src, stats.uptime)
+    )
+    age = frame_age_level(src.last_frame_age, src.finished, watchdog) if src.connected else link
+    return worst((link, age))
+
+
+def bus_level(bus: BusFigures) -> Level:
+    return worst(
+        (
+            bus_link_level(bus.connected),
+            queue_level(bus.queue_depth, bus.queue_capacity),
+            count_level(bus.publish_errors),
+        )
+    )
+
+
+def analyzer_level(analyzer: AnalyzerFigures) -> Level:
+    return worst((Level.OK, latency_level(analyzer.latency_p99)))
+
+
+def drops_level(drops: Mapping[str, int]) -> Level:
+    return worst(drop_level(reason, n) for reason, n in drops.items())
+
+
+def stages_level(stages: Iterable[StageState]) -> Level:
+    return worst(max(stage_level(s), count_level(s.restarts)) for s in stages)
+
+
+def overall_level(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> Level:
+    """The worst section: what a single status light for the whole pipeline would show."""
+    return worst(
+        (
+            source_level(stats, watchdog),
+            bus_level(stats.bus),
+            analyzer_level(stats.analyzer),
+            drops_level(stats.drops),
+            stages_level(stats.stages),
+        )
+    )
+
+
+# -- formatting ----------------------------------------------------------------------------------
+
+
+def fmt_count(n: int) -> str:
+    """Exact below 100k (12,345), compact above (123.4k, 1.23M): fits a 11-column cell."""
+    if n < 100_000:
+        return f"{n:,}"
+    if n < 1_000_000:
+        return f"{n / 1e3:.1f}k"
+    if n < 1_000_000_000:
+        return f"{n / 1e6:.2f}M"
+    return f"{n / 1e9:.2f}G"
+
+
+def fmt_rate(per_s: float) -> str:
+    if per_s < 10:
+        return f"{per_s:.1f}/s"
+    if per_s < 1000:
+        return f"{per_s:.0f}/s"
+    if per_s < 1e6:
+        return f"{per_s / 1e3:.1f}k/s"
+    return f"{per_s / 1e6:.2f}M/s"
+
+
+def fmt_secs(s: float | None) -> str:
+    """A duration for humans: 850ms, 4.2s, 3m05s, 2h07m."""
+    if s is None:
+        return DASH
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
+    if s < 60:
+        return f"{s:.1f}s"
+    if s < 3600:
+        m, sec = divmod(int(s), 60)
+        return f"{m}m{sec:02d}s"
+    h, m = divmod(int(s) // 60, 60)
+    return f"{h}h{m:02d}m"
+
+
+def fmt_latency(s: float | None) -> str:
+    """Latency in ms with precision where it matters: 0.42ms, 12.3ms, 250ms, 1.20s."""
+    if s is None:
+        return DASH
+    ms = s * 1000
+    if ms < 1:
+        return f"{ms:.2f}ms"
+    if ms < 100:
+        return f"{ms:.1f}ms"
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    return f"{s:.2f}s"
+
+
+def fmt_value(value: object) -> str:
+    """A sink figure of any type, short."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return fmt_count(value)
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return DASH if value is None else str(value)
+
+
+def one_line(text: str, limit: int = ERROR_CHARS) -> str:
+    """Errors can be multi-line tracebacks; the pane shows a single line of them."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+# -- rendering (pure: stats in, Content out) ------------------------------------------------------
+
+Cell = tuple[str, str, Level]
+
+
+def _styled(text: str, level: Level) -> Content:
+    style = LEVEL_STYLE[level]
+    return Content.styled(text, style) if style else Content(text)
+
+
+def _header(title: str, level: Level, extra: str = "") -> Content:
+    parts: list[Content | tuple[str, str] | str] = [
+        _styled(_DOT[level], level),
+        " ",
+        (title, "bold"),
+    ]
+    if extra:
+        parts += ["  ", (extra, "dim")]
+    return Content.assemble(*parts)
+
+
+def _row(*cells: Cell) -> Content:
+    """Label/value cells laid out in fixed columns so rows line up across sections."""
+    parts: list[Content | tuple[str, str] | str] = []
+    for i, (label, value, level) in enumerate(cells):
+        last = i == len(cells) - 1
+        parts.append((label.ljust(LABEL_W), "dim"))
+        parts.append(_styled(value if last else value.ljust(VALUE_W), level))
+        if not last:
+            parts.append(" ")
+    return Content.assemble(*parts)
+
+
+def _section(header: Content, rows: Iterable[Content]) -> Content:
+    return Content("\n").join([header, *rows])
+
+
+def render_source(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> Content:
+    src = stats.source
+    link, label = link_state(
+        src.connected, src.finished, src.connections, source_down_for(src, stats.uptime)
+    )
+    age_level = frame_age_level(src.last_frame_age, src.finished, watchdog)
+    age_text = DASH if src.last_frame_age is None else f"{fmt_secs(src.last_frame_age)} ago"
+    rows = [
+        _row(("state", label, link)),
+        _row(("url", src.endpoint or DASH, Level.IDLE)),
+        _row(
+            ("conns", fmt_count(src.connections), Level.IDLE),
+            ("reconn", fmt_count(src.reconnects), Level.IDLE),
+        ),
+        _row(
+            ("gap", fmt_secs(src.last_gap), Level.IDLE),
+            ("max gap", fmt_secs(src.max_gap) if src.max_gap else DASH, Level.IDLE),
+        ),
+        _row(
+            ("frames", fmt_rate(src.frames_per_s), Level.IDLE),
+            ("trades", fmt_rate(src.trades_per_s), Level.IDLE),
+        ),
+        _row(
+            ("last fr", age_text, age_level),
+            ("symbols", fmt_count(len(src.subscribed)), Level.IDLE),
+        ),
+    ]
+    if src.last_error:
+        rows.append(_row(("error", one_line(src.last_error), Level.BAD)))
+    return _section(_header("Source", source_level(stats, watchdog), src.kind), rows)
+
+
+def render_bus(bus: BusFigures) -> Content:
+    fill = bus.queue_depth / bus.queue_capacity if bus.queue_capacity > 0 else 0.0
+    queue = f"{fmt_count(bus.queue_depth)}/{fmt_count(bus.queue_capacity)} ({fill:.0%})"
+    rows = [
+        _row(
+            (
+                "link",
+                "connected" if bus.connected else "disconnected",
+                bus_link_level(bus.connected),
+            )
+        ),
+        _row(
+            ("pub", fmt_rate(bus.published_per_s), Level.IDLE),
+            ("cons", fmt_rate(bus.consumed_per_s), Level.IDLE),
+        ),
+        _row(("queue", queue, queue_level(bus.queue_depth, bus.queue_capacity))),
+        _row(("errors", fmt_count(bus.publish_errors), count_level(bus.publish_errors))),
+    ]
+    if bus.last_error:
+        rows.append(_row(("error", one_line(bus.last_error), Level.BAD)))
+    return _section(_header("Bus", bus_level(bus), bus.kind), rows)
+
+
+def render_analyzer(an: AnalyzerFigures) -> Content:
+    lat = latency_level(an.latency_p99)
+    rows = [
+        _row(
+            ("trades", fmt_rate(an.trades_per_s), Level.IDLE),
+            ("symbols", fmt_count(an.symbols), Level.IDLE),
+        ),
+        _row(
+            ("late", fmt_count(an.late), Level.IDLE), ("snaps", fmt_count(an.snapshots), Level.IDLE)
+        ),
+        _row(
+            ("lat p50", fmt_latency(an.latency_p50), Level.IDLE),
+            ("lat p99", fmt_latency(an.latency_p99), lat),
+        ),
+    ]
+    return _section(_header("Analyzer", analyzer_level(an)), rows)
+
+
+def render_sinks(sinks: Mapping[str, Mapping[str, object]]) -> Content:
+    rows: list[Content] = []
+    for name, figures in sinks.items():
+        pairs = "  ".join(f"{k} {fmt_value(v)}" for k, v in figures.items())
+        rows.append(Content.assemble((name.ljust(LABEL_W - 1), "bold"), " ", pairs or DASH))
+    if not rows:
+        rows.append(Content.styled("none", "dim"))
+    return _section(_header("Sinks", Level.IDLE), rows)
+
+
+def render_drops(drops: Mapping[str, int]) -> Content:
+    shown = sorted(((r, n) for r, n in drops.items() if n > 0), key=lambda rn: (-rn[1], rn[0]))
+    total = sum(n for _, n in shown)
+    rows: list[Content] = []
+    for reason, n in shown:
+        level = drop_level(reason, n)
+        parts: list[Content | tuple[str, str] | str] = [
+            _styled(reason.ljust(18), level),
+            " ",
+            _styled(fmt_count(n).rjust(8), level),
+        ]
+        if reason in ROUTINE_REASONS:
+            parts += ["  ", ("routine", "dim")]
+        rows.append(Content.assemble(*parts))
+    if not rows:
+        rows.append(_styled("none", Level.OK))
+    extra = f"total {fmt_count(total)}" if total else ""
+    return _section(_header("Drops", drops_level(drops), extra), rows)
+
+
+def render_stages(stages: Iterable[StageState]) -> Content:
+    stages = tuple(stages)
+    rows: list[Content] = []
+    for st in stages:
+        parts: list[Content | tuple[str, str] | str] = [
+            (st.name.ljust(10), "bold"),
+            " ",
+            _styled(st.status.ljust(10), stage_level(st)),
+        ]
+        if st.restarts:
+            parts += [" ", _styled(f"restarts {st.restarts}", count_level(st.restarts))]
+        rows.append(Content.assemble(*parts))
+        if st.last_error:
+            rows.append(Content.assemble("  ", _styled(one_line(st.last_error), Level.BAD)))
+    if not rows:
+        rows.append(Content.styled("none yet", "dim"))
+    return _section(_header("Stages", stages_level(stages)), rows)
+
+
+def _errors_tooltip(*errors: tuple[str, str | None]) -> str | None:
+    """Full error texts, which the rows cut to one line."""
+    lines = [f"{what}: {err}" for what, err in errors if err]
+    return "\n".join(lines) if lines else None
+
+
+# -- widget --------------------------------------------------------------------------------------
+
+SECTIONS = ("source", "bus", "analyzer", "sinks", "drops", "stages")
+
+
+class HealthPane(VerticalScroll):
+    """Live pipeline health; feed it with `update_health(stats)` a few times a second.
+
+    Each section is its own `Static`, re-rendered only when its text or colours changed, so a
+    steady pipeline costs almost nothing to display. The pane gets the class `-warn` or `-bad`
+    from the worst section, so app CSS can tint its border.
+    """
+
+    DEFAULT_CSS = """
+    HealthPane {
+        width: 1fr;
+        min-width: 40;
+        height: 1fr;
+        padding: 0 1;
+        scrollbar-size-vertical: 1;
+    }
+    HealthPane > .health-section {
+        width: 1fr;
+        height: auto;
+        margin-bottom: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    """
+
+    def __init__(
+        self,
+        *,
+        watchdog: float = FRAME_AGE_BAD,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        """`watchdog`: the source's watchdog (s), past which the last frame's age is red."""
+        super().__init__(name=name, id=id, classes=classes)
+        self.watchdog = watchdog
+        self.level = Level.IDLE
+        self.last_stats: PipelineStats | None = None
+        self._statics: dict[str, Static] = {}
+        self._shown: dict[str, Content] = {}
+        self._tips: dict[str, str | None] = {}
+
+    def compose(self) -> ComposeResult:
+        for key in SECTIONS:
+            text = "waiting for the pipeline…" if key == "source" else ""
+            yield Static(Content.styled(text, "dim"), id=f"health-{key}", classes="health-section")
+
+    def on_mount(self) -> None:
+        self._statics = {key: self.query_one(f"#health-{key}", Static) for key in SECTIONS}
+        if self.last_stats is not None:  # fed before it was mounted
+            self.update_health(self.last_stats)
+
+    def update_health(self, stats: PipelineStats) -> None:
+        """Re-renders the sections whose content changed since the last call."""
+        self.last_stats = stats
+        rendered = {
+            "source": render_source(stats, self.watchdog),
+            "bus": render_bus(stats.bus),
+            "analyzer": render_analyzer(stats.analyzer),
+            "sinks": render_sinks(stats.sinks),
+            "drops": render_drops(stats.drops),
+            "stages": render_stages(stats.stages),
+        }
+        tips = {
+            "source": _errors_tooltip(("source", stats.source.last_error)),
+            "bus": _errors_tooltip(("bus", stats.bus.last_error)),
+            "stages": _errors_tooltip(*((s.name, s.last_error) for s in stats.stages)),
+        }
+        for key, content in rendered.items():
+            static = self._statics.get(key)
+            if static is None:  # not mounted yet: the next call will paint
+                break
+            before = self._shown.get(key)
+            if before is None or not before.is_same(content):  # `==` ignores the colours
+                self._shown[key] = content
+                # Sections are height: auto; lay out again only when the line count changed.
+                relayout = before is None or before.plain.count("\n") != content.plain.count("\n")
+                static.update(content, layout=relayout)
+            tip = tips.get(key)
+            if key in tips and self._tips.get(key) != tip:
+                self._tips[key] = tip
+                static.tooltip = tip
+        self.level = overall_level(stats, self.watchdog)
+        self.set_class(self.level == Level.WARN, "-warn")
+        self.set_class(self.level == Level.BAD, "-bad")
+
+    def section_content(self, key: str) -> Content | None:
+        """What a section currently shows (for tests and for copying the text out)."""
+        return self._shown.get(key)

@@ -1,0 +1,207 @@
+"""The real app on the real engine and simulator, driven by keys through Textual's Pilot."""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from stockup_tui.app import StockupApp
+from stockup_tui.config import load_config
+from stockup_tui.engine.host import EngineHost
+from stockup_tui.widgets.dialogs import AddSymbolsScreen, AlertScreen, HelpScreen
+from stockup_tui.widgets.events import EventLog
+from stockup_tui.widgets.quotes import QuotesTable
+
+SIZE = (140, 40)
+
+
+def make_app(tmp_path: Path, **overrides: Any) -> StockupApp:
+    flags = {
+        "symbols": "AAPL,MSFT",
+        "windows": "1m,5m",
+        # Modest rates: Pilot waits for the whole process to go idle after every key press,
+        # and the engine shares the process.
+        "simulator.rate": 50,
+        "simulator.seed": 1,
+        "ui.refresh": 0.2,
+        **overrides,
+    }
+    loaded = load_config(overrides=flags, environ={})
+    host = EngineHost(loaded.settings, live_interval=0.05, live_points=60)
+    return StockupApp(loaded, host, config_path=tmp_path / "config.toml")
+
+
+async def until(pilot: Pilot, cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+def rows(app: StockupApp) -> list[str]:
+    table = app.query_one(QuotesTable)
+    return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+
+
+def subscriptions(app: StockupApp) -> set[str]:
+    sim = app.engine.pipeline.simulator  # type: ignore[attr-defined]
+    return sim.simulator.subscriptions()
+
+
+def saved(app: StockupApp) -> dict[str, Any]:
+    return tomllib.loads(app.config_path.read_text())
+
+
+async def test_table_fills_with_live_trades(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: rows(app) == ["AAPL", "MSFT"], "two rows")
+        await until(pilot, lambda: set(app.engine.latest) >= {"AAPL", "MSFT"}, "snapshots for both")
+        table = app.query_one(QuotesTable)
+        await until(
+            pilot, lambda: "-" not in str(table.get_row_at(0)[1]), "a price in the last column"
+        )
+
+
+async def test_add_and_remove_symbols_reach_the_feed_and_the_file(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: subscriptions(app) == {"AAPL", "MSFT"}, "initial subs")
+        await pilot.press("a")
+        assert isinstance(app.screen, AddSymbolsScreen)
+        await pilot.press(*"tsla, nvda", "enter")
+        await until(
+            pilot, lambda: subscriptions(app) == {"AAPL", "MSFT", "TSLA", "NVDA"}, "subscribe"
+        )
+        assert rows(app) == ["AAPL", "MSFT", "TSLA", "NVDA"]
+        assert saved(app)["symbols"] == ["AAPL", "MSFT", "TSLA", "NVDA"]
+
+        app.query_one(QuotesTable).select_symbol("MSFT")
+        await until(pilot, lambda: app.quotes.selected_symbol == "MSFT", "MSFT selected")
+        await pilot.press("d")
+        await until(pilot, lambda: "MSFT" not in subscriptions(app), "unsubscribe")
+        assert rows(app) == ["AAPL", "TSLA", "NVDA"]
+        assert saved(app)["symbols"] == ["AAPL", "TSLA", "NVDA"]
+
+        app.query_one(QuotesTable).select_symbol("AAPL")
+        await until(pilot, lambda: app.quotes.selected_symbol == "AAPL", "AAPL selected")
+        await pilot.press("J")
+        assert app.watchlists.symbols == ["TSLA", "AAPL", "NVDA"]
+        await until(pilot, lambda: rows(app) == ["TSLA", "AAPL", "NVDA"], "moved row")
+
+
+async def test_a_bad_symbol_gets_a_clear_message(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a", *"AAPL b@d", "enter")
+        screen = app.screen
+        assert isinstance(screen, AddSymbolsScreen)  # not accepted
+        message = str(screen.query_one("#prompt-message").render())
+        assert "'b@d' is not a valid symbol" in message
+        await pilot.press("escape")
+        assert not isinstance(app.screen, AddSymbolsScreen)
+        assert app.watchlists.symbols == ["AAPL", "MSFT"]
+
+
+async def test_sort_filter_pause_window_and_help(tmp_path: Path) -> None:
+    app = make_app(tmp_path, symbols="AAPL,MSFT,TSLA,IBM")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(rows(app)) == 4, "four rows")
+        await pilot.press("s")  # sort by the first sortable column: symbol
+        await until(pilot, lambda: rows(app) == sorted(rows(app)), "sorted by symbol")
+        await pilot.press("r")
+        await until(pilot, lambda: rows(app) == sorted(rows(app), reverse=True), "reversed")
+        await pilot.press("o")
+        await until(pilot, lambda: rows(app) == ["AAPL", "MSFT", "TSLA", "IBM"], "list order")
+
+        await pilot.press("slash", *"ms")
+        await until(pilot, lambda: rows(app) == ["MSFT"], "filtered")
+        await pilot.press("escape")
+        await until(pilot, lambda: len(rows(app)) == 4, "filter cleared")
+
+        await pilot.press("space")
+        assert app.paused and "PAUSED" in app.sub_title
+        await pilot.press("space")
+        assert not app.paused
+
+        await pilot.press("w")
+        assert app.window_index == 1 and "window 5m" in app.sub_title
+
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        keys = str(app.screen.query_one("#help-keys").render())
+        assert "Add symbols" in keys and "price alert" in keys and "Quit" in keys
+        await pilot.press("escape")
+
+
+async def test_palette_runs_actions(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Add symbols")
+        await until(pilot, lambda: _palette_has(app, "Add"), "palette match")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, AddSymbolsScreen), "add prompt")
+
+
+def _palette_has(app: StockupApp, text: str) -> bool:
+    from textual.command import CommandPalette
+
+    screen = app.screen
+    if not isinstance(screen, CommandPalette):
+        return False
+    from textual.command import CommandList
+
+    options = screen.query_one(CommandList)
+    return options.option_count > 0 and text in str(options.get_option_at_index(0).prompt)
+
+
+async def test_theme_switch_is_saved(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.theme == "stockup-dark"
+        app.theme = "stockup-light"
+        await pilot.pause()
+        assert saved(app)["ui"]["theme"] == "stockup-light"
+
+
+async def test_price_alert_fires_once(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "AAPL" in app.engine.latest, "AAPL price")
+        app.query_one(QuotesTable).select_symbol("AAPL")
+        await until(pilot, lambda: app.quotes.selected_symbol == "AAPL", "AAPL selected")
+        await pilot.press("b")
+        assert isinstance(app.screen, AlertScreen)
+        await pilot.press(*"above 0.01", "enter")
+        await until(pilot, lambda: not app.alerts, "alert fired")
+        log_text = "\n".join(item[1] for item in app.query_one(EventLog).events)
+        assert "ALERT AAPL is above 0.01" in log_text
+        assert any("Price alert" in (n.title or "") for n in app._notifications)
+
+
+async def test_quit_is_clean(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.engine.pipeline.analyzer.ingested > 100, "trades")
+        await pilot.press("q")
+    pipe = app.engine.pipeline  # type: ignore[attr-defined]
+    assert app.engine._thread is not None and not app.engine._thread.is_alive()
+    assert pipe.analyzer.ingested == pipe.parser.trades  # drained, nothing lost
+    assert app.return_code in (0, None)
+
+
+@pytest.mark.parametrize("width", [70])
+async def test_narrow_terminal_keeps_the_essentials(tmp_path: Path, width: int) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(width, 30)) as pilot:
+        await until(pilot, lambda: rows(app) == ["AAPL", "MSFT"], "rows")
+        keys = [str(c.key.value) for c in app.query_one(QuotesTable).columns.values()]
+        assert {"symbol", "last"} <= set(keys)
