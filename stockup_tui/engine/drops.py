@@ -12,8 +12,9 @@ import logging
 import threading
 import time
 
-# Reasons that are part of normal operation (the feed resends trades): logged at INFO, not WARNING.
-ROUTINE_REASONS = frozenset({"duplicate"})
+# Reasons that are part of normal operation (the feed resends trades, removed symbols' trades
+# still in flight): logged at INFO, not WARNING.
+ROUTINE_REASONS = frozenset({"duplicate", "unsubscribed"})
 
 
 class Drops:

@@ -108,6 +108,7 @@ class Pipeline:
         self._live_clock = live_clock
         self._lateness_ms = round(settings.analyzer.lateness * 1000)
         self._flush_lock = asyncio.Lock()
+        self._removed: set[str] = set()
         self._stages: dict[str, _Stage] = {}
         self._rates = RateMeter()
         self._started_at = time.monotonic()
@@ -233,7 +234,11 @@ class Pipeline:
     def set_symbols(self, symbols: Iterable[str]) -> None:
         """Changes the watchlist live: the feed re-subscribes, removed symbols are forgotten."""
         new = list(dict.fromkeys(symbols))
-        for sym in set(self.settings.symbols) - set(new):
+        removed = set(self.settings.symbols) - set(new)
+        # Trades of a removed symbol still in flight must not bring it back: they are counted
+        # as `unsubscribed` and skipped until the symbol is added again.
+        self._removed = (self._removed | removed) - set(new)
+        for sym in removed:
             self.analyzer.forget(sym)
         self.settings.symbols = new
         self.source.set_symbols(new)
@@ -322,6 +327,9 @@ class Pipeline:
                     batch = decode_batch(msg.payload)
                 except CodecError as exc:
                     drops.add(f"bus_{exc.reason}", detail=str(exc))
+                    continue
+                if batch.symbol in self._removed:
+                    drops.add("unsubscribed", len(batch))
                     continue
                 try:
                     emitted.extend(analyzer.ingest(batch))

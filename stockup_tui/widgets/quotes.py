@@ -1,23 +1,27 @@
 """The main pane: one row per watchlist symbol with the selected window's metrics.
 
 The app calls `update_quotes` about ten times a second with the latest snapshots. Each call renders
-every visible row to plain (text, style) pairs, compares them with what the table already shows
-and touches only the cells that differ, so an idle symbol costs a few string formats and no
-repaint. Rows are reordered with `DataTable.sort` only when the wanted order actually changed, and
-the table is rebuilt from scratch only when its columns change (resize, new sort arrow).
+every shown row to plain (text, style) pairs and compares them with what is on screen: a row whose
+cells are unchanged costs a few string formats and no repaint; a changed row is rebuilt as one
+`Strip` and only its line is repainted. A new order (sorting by a moving column) repaints the
+table from the cached strips without rendering any cell again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from rich.console import JustifyMethod
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
-from textual.events import Resize
+from textual.binding import Binding, BindingType
+from textual.events import Click, Resize
+from textual.geometry import Size
 from textual.message import Message
-from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics
 from stockup_tui.widgets.format import (
@@ -91,14 +95,53 @@ class _Styles(NamedTuple):
     flash_down: str
 
 
-class QuotesTable(DataTable):
-    """Live quotes for the watchlist with tick flashes, sorting, filtering and narrow layouts."""
+class QuotesTable(ScrollView, can_focus=True):
+    """Live quotes for the watchlist with tick flashes, sorting, filtering and narrow layouts.
+
+    A line-API widget rather than a DataTable: DataTable re-renders every visible cell through
+    Rich whenever any cell changes, which at ten refreshes a second over 50 busy symbols cost
+    most of a core. Here each row is kept as a ready `Strip`, rebuilt only when one of its
+    cells changed, and painting a frame is composing those strips.
+    """
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "quotes--header",
+        "quotes--cursor",
+        "quotes--odd",
+    }
 
     DEFAULT_CSS = """
     QuotesTable {
         height: 1fr;
+        background: $surface;
+    }
+    QuotesTable > .quotes--header {
+        color: $text-accent;
+        background: $panel;
+        text-style: bold;
+    }
+    QuotesTable > .quotes--cursor {
+        background: $block-cursor-blurred-background;
+        color: $block-cursor-blurred-foreground;
+    }
+    QuotesTable:focus > .quotes--cursor {
+        background: $block-cursor-background;
+        color: $block-cursor-foreground;
+        text-style: $block-cursor-text-style;
+    }
+    QuotesTable > .quotes--odd {
+        background: $surface-lighten-1 30%;
     }
     """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "cursor_up", "Up", show=False),
+        Binding("down", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home", "first", "First", show=False),
+        Binding("end", "last", "Last", show=False),
+    ]
 
     class SymbolHighlighted(Message):
         """The symbol under the cursor changed (None when the table has no rows)."""
@@ -116,20 +159,12 @@ class QuotesTable(DataTable):
     def __init__(
         self,
         *,
-        zebra_stripes: bool = True,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
         disabled: bool = False,
     ) -> None:
-        super().__init__(
-            cursor_type="row",
-            zebra_stripes=zebra_stripes,
-            name=name,
-            id=id,
-            classes=classes,
-            disabled=disabled,
-        )
+        super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self._snapshots: Mapping[str, SymbolSnapshot] = {}
         self._watchlist: tuple[str, ...] = ()
         self._window_index = 0
@@ -137,17 +172,20 @@ class QuotesTable(DataTable):
         self._sort_key: str | None = None
         self._reverse = False
         self._filter = ""
-        self._order: list[str] = []  # symbols in the table, in display order
-        self._cells: dict[str, dict[str, Cell]] = {}  # what each shown row's cells render as
-        self._visible: tuple[str, ...] = ()  # column keys in the table
-        self._known_widths: dict[str, int] = {}  # widest render width seen per column
+        self._order: list[str] = []  # symbols shown, in display order
+        self._cells: dict[str, dict[str, Cell]] = {}  # what each shown row renders as
+        self._strips: dict[str, Strip] = {}  # each shown row, ready to paint
+        self._visible: tuple[str, ...] = COLUMN_KEYS  # column keys that fit
+        self._widths: dict[str, int] = {k: max(_ESTIMATE[k], len(_LABELS[k]) + 2) for k in _LABELS}
+        self._header: Strip | None = None
         self._last: dict[str, float] = {}  # last price per symbol, to detect ticks
         self._flash: dict[str, tuple[int, int, bool]] = {}  # symbol -> (start, end, uptick)
+        self._style_cache: dict[str, Style] = {}
+        self._cursor = 0
         self._posted: str | None = None
         self._pending_select: str | None = None
+        self.row_updates = 0  # rows re-rendered so far (tests and profiling)
         self._ready = False  # set in on_mount (is_mounted is still False inside it)
-        self.cell_updates = 0  # update_cell calls so far (tests and profiling)
-        self.rebuilds = 0  # full rebuilds so far
 
     # -- public API --------------------------------------------------------------------------
 
@@ -158,7 +196,7 @@ class QuotesTable(DataTable):
         window_index: int,
         now_ms: int,
     ) -> None:
-        """Shows the latest snapshots; only cells whose text or style changed are touched."""
+        """Shows the latest snapshots; only rows whose text or style changed are re-rendered."""
         self._snapshots = snapshots
         self._watchlist = tuple(dict.fromkeys(watchlist))
         self._window_index = window_index
@@ -171,7 +209,8 @@ class QuotesTable(DataTable):
             raise ValueError(f"cannot sort by {column_key!r}")
         self._sort_key = column_key
         self._reverse = reverse if column_key is not None else False
-        self._refresh_rows(rebuild=True)  # the header arrow moves
+        self._header = None  # the arrow moves
+        self._refresh_rows()
 
     def cycle_sort(self) -> None:
         """Moves the sort to the next column of `SORT_CYCLE`, then back to watchlist order."""
@@ -194,17 +233,14 @@ class QuotesTable(DataTable):
 
     @property
     def sort_key(self) -> str | None:
-        """The column the rows are sorted by, None for watchlist order."""
         return self._sort_key
 
     @property
     def sort_reverse(self) -> bool:
-        """Whether the sort is descending."""
         return self._reverse
 
     @property
     def filter_text(self) -> str:
-        """The current (lower-cased) filter."""
         return self._filter
 
     @property
@@ -218,125 +254,264 @@ class QuotesTable(DataTable):
         return self._visible
 
     @property
+    def row_count(self) -> int:
+        return len(self._order)
+
+    @property
+    def cursor_row(self) -> int:
+        return self._cursor
+
+    @property
     def selected_symbol(self) -> str | None:
         """The symbol under the cursor, None when the table is empty."""
-        row = self.cursor_row
+        row = self._cursor
         return self._order[row] if 0 <= row < len(self._order) else None
 
     def select_symbol(self, symbol: str) -> None:
         """Moves the cursor to `symbol`; remembered until its row appears if it is not shown yet."""
         if symbol in self._order:
             self._pending_select = None
-            self.move_cursor(row=self._order.index(symbol))
-            self._post_highlight()
+            self.move_cursor(self._order.index(symbol))
         else:
             self._pending_select = symbol
 
+    def move_cursor(self, row: int) -> None:
+        if not self._order:
+            self._cursor = 0
+            self._post_highlight()
+            return
+        row = max(0, min(row, len(self._order) - 1))
+        if row != self._cursor:
+            old, self._cursor = self._cursor, row
+            self._refresh_row_line(old)
+            self._refresh_row_line(row)
+        self._scroll_to_cursor()
+        self._post_highlight()
+
     def rendered_cell(self, symbol: str, column_key: str) -> Cell | None:
-        """The (text, style) a shown cell renders as, None if not shown (for tests and the app)."""
+        """The (text, style) a shown cell renders as, None if not shown."""
         return self._cells.get(symbol, {}).get(column_key)
 
-    # -- events ------------------------------------------------------------------------------
+    def get_cell(self, symbol: str, column_key: str) -> Text:
+        """A shown cell as styled text (raises KeyError if the row is not shown)."""
+        text, style = self._cells[symbol][column_key]
+        return Text(text, style=style)
+
+    @property
+    def header_text(self) -> str:
+        """The header line as shown (with the sort arrow)."""
+        if self._header is None:
+            self._header = self._build_header()
+        return "".join(seg.text for seg in self._header)
+
+    def get_row_at(self, row: int) -> list[str]:
+        """The texts of a shown row's visible cells (tests and scripts)."""
+        cells = self._cells[self._order[row]]
+        return [cells[k][0] for k in self._visible]
+
+    def column_width(self, key: str) -> int:
+        """Cells a column takes, padding included (grows with the widest text seen)."""
+        return self._widths[key]
+
+    # -- keys and mouse ----------------------------------------------------------------------
+
+    def action_cursor_up(self) -> None:
+        self.move_cursor(self._cursor - 1)
+
+    def action_cursor_down(self) -> None:
+        self.move_cursor(self._cursor + 1)
+
+    def action_page_up(self) -> None:
+        self.move_cursor(self._cursor - max(1, self.size.height - 2))
+
+    def action_page_down(self) -> None:
+        self.move_cursor(self._cursor + max(1, self.size.height - 2))
+
+    def action_first(self) -> None:
+        self.move_cursor(0)
+
+    def action_last(self) -> None:
+        self.move_cursor(len(self._order) - 1)
+
+    def on_click(self, event: Click) -> None:
+        """A click on a row selects it; on the header sorts by that column (again: reverse)."""
+        if event.y == 0:
+            key = self._column_at(event.x + int(self.scroll_offset.x))
+            if key is None or key not in SORT_CYCLE:
+                return
+            if key == self._sort_key:
+                self.reverse_sort()
+            else:
+                self.sort_by(key)
+        else:
+            self.move_cursor(event.y - 1 + int(self.scroll_offset.y))
+
+    def on_resize(self, _: Resize) -> None:
+        self._refresh_rows()
 
     def on_mount(self) -> None:
         self._ready = True
-        self._refresh_rows(rebuild=True)
+        self.watch(self.app, "theme", lambda _: self._restyle(), init=False)
+        self._refresh_rows()
 
-    def on_resize(self, _: Resize) -> None:
-        if self._fit_columns() != self._visible:
-            self._refresh_rows()
+    def _restyle(self) -> None:
+        self._style_cache.clear()
+        self._cells.clear()  # colours are baked into the rows: render them again
+        self._header = None
+        self._refresh_rows()
 
-    def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
-        self._post_highlight()
+    # -- painting ----------------------------------------------------------------------------
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        """Clicking a header sorts by it; clicking the sorted one again flips the direction."""
-        key = event.column_key.value
-        if key == self._sort_key:
-            self.reverse_sort()
-        elif key in SORT_CYCLE:
-            self.sort_by(key)
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if y == 0:
+            if self._header is None:
+                self._header = self._build_header()
+            strip = self._header
+            x = int(self.scroll_offset.x)
+            return strip.crop(x, x + width).extend_cell_length(width, self._header_style())
+        row = y - 1 + int(self.scroll_offset.y)
+        if not 0 <= row < len(self._order):
+            return Strip.blank(width, self.rich_style)
+        strip = self._strips[self._order[row]]
+        if row == self._cursor:  # the cursor's colours win over the cells' own
+            cursor = self.get_component_rich_style("quotes--cursor")
+            strip = Strip(Segment.apply_style(strip, post_style=cursor), strip.cell_length)
+        else:
+            base = self.rich_style
+            if row % 2:
+                base += self.get_component_rich_style("quotes--odd")
+            strip = strip.apply_style(base)
+        x = int(self.scroll_offset.x)
+        return strip.crop(x, x + width).extend_cell_length(width, self.rich_style)
+
+    def _header_style(self) -> Style:
+        return self.get_component_rich_style("quotes--header")
+
+    def _build_header(self) -> Strip:
+        segments = []
+        style = self._header_style()
+        for key in self._visible:
+            label = _LABELS[key]
+            if key == self._sort_key:
+                label += " ▼" if self._reverse else " ▲"
+            segments.append(Segment(self._pad(key, label), style))
+        return Strip(segments)
+
+    def _pad(self, key: str, text: str) -> str:
+        inner = self._widths[key] - 2
+        if len(text) > inner:
+            text = text[:inner]
+        body = text.rjust(inner) if _JUSTIFY[key] == "right" else text.ljust(inner)
+        return f" {body} "
+
+    def _style(self, spec: str) -> Style:
+        style = self._style_cache.get(spec)
+        if style is None:
+            style = Style.parse(spec) if spec else Style()
+            self._style_cache[spec] = style
+        return style
+
+    def _build_row(self, cells: dict[str, Cell]) -> Strip:
+        # Cell styles only: the row's background (plain, odd or cursor) is added when painted.
+        return Strip(
+            [Segment(self._pad(k, cells[k][0]), self._style(cells[k][1])) for k in self._visible]
+        )
+
+    def _refresh_row_line(self, row: int) -> None:
+        self.refresh_line(row + 1 - int(self.scroll_offset.y))
+
+    def _scroll_to_cursor(self) -> None:
+        top = int(self.scroll_offset.y)
+        rows_visible = max(1, self.size.height - 1)
+        if self._cursor < top:
+            self.scroll_to(y=self._cursor, animate=False)
+        elif self._cursor >= top + rows_visible:
+            self.scroll_to(y=self._cursor - rows_visible + 1, animate=False)
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _refresh_rows(self, rebuild: bool = False) -> None:
-        """Brings the table in line with the stored inputs, touching as little as possible."""
+    def _refresh_rows(self) -> None:
+        """Brings the rows in line with the stored inputs, re-rendering only what changed."""
         if not self._ready:  # on_mount shows whatever arrived before it
             return
         symbols = [s for s in self._watchlist if self._filter in s.lower()]
         styles = self._styles()
         self._track_ticks(set(symbols))
-        rendered = {s: self._render_row(s, styles) for s in symbols}
-        order = self._sorted(symbols)
         previous = self.selected_symbol
-        visible = self._fit_columns()
-        with self.app.batch_update():
-            if rebuild or visible != self._visible:
-                self._rebuild(visible, order, rendered)
-            else:
-                self._apply(order, rendered)
-            keep = previous
-            if self._pending_select in self._order:
-                keep, self._pending_select = self._pending_select, None
-            if keep in self._order:
-                index = self._order.index(keep)
-                if index != self.cursor_row:
-                    self.move_cursor(row=index)
+        order = self._sorted(symbols)
+        rendered = {s: self._render_row(s, styles) for s in symbols}
+        if self._grow_widths(rendered) | self._fit_columns():
+            self._cells.clear()  # widths or columns changed: every row is rendered again
+            self._header = None
+        repaint_all = order != self._order
+        changed_rows: list[int] = []
+        for i, symbol in enumerate(order):
+            cells = rendered[symbol]
+            if self._cells.get(symbol) != cells:
+                self._cells[symbol] = cells
+                self._strips[symbol] = self._build_row(cells)
+                self.row_updates += 1
+                changed_rows.append(i)
+        for symbol in [s for s in self._cells if s not in rendered]:
+            del self._cells[symbol]
+            self._strips.pop(symbol, None)
+        self._order = order
+        self.virtual_size = Size(sum(self._widths[k] for k in self._visible), len(order) + 1)
+        keep = previous
+        if self._pending_select in order:
+            keep, self._pending_select = self._pending_select, None
+        cursor = order.index(keep) if keep in order else min(self._cursor, max(len(order) - 1, 0))
+        if cursor != self._cursor:
+            self._cursor = cursor
+            repaint_all = True
+            self._scroll_to_cursor()
+        if repaint_all or self._header is None:
+            self.refresh()
+        else:
+            for row in changed_rows:
+                self._refresh_row_line(row)
         self._post_highlight()
 
-    def _apply(self, order: list[str], rendered: dict[str, dict[str, Cell]]) -> None:
-        """Removes, updates and adds rows; re-sorts only when the order differs."""
-        wanted = set(order)
-        for symbol in [s for s in self._order if s not in wanted]:
-            self.remove_row(symbol)
-            del self._cells[symbol]
-        current = [s for s in self._order if s in wanted]
-        for symbol in current:
-            old = self._cells[symbol]
-            new = rendered[symbol]
-            for key in self._visible:
-                if new[key] != old[key]:
-                    grow = len(new[key][0]) > len(old[key][0])
-                    self.update_cell(symbol, key, self._cell(key, new[key]), update_width=grow)
-                    self.cell_updates += 1
-            self._cells[symbol] = new
-        for symbol in order:
-            if symbol not in self._cells:
-                cells = rendered[symbol]
-                self.add_row(*(self._cell(k, cells[k]) for k in self._visible), key=symbol)
-                self._cells[symbol] = rendered[symbol]
-                current.append(symbol)
-        if current != order:
-            rank = {s: i for i, s in enumerate(order)}
-            self.sort("symbol", key=lambda cell: rank[cell.plain])
-        self._order = order
+    def _grow_widths(self, rendered: dict[str, dict[str, Cell]]) -> bool:
+        """Widens columns to fit new texts (never narrows: columns must not jitter)."""
+        grew = False
+        widths = self._widths
+        for cells in rendered.values():
+            for key, (text, _) in cells.items():
+                if len(text) + 2 > widths[key]:
+                    widths[key] = len(text) + 2
+                    grew = True
+        return grew
 
-    def _rebuild(
-        self, visible: tuple[str, ...], order: list[str], rendered: dict[str, dict[str, Cell]]
-    ) -> None:
-        """Recreates columns and rows: DataTable cannot insert a column in the middle."""
-        self._remember_widths()
-        self.clear(columns=True)
-        for key in visible:
-            label = _LABELS[key]
-            if key == self._sort_key:
-                label += " ▼" if self._reverse else " ▲"
-            self.add_column(
-                Text(label, justify=_JUSTIFY[key]),
-                key=key,
-                width=SPARK_WIDTH if key == "spark" else None,
-            )
-        for symbol in order:
-            self.add_row(*(self._cell(k, rendered[symbol][k]) for k in visible), key=symbol)
-        self._visible = visible
-        self._order = order
-        self._cells = rendered
-        self.rebuilds += 1
+    def _fit_columns(self) -> bool:
+        """Drops the least important columns until the rest fit; True if the set changed."""
+        width = self.scrollable_content_region.width
+        visible = list(COLUMN_KEYS)
+        if width > 0:
+            need = sum(self._widths[k] for k in visible)
+            for key in DROP_ORDER:
+                if need <= width:
+                    break
+                visible.remove(key)
+                need -= self._widths[key]
+        changed = tuple(visible) != self._visible
+        self._visible = tuple(visible)
+        return changed
 
-    @staticmethod
-    def _cell(key: str, cell: Cell) -> Text:
-        text, style = cell
-        return Text(text, style=style, justify=_JUSTIFY[key])
+    def _column_at(self, x: int) -> str | None:
+        edge = 0
+        for key in self._visible:
+            edge += self._widths[key]
+            if x < edge:
+                return key
+        return None
+
+    def _post_highlight(self) -> None:
+        symbol = self.selected_symbol
+        if symbol != self._posted:
+            self._posted = symbol
+            self.post_message(self.SymbolHighlighted(self, symbol))
 
     def _styles(self) -> _Styles:
         theme = self.app.current_theme
@@ -421,35 +596,3 @@ class QuotesTable(DataTable):
                 valued.append((value, symbol))
         valued.sort(key=lambda vs: vs[0], reverse=self._reverse)
         return [s for _, s in valued] + missing
-
-    def _remember_widths(self) -> None:
-        for key in self._visible:
-            column = self.columns.get(ColumnKey(key))
-            if column is not None:
-                width = column.get_render_width(self)
-                self._known_widths[key] = max(self._known_widths.get(key, 0), width)
-
-    def column_width(self, key: str) -> int:
-        """Cells a column needs: the widest seen so far, or an estimate before it is measured."""
-        return max(self._known_widths.get(key, 0), _ESTIMATE[key] + 2 * self.cell_padding)
-
-    def _fit_columns(self) -> tuple[str, ...]:
-        """Columns that fit the width, dropping the least important first."""
-        width = self.scrollable_content_region.width
-        if width <= 0:
-            return COLUMN_KEYS
-        self._remember_widths()
-        visible = list(COLUMN_KEYS)
-        need = sum(self.column_width(k) for k in visible)
-        for key in DROP_ORDER:
-            if need <= width:
-                break
-            visible.remove(key)
-            need -= self.column_width(key)
-        return tuple(visible)
-
-    def _post_highlight(self) -> None:
-        symbol = self.selected_symbol
-        if symbol != self._posted:
-            self._posted = symbol
-            self.post_message(self.SymbolHighlighted(self, symbol))
