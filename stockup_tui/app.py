@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -319,7 +319,8 @@ class StockupApp(App[None]):
     def _filter_done(self, event: Input.Submitted) -> None:
         self.quotes.focus()
 
-    def on_key(self, event) -> None:  # Escape in the filter box clears it
+    def on_key(self, event: events.Key) -> None:
+        """Escape in the filter box clears it and returns to the table."""
         box = self.filter_box
         if event.key == "escape" and box.has_focus:
             box.value = ""
@@ -339,8 +340,7 @@ class StockupApp(App[None]):
 
     def action_toggle(self, pane: str) -> None:
         widget = {"detail": self.detail, "health": self.health, "events": self.events}[pane]
-        widget.set_class(not widget.has_class("-hidden"), "-hidden")
-        widget.display = not widget.has_class("-hidden")
+        widget.toggle_class("-hidden")  # app.tcss: display none; hidden panes skip refreshes
 
     def action_help(self) -> None:
         rows = [

@@ -205,3 +205,22 @@ async def test_narrow_terminal_keeps_the_essentials(tmp_path: Path, width: int) 
         await until(pilot, lambda: rows(app) == ["AAPL", "MSFT"], "rows")
         keys = app.query_one(QuotesTable).visible_columns
         assert {"symbol", "last", "chg_pct"} <= set(keys) and "spark" not in keys
+
+
+async def test_hidden_panes_are_not_refreshed(tmp_path: Path) -> None:
+    from stockup_tui.app import HEALTH_EVERY
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        calls: list[int] = []
+        original = app.health.update_health
+        app.health.update_health = lambda st: calls.append(1) or original(st)  # type: ignore[method-assign]
+        await until(pilot, lambda: len(calls) > 0, "health refreshed")
+        await pilot.press("h")
+        assert not app.health.display
+        seen, ticks = len(calls), app._ticks
+        await until(pilot, lambda: app._ticks > ticks + 2 * HEALTH_EVERY, "refresh ticks")
+        assert len(calls) == seen
+        await pilot.press("h")
+        assert app.health.display
+        await until(pilot, lambda: len(calls) > seen, "health refreshed again")
