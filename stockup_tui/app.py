@@ -20,7 +20,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input
+from textual.widgets import Footer, Input, Static
 
 from stockup_tui.config import LoadedConfig, default_config_path, format_duration, save_settings
 from stockup_tui.engine.model import SymbolSnapshot
@@ -146,7 +146,9 @@ class StockupApp(App[None]):
     # -- layout ----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        # A one-line status bar instead of Textual's Header: the Header lays out the whole
+        # screen again whenever its subtitle changes (each window switch, pause, list change).
+        yield Static(id="statusbar")
         yield Input(placeholder="filter symbols…  (Enter keeps it, Escape clears)", id="filter")
         with Horizontal(id="main"):
             yield QuotesTable(id="quotes")
@@ -166,6 +168,7 @@ class StockupApp(App[None]):
         self.health = self.query_one(HealthPane)
         self.events = self.query_one(EventLog)
         self.filter_box = self.query_one("#filter", Input)
+        self.statusbar = self.query_one("#statusbar", Static)
         self._load_themes()
         self.detail.border_title = "Detail"
         self.health.border_title = "Pipeline"
@@ -359,6 +362,7 @@ class StockupApp(App[None]):
             f"{self.watchlists.active} · {len(self.watchlists.symbols)} symbols · "
             f"window {self.window_labels[self.window_index]}{state}"
         )
+        self.statusbar.update(f"[b]{self.title}[/b] · {self.sub_title}", layout=False)
 
     # -- alerts ------------------------------------------------------------------------------
 

@@ -205,6 +205,9 @@ def run_app(loaded: LoadedConfig) -> int:
     from stockup_tui.app import StockupApp
     from stockup_tui.engine.host import EngineHost
 
+    # The engine's threads share the GIL with the screen: hand it over more often than the
+    # default 5 ms so that a key press is not kept waiting behind a burst of trades.
+    sys.setswitchinterval(0.001)
     try:
         host = EngineHost(loaded.settings, live_points=60)
     except ConfigError as exc:

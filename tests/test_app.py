@@ -224,3 +224,17 @@ async def test_hidden_panes_are_not_refreshed(tmp_path: Path) -> None:
         await pilot.press("h")
         assert app.health.display
         await until(pilot, lambda: len(calls) > seen, "health refreshed again")
+
+
+async def test_tab_cycles_named_watchlists(tmp_path: Path) -> None:
+    app = make_app(tmp_path, **{"watchlists.crypto": "BINANCE:BTCUSDT"})
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: subscriptions(app) == {"AAPL", "MSFT"}, "main list")
+        await pilot.press("tab")
+        assert app.watchlists.active == "crypto"
+        await until(pilot, lambda: subscriptions(app) == {"BINANCE:BTCUSDT"}, "crypto list")
+        await until(pilot, lambda: rows(app) == ["BINANCE:BTCUSDT"], "crypto row")
+        assert saved(app)["ui"]["watchlist"] == "crypto"
+        await pilot.press("shift+tab")
+        assert app.watchlists.active == "main"
+        await until(pilot, lambda: subscriptions(app) == {"AAPL", "MSFT"}, "main again")

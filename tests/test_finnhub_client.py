@@ -167,4 +167,4 @@ async def test_replay_at_recorded_speed_keeps_the_pacing(tmp_path: Path) -> None
     await ReplaySource(path, speed=1.0).run(sink)
     elapsed = time.monotonic() - started
     assert len(sink.frames) == 6 and sink.frames[-1][0] == b"\x00\x01"
-    assert 0.45 <= elapsed < 2.0
+    assert elapsed >= 0.45  # paced: 0.5 s of recorded time (as fast as possible takes ~0)
