@@ -22,7 +22,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from stockup_tui.config import LoadedConfig, default_config_path, format_duration, save_settings
+from stockup_tui.config import LoadedConfig, default_config_path, save_settings
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.stats import PipelineStats
 from stockup_tui.themes import builtin_theme_dir, discover_themes, user_theme_dir
@@ -30,6 +30,7 @@ from stockup_tui.watchlists import Watchlists
 from stockup_tui.widgets.detail import SymbolDetail
 from stockup_tui.widgets.dialogs import AddSymbolsScreen, AlertScreen, AlertSpec, HelpScreen
 from stockup_tui.widgets.events import EventLog, UILogHandler
+from stockup_tui.widgets.format import window_label
 from stockup_tui.widgets.health import HealthPane
 from stockup_tui.widgets.quotes import QuotesTable
 
@@ -135,7 +136,7 @@ class StockupApp(App[None]):
             self.settings.ui.watchlist,
             self.settings.simulator.symbol_limit,
         )
-        self.window_labels = [format_duration(ms / 1000) for ms in self.settings.windows_ms]
+        self.window_labels = [window_label(ms) for ms in self.settings.windows_ms]
         self.window_index = 0
         self.paused = False
         self.alerts: list[Alert] = []
@@ -233,6 +234,8 @@ class StockupApp(App[None]):
 
     @on(QuotesTable.SymbolHighlighted)
     def _on_highlight(self, message: QuotesTable.SymbolHighlighted) -> None:
+        if not self.is_running:  # a highlight queued while shutting down
+            return
         self._show_detail(message.symbol, self.engine.latest, int(self.clock() * 1000))
 
     # -- watchlist edits ---------------------------------------------------------------------

@@ -58,13 +58,6 @@ def parse_duration(value: Any) -> float:
     raise ValueError(f"expected a duration such as '500ms', '2s', '1m' (got {value!r})")
 
 
-def format_duration(seconds: float) -> str:
-    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
-        if seconds >= size and (seconds / size).is_integer():
-            return f"{int(seconds / size)}{unit}"
-    return f"{round(seconds * 1000, 3):g}ms"
-
-
 def _split_list(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]

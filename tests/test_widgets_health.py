@@ -16,15 +16,11 @@ from stockup_tui.engine.stats import (
     SourceFigures,
     StageState,
 )
+from stockup_tui.widgets.format import DASH, fmt_duration, fmt_figure, fmt_latency, fmt_per_s
 from stockup_tui.widgets.health import (
-    DASH,
     HealthPane,
     Level,
     drop_level,
-    fmt_count,
-    fmt_latency,
-    fmt_rate,
-    fmt_secs,
     frame_age_level,
     latency_level,
     link_state,
@@ -169,13 +165,13 @@ def test_stale_last_error_alone_keeps_a_connected_source_green() -> None:
 
 
 def test_formatters() -> None:
-    assert fmt_count(12_345) == "12,345"
-    assert fmt_count(1_234_567) == "1.23M"
-    assert fmt_rate(3.25) == "3.2/s"
-    assert fmt_rate(12_500) == "12.5k/s"
-    assert fmt_secs(0.25) == "250ms"
-    assert fmt_secs(185) == "3m05s"
-    assert fmt_secs(None) == DASH
+    assert fmt_figure(12_345) == "12,345"
+    assert fmt_figure(1_234_567) == "1.23M"
+    assert fmt_per_s(3.25) == "3.2/s"
+    assert fmt_per_s(12_500) == "12.5k/s"
+    assert fmt_duration(0.25) == "250ms"
+    assert fmt_duration(185) == "3m05s"
+    assert fmt_duration(None) == DASH
     assert fmt_latency(0.0123) == "12.3ms"
     assert fmt_latency(1.5) == "1.50s"
 

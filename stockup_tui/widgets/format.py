@@ -147,3 +147,68 @@ def rich_colour(value: str | None, fallback: str) -> str:
             except ColorParseError:
                 continue
     return "default"
+
+
+# -- pipeline figures (the health pane) ----------------------------------------------------
+
+
+def fmt_figure(n: int) -> str:
+    """Exact below 100k (12,345), compact above (123.4k, 1.23M): fits a 11-column cell."""
+    if n < 100_000:
+        return f"{n:,}"
+    if n < 1_000_000:
+        return f"{n / 1e3:.1f}k"
+    if n < 1_000_000_000:
+        return f"{n / 1e6:.2f}M"
+    return f"{n / 1e9:.2f}G"
+
+
+def fmt_per_s(per_s: float) -> str:
+    """A rate with its unit, compact: 3.2/s, 950/s, 12.5k/s, 1.20M/s."""
+    if per_s < 10:
+        return f"{per_s:.1f}/s"
+    if per_s < 1000:
+        return f"{per_s:.0f}/s"
+    if per_s < 1e6:
+        return f"{per_s / 1e3:.1f}k/s"
+    return f"{per_s / 1e6:.2f}M/s"
+
+
+def fmt_duration(s: float | None) -> str:
+    """A duration for humans: 850ms, 4.2s, 3m05s, 2h07m."""
+    if s is None:
+        return DASH
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
+    if s < 60:
+        return f"{s:.1f}s"
+    if s < 3600:
+        m, sec = divmod(int(s), 60)
+        return f"{m}m{sec:02d}s"
+    h, m = divmod(int(s) // 60, 60)
+    return f"{h}h{m:02d}m"
+
+
+def fmt_latency(s: float | None) -> str:
+    """Latency in ms with precision where it matters: 0.42ms, 12.3ms, 250ms, 1.20s."""
+    if s is None:
+        return DASH
+    ms = s * 1000
+    if ms < 1:
+        return f"{ms:.2f}ms"
+    if ms < 100:
+        return f"{ms:.1f}ms"
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    return f"{s:.2f}s"
+
+
+def fmt_value(value: object) -> str:
+    """A sink figure of any type, short."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return fmt_figure(value)
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return DASH if value is None else str(value)

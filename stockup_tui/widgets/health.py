@@ -24,8 +24,14 @@ from stockup_tui.engine.stats import (
     SourceFigures,
     StageState,
 )
-
-DASH = "\u2013"  # en dash: "no data yet", as in widgets/format.py
+from stockup_tui.widgets.format import (
+    DASH,
+    fmt_duration,
+    fmt_figure,
+    fmt_latency,
+    fmt_per_s,
+    fmt_value,
+)
 
 # Thresholds (seconds or fractions). FRAME_AGE_BAD matches the source watchdog default: past it
 # the client itself declares the connection dead.
@@ -97,7 +103,7 @@ def link_state(
         return Level.IDLE, "finished"
     word = "connecting" if connections == 0 else "reconnecting"
     if down_for is not None and down_for > grace:
-        return Level.BAD, f"{'down' if connections else word} {fmt_secs(down_for)}"
+        return Level.BAD, f"{'down' if connections else word} {fmt_duration(down_for)}"
     return Level.WARN, word
 
 
@@ -220,67 +226,6 @@ def overall_level(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> Leve
 # -- formatting ----------------------------------------------------------------------------------
 
 
-def fmt_count(n: int) -> str:
-    """Exact below 100k (12,345), compact above (123.4k, 1.23M): fits a 11-column cell."""
-    if n < 100_000:
-        return f"{n:,}"
-    if n < 1_000_000:
-        return f"{n / 1e3:.1f}k"
-    if n < 1_000_000_000:
-        return f"{n / 1e6:.2f}M"
-    return f"{n / 1e9:.2f}G"
-
-
-def fmt_rate(per_s: float) -> str:
-    if per_s < 10:
-        return f"{per_s:.1f}/s"
-    if per_s < 1000:
-        return f"{per_s:.0f}/s"
-    if per_s < 1e6:
-        return f"{per_s / 1e3:.1f}k/s"
-    return f"{per_s / 1e6:.2f}M/s"
-
-
-def fmt_secs(s: float | None) -> str:
-    """A duration for humans: 850ms, 4.2s, 3m05s, 2h07m."""
-    if s is None:
-        return DASH
-    if s < 1:
-        return f"{s * 1000:.0f}ms"
-    if s < 60:
-        return f"{s:.1f}s"
-    if s < 3600:
-        m, sec = divmod(int(s), 60)
-        return f"{m}m{sec:02d}s"
-    h, m = divmod(int(s) // 60, 60)
-    return f"{h}h{m:02d}m"
-
-
-def fmt_latency(s: float | None) -> str:
-    """Latency in ms with precision where it matters: 0.42ms, 12.3ms, 250ms, 1.20s."""
-    if s is None:
-        return DASH
-    ms = s * 1000
-    if ms < 1:
-        return f"{ms:.2f}ms"
-    if ms < 100:
-        return f"{ms:.1f}ms"
-    if ms < 1000:
-        return f"{ms:.0f}ms"
-    return f"{s:.2f}s"
-
-
-def fmt_value(value: object) -> str:
-    """A sink figure of any type, short."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return fmt_count(value)
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return DASH if value is None else str(value)
-
-
 def one_line(text: str, limit: int = ERROR_CHARS) -> str:
     """Errors can be multi-line tracebacks; the pane shows a single line of them."""
     flat = " ".join(text.split())
@@ -330,25 +275,25 @@ def render_source(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> Cont
         src.connected, src.finished, src.connections, source_down_for(src, stats.uptime)
     )
     age_level = frame_age_level(src.last_frame_age, src.finished, watchdog)
-    age_text = DASH if src.last_frame_age is None else f"{fmt_secs(src.last_frame_age)} ago"
+    age_text = DASH if src.last_frame_age is None else f"{fmt_duration(src.last_frame_age)} ago"
     rows = [
         _row(("state", label, link)),
         _row(("url", src.endpoint or DASH, Level.IDLE)),
         _row(
-            ("conns", fmt_count(src.connections), Level.IDLE),
-            ("reconn", fmt_count(src.reconnects), Level.IDLE),
+            ("conns", fmt_figure(src.connections), Level.IDLE),
+            ("reconn", fmt_figure(src.reconnects), Level.IDLE),
         ),
         _row(
-            ("gap", fmt_secs(src.last_gap), Level.IDLE),
-            ("max gap", fmt_secs(src.max_gap) if src.max_gap else DASH, Level.IDLE),
+            ("gap", fmt_duration(src.last_gap), Level.IDLE),
+            ("max gap", fmt_duration(src.max_gap) if src.max_gap else DASH, Level.IDLE),
         ),
         _row(
-            ("frames", fmt_rate(src.frames_per_s), Level.IDLE),
-            ("trades", fmt_rate(src.trades_per_s), Level.IDLE),
+            ("frames", fmt_per_s(src.frames_per_s), Level.IDLE),
+            ("trades", fmt_per_s(src.trades_per_s), Level.IDLE),
         ),
         _row(
             ("last fr", age_text, age_level),
-            ("symbols", fmt_count(len(src.subscribed)), Level.IDLE),
+            ("symbols", fmt_figure(len(src.subscribed)), Level.IDLE),
         ),
     ]
     if src.last_error:
@@ -358,7 +303,7 @@ def render_source(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> Cont
 
 def render_bus(bus: BusFigures) -> Content:
     fill = bus.queue_depth / bus.queue_capacity if bus.queue_capacity > 0 else 0.0
-    queue = f"{fmt_count(bus.queue_depth)}/{fmt_count(bus.queue_capacity)} ({fill:.0%})"
+    queue = f"{fmt_figure(bus.queue_depth)}/{fmt_figure(bus.queue_capacity)} ({fill:.0%})"
     rows = [
         _row(
             (
@@ -368,11 +313,11 @@ def render_bus(bus: BusFigures) -> Content:
             )
         ),
         _row(
-            ("pub", fmt_rate(bus.published_per_s), Level.IDLE),
-            ("cons", fmt_rate(bus.consumed_per_s), Level.IDLE),
+            ("pub", fmt_per_s(bus.published_per_s), Level.IDLE),
+            ("cons", fmt_per_s(bus.consumed_per_s), Level.IDLE),
         ),
         _row(("queue", queue, queue_level(bus.queue_depth, bus.queue_capacity))),
-        _row(("errors", fmt_count(bus.publish_errors), count_level(bus.publish_errors))),
+        _row(("errors", fmt_figure(bus.publish_errors), count_level(bus.publish_errors))),
     ]
     if bus.last_error:
         rows.append(_row(("error", one_line(bus.last_error), Level.BAD)))
@@ -383,11 +328,12 @@ def render_analyzer(an: AnalyzerFigures) -> Content:
     lat = latency_level(an.latency_p99)
     rows = [
         _row(
-            ("trades", fmt_rate(an.trades_per_s), Level.IDLE),
-            ("symbols", fmt_count(an.symbols), Level.IDLE),
+            ("trades", fmt_per_s(an.trades_per_s), Level.IDLE),
+            ("symbols", fmt_figure(an.symbols), Level.IDLE),
         ),
         _row(
-            ("late", fmt_count(an.late), Level.IDLE), ("snaps", fmt_count(an.snapshots), Level.IDLE)
+            ("late", fmt_figure(an.late), Level.IDLE),
+            ("snaps", fmt_figure(an.snapshots), Level.IDLE),
         ),
         _row(
             ("lat p50", fmt_latency(an.latency_p50), Level.IDLE),
@@ -416,14 +362,14 @@ def render_drops(drops: Mapping[str, int]) -> Content:
         parts: list[Content | tuple[str, str] | str] = [
             _styled(reason.ljust(18), level),
             " ",
-            _styled(fmt_count(n).rjust(8), level),
+            _styled(fmt_figure(n).rjust(8), level),
         ]
         if reason in ROUTINE_REASONS:
             parts += ["  ", ("routine", "dim")]
         rows.append(Content.assemble(*parts))
     if not rows:
         rows.append(_styled("none", Level.OK))
-    extra = f"total {fmt_count(total)}" if total else ""
+    extra = f"total {fmt_figure(total)}" if total else ""
     return _section(_header("Drops", drops_level(drops), extra), rows)
 
 
