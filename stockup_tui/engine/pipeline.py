@@ -25,6 +25,7 @@ from stockup_tui.engine.bus.base import Bus, Message
 from stockup_tui.engine.bus.memory import MemoryBus
 from stockup_tui.engine.codec import CodecError, decode_batch, encode_batch, message_key
 from stockup_tui.engine.drops import Drops
+from stockup_tui.engine.heap import release_free_heap
 from stockup_tui.engine.latency import RecentLatency
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.simulator import SimulatorSettings, SimulatorThread
@@ -349,6 +350,7 @@ class Pipeline:
         """Slides quiet windows, refreshes live snapshots and the stats, on fixed timers."""
         live_every = max(1, round(self.live_interval / 0.05))
         stats_every = 20
+        trim_every = 200  # 10 s: see engine/heap.py
         tick = 0
         while True:
             await asyncio.sleep(0.05)
@@ -359,6 +361,8 @@ class Pipeline:
             if tick % stats_every == 0:
                 self.stats = self._build_stats()
                 self.latency.rotate()
+            if tick % trim_every == 0:
+                release_free_heap()
 
     def _advance_quiet_windows(self) -> None:
         wm = self.analyzer.watermark_ms

@@ -237,9 +237,13 @@ class SymbolWindows:
     def _advance(self, end: float) -> None:
         """Move the shared tail and every head to `end`, updating sums and segments in bulk."""
         ts = self.ts
-        px = self.px
-        vol = self.vol
-        pv = self.pv
+        # Zero-copy views for the bulk reads below: slicing the arrays themselves would copy
+        # each range into a temporary buffer, and those transient allocations (up to a window's
+        # size at a sum refresh) leave the C heap fragmented: resident memory creeps up.
+        # The views die with this call, before anything resizes the arrays.
+        px = memoryview(self.px)
+        vol = memoryview(self.vol)
+        pv = memoryview(self.pv)
         base = self.base
         a = self.tail - base
         n = len(ts)
@@ -330,7 +334,7 @@ class SymbolWindows:
         mins = w.seg_min
         maxs = w.seg_max
         base = self.base
-        px = self.px
+        px = memoryview(self.px)  # zero-copy reads, see `_advance`
         if len(starts) > 1 and starts[1] <= head:
             while len(starts) > 1 and starts[1] <= head:
                 starts.popleft()
@@ -362,7 +366,9 @@ class SymbolWindows:
     def _rebuild(self, end: float) -> None:
         """Recompute every window exactly from the lists (after an out-of-order insert)."""
         ts = self.ts
-        px = self.px
+        px = memoryview(self.px)  # zero-copy reads, see `_advance`
+        vol = memoryview(self.vol)
+        pv = memoryview(self.pv)
         base = self.base
         b = bisect_right(ts, end)
         self.tail = base + b
@@ -372,9 +378,9 @@ class SymbolWindows:
             w.head = base + h
             if h == b:
                 continue
-            w.sum_v = fsum(self.vol[h:b])
+            w.sum_v = fsum(vol[h:b])
             w.sum_p = fsum(px[h:b])
-            w.sum_pv = fsum(self.pv[h:b])
+            w.sum_pv = fsum(pv[h:b])
             w.err_v = _U * abs(w.sum_v)
             w.err_p = _U * abs(w.sum_p)
             w.err_pv = _U * abs(w.sum_pv)
