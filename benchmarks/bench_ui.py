@@ -52,6 +52,8 @@ def run(args: argparse.Namespace, headless: bool, config_home: str) -> tuple[flo
         sys.executable, "-m", "stockup_tui", "--symbols", symbols, "--rate", str(args.rate),
         "--set", f"simulator.symbol_limit={args.symbols + 10}", "--set", "log.level=WARNING",
     ]  # fmt: skip
+    if args.external_sim:
+        cmd += ["--source", "finnhub", "--url", f"ws://127.0.0.1:{args.sim_port}"]
     if headless:
         cmd += ["--headless", "--status-interval", "5s"]
     env = f"XDG_CONFIG_HOME={config_home} XDG_STATE_HOME={config_home}/state"
@@ -100,13 +102,31 @@ def main() -> None:
     ap.add_argument("--key", choices=sorted(KEYS), default="w", help="key to time")
     ap.add_argument("--width", type=int, default=160)
     ap.add_argument("--height", type=int, default=50)
+    ap.add_argument(
+        "--external-sim",
+        action="store_true",
+        help="run the simulator as its own process (as a real feed is) instead of in-process",
+    )
+    ap.add_argument("--sim-port", type=int, default=8799)
     args = ap.parse_args()
     if not shutil.which("tmux"):
         sys.exit("tmux is needed (apt-get install tmux)")
-    with tempfile.TemporaryDirectory() as home:
-        os.makedirs(f"{home}/state", exist_ok=True)
-        headless_cpu, _ = run(args, headless=True, config_home=home)
-        app_cpu, latencies = run(args, headless=False, config_home=home)
+    sim = None
+    if args.external_sim:
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "stockup_tui", "simulate", "--port", str(args.sim_port),
+             "--rate", str(args.rate), "--symbol-limit", str(args.symbols + 10),
+             "--log-level", "WARNING"],
+        )  # fmt: skip
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            os.makedirs(f"{home}/state", exist_ok=True)
+            headless_cpu, _ = run(args, headless=True, config_home=home)
+            app_cpu, latencies = run(args, headless=False, config_home=home)
+    finally:
+        if sim is not None:
+            sim.terminate()
+            sim.wait(10)
     print(f"load                {args.symbols} symbols, {args.rate:,.0f} trades/s")
     print(f"cpu --headless      {headless_cpu:6.1f}% of a core")
     print(f"cpu dashboard       {app_cpu:6.1f}% of a core")
