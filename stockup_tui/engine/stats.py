@@ -77,10 +77,6 @@ class PipelineStats:
     stages: tuple[StageState, ...]
     sinks: dict[str, dict[str, object]] = field(default_factory=dict)
 
-    @property
-    def dropped(self) -> int:
-        return sum(self.drops.values())
-
 
 class RateMeter:
     """Per-second rates of monotonic counters between two ticks."""

@@ -117,11 +117,6 @@ class EventLog(RichLog):
         if self._laid_out:
             self.write(self._line(*item))
 
-    def clear_events(self) -> None:
-        """Forgets every event (the `clear()` of RichLog only wipes the painted lines)."""
-        self._events.clear()
-        self.clear()
-
     def _theme_changed(self) -> None:
         self._palette = {}
         if self._laid_out:

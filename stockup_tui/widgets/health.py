@@ -152,10 +152,6 @@ def count_level(n: int) -> Level:
     return Level.WARN if n > 0 else Level.IDLE
 
 
-def error_level(error: str | None) -> Level:
-    return Level.BAD if error else Level.IDLE
-
-
 def drop_level(reason: str, count: int) -> Level:
     """Duplicates are routine (the feed resends); failures of ours are red, bad input amber."""
     if count <= 0 or reason in ROUTINE_REASONS:
@@ -488,7 +484,3 @@ class HealthPane(VerticalScroll):
         self.level = overall_level(stats, self.watchdog)
         self.set_class(self.level == Level.WARN, "-warn")
         self.set_class(self.level == Level.BAD, "-bad")
-
-    def section_content(self, key: str) -> Content | None:
-        """What a section currently shows (for tests and for copying the text out)."""
-        return self._shown.get(key)

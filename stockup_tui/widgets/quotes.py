@@ -240,10 +240,6 @@ class QuotesTable(ScrollView, can_focus=True):
         return self._reverse
 
     @property
-    def filter_text(self) -> str:
-        return self._filter
-
-    @property
     def shown_symbols(self) -> list[str]:
         """The symbols in the table, top to bottom."""
         return list(self._order)
