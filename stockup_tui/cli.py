@@ -36,6 +36,7 @@ FLAG_KEYS = {
     "replay_speed": "source.replay_speed",
     "record": "source.record",
     "bus": "bus.kind",
+    "role": "role",
     "rate": "simulator.rate",
     "metrics_out": "sinks.jsonl",
     "status_interval": "headless.status_interval",
@@ -91,7 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay-speed", type=float, metavar="X", help="0 = as fast as possible, 1 = recorded"
     )
     parser.add_argument("--record", type=Path, metavar="FILE", help="record every raw frame")
-    parser.add_argument("--bus", choices=["memory"], help="message bus")
+    parser.add_argument("--bus", choices=["memory", "kafka", "rabbitmq"], help="message bus")
+    parser.add_argument(
+        "--role",
+        choices=["all", "query", "analyzer", "monitor"],
+        help="run the whole pipeline (all) or one part of it over a network bus",
+    )
     parser.add_argument("--rate", type=float, metavar="N", help="simulator trades per second")
     parser.add_argument(
         "--metrics-out", type=Path, metavar="FILE", help="append emitted snapshots as JSON lines"

@@ -122,12 +122,67 @@ class SourceConfig(_Section):
 class BusConfig(_Section):
     """The message bus between the source and the analyzer."""
 
-    kind: Literal["memory"] = "memory"  # kafka and rabbitmq arrive with their own modules
+    kind: Literal["memory", "kafka", "rabbitmq"] = "memory"
     max_batch: int = Field(
         2000, ge=1, le=100_000, description="flush to the bus at this many trades"
     )
     flush_interval: Duration = Field(0.01, gt=0, description="flush at least this often")
     queue_size: int = Field(1000, ge=1, description="memory bus: flushes in flight (back-pressure)")
+    buffer_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="network buses: unacknowledged bytes kept for resending while the broker "
+        "is away; past it, new trades are dropped and counted (bus_buffer_full)",
+    )
+
+
+class KafkaConfig(_Section):
+    """Apache Kafka (bus.kind = kafka)."""
+
+    bootstrap_servers: StrList = Field(default_factory=lambda: ["127.0.0.1:9092"])
+    topic: str = Field("stockup.trades", description="trade batches, key = symbol")
+    metrics_topic: str = Field("stockup.metrics", description="window snapshots (transactional)")
+    control_topic: str = Field("stockup.control", description="watchlist changes (compacted)")
+    dead_letter_topic: str = Field("stockup.trades.dlq", description="poison messages")
+    partitions: int = Field(6, ge=1, le=10_000)
+    replication_factor: int = Field(1, ge=1, le=100)
+    retention: Duration = Field(86_400.0, gt=0, description="topic retention.ms (default 1 day)")
+    group_id: str = Field("stockup-analyzer", min_length=1)
+    client_id: str = "stockup-tui"
+    linger: Duration = Field(0.005, ge=0, description="producer linger.ms")
+    batch_bytes: int = Field(1_048_576, ge=1024, description="producer batch.size")
+    compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "none"
+    request_timeout: Duration = Field(30.0, gt=0)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = Field(None, description="or STOCKUP_KAFKA__SASL_PASSWORD")
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+
+class RabbitMQConfig(_Section):
+    """RabbitMQ (bus.kind = rabbitmq)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5672, ge=1, le=65535)
+    vhost: str = "stocks"
+    username: str = "stockup"
+    password: SecretStr | None = Field(None, description="or STOCKUP_RABBITMQ__PASSWORD")
+    tls: bool = False
+    tls_cafile: Path | None = None
+    exchange: str = Field("stockup.trades", description="direct exchange, routing key = symbol")
+    queue: str = Field("stockup.trades", description="the analyzer's queue")
+    queue_type: Literal["stream", "quorum", "classic"] = "stream"
+    max_age: Duration = Field(86_400.0, gt=0, description="stream x-max-age (default 1 day)")
+    dead_letter_exchange: str = "stockup.dlx"
+    dead_letter_queue: str = "stockup.trades.dlq"
+    prefetch: int = Field(500, ge=1, le=65_535)
+    heartbeat: Duration = Field(30.0, ge=0)
+    checkpoint: Path | None = Field(
+        None, description="analyzer offset + watermark file (default: in the user data dir)"
+    )
 
 
 class AnalyzerConfig(_Section):
@@ -136,12 +191,40 @@ class AnalyzerConfig(_Section):
     lateness: Duration = Field(
         2.0, ge=0, description="a quiet symbol's windows slide once the clock passes by this much"
     )
+    clock: Literal["wall", "event"] = Field(
+        "wall",
+        description="what slides quiet windows: the wall clock (live feeds) or only trade times "
+        "(replays: deterministic emissions)",
+    )
+
+
+class InfluxConfig(_Section):
+    """InfluxDB sink (1.x through /write, 1.8+ and 2.x through /api/v2/write)."""
+
+    enabled: bool = False
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["auto", "v1", "v2"] = Field("auto", description="auto = from the server's version")
+    token: SecretStr | None = Field(None, description="2.x token, or 'user:password' on 1.8+")
+    org: str = "stockup"
+    bucket: str = Field("stock/stock_rp", description="2.x bucket, or 'database/rp' on 1.x")
+    username: str | None = Field(None, description="1.x /write user")
+    password: SecretStr | None = Field(None, description="1.x /write password")
+    retention: Duration = Field(7 * 86_400.0, gt=0, description="when it creates the database")
+    create: bool = Field(True, description="create the database/bucket when missing")
+    batch_size: int = Field(5000, ge=1)
+    flush_interval: Duration = Field(1.0, gt=0)
+    buffer_points: int = Field(
+        200_000, ge=1, description="points kept while InfluxDB is away; past it, counted drops"
+    )
+    ops_interval: Duration = Field(5.0, gt=0, description="operational figures period")
+    timeout: Duration = Field(10.0, gt=0)
 
 
 class SinksConfig(_Section):
     """Where emitted window snapshots go besides the screen."""
 
     jsonl: Path | None = Field(None, description="append every emitted snapshot to this file")
+    influx: InfluxConfig = Field(default_factory=InfluxConfig)
 
 
 class HeadlessConfig(_Section):
@@ -165,6 +248,11 @@ class LogConfig(_Section):
 class Settings(_Section):
     """The whole configuration."""
 
+    role: Literal["all", "query", "analyzer", "monitor"] = Field(
+        "all",
+        description="all = whole pipeline; query = source -> bus; analyzer = bus -> windows -> "
+        "sinks; monitor = screen over a running cluster (kafka)",
+    )
     symbols: StrList = Field(
         default_factory=lambda: ["AAPL", "MSFT", "AMZN", "NVDA", "GOOGL", "TSLA", "META"],
         description="the watchlist",
@@ -174,6 +262,8 @@ class Settings(_Section):
     source: SourceConfig = Field(default_factory=SourceConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     bus: BusConfig = Field(default_factory=BusConfig)
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    rabbitmq: RabbitMQConfig = Field(default_factory=RabbitMQConfig)
     analyzer: AnalyzerConfig = Field(default_factory=AnalyzerConfig)
     watchlists: dict[str, StrList] = Field(
         default_factory=dict, description="extra named watchlists, cycled with Tab on screen"
@@ -223,7 +313,13 @@ class Settings(_Section):
         return max(1, round(self.emit_interval * 1000))
 
 
-SECRET_KEYS = {"source.token"}
+SECRET_KEYS = {
+    "source.token",
+    "kafka.sasl_password",
+    "rabbitmq.password",
+    "sinks.influx.token",
+    "sinks.influx.password",
+}
 
 
 def default_config_path() -> Path:

@@ -3,7 +3,11 @@
 A message is a versioned JSON object encoded with orjson::
 
     {"v": 1, "kind": "trades", "s": "AAPL", "t": [ms, ...], "p": [price, ...],
-     "q": [volume, ...], "c": [["1", "12"] | null, ...], "r": [[recv_epoch_s, n], ...]}
+     "q": [volume, ...], "c": [["1", "12"] | null, ...], "r": [[recv_epoch_s, n], ...],
+     "id": ["producer", seq]}
+
+``id`` (optional) names the batch: the producer's random id and a sequence number that grows with
+every batch it publishes; the analyzer applies a batch id at most once.
 
 Columns rather than one object per trade keep the payload small and let `decode_batch` validate
 with C-level builtins (`set(map(type, col))`, `min`, `max`, `sum`) instead of a Python loop per
@@ -40,6 +44,8 @@ MAX_TRADES_PER_MESSAGE = 100_000
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 _KEYS = frozenset(("v", "kind", "s", "t", "p", "q", "c", "r"))
+_KEYS_ID = _KEYS | {"id"}
+MAX_PRODUCER_LEN = 64
 _INT = frozenset((int,))
 _FLOAT = frozenset((float,))
 _NUM = frozenset((int, float))
@@ -81,6 +87,7 @@ def encode_batch(batch: SymbolBatch) -> bytes:
             "q": batch.v,
             "c": batch.c,
             "r": batch.recv,
+            **({"id": batch.bid} if batch.bid is not None else {}),
         }
     )
 
@@ -127,8 +134,22 @@ def decode_batch(payload: bytes | bytearray | memoryview | str) -> SymbolBatch:
     version = obj.get("v")
     if type(version) is not int or version != SCHEMA_VERSION:
         raise CodecError("wrong_version", f"version {version!r}, expected {SCHEMA_VERSION}")
-    if obj.keys() != _KEYS:
-        raise _schema(f"fields {sorted(obj)} != {sorted(_KEYS)}")
+    keys = obj.keys()
+    if keys != _KEYS and keys != _KEYS_ID:
+        raise _schema(f"fields {sorted(obj)} != {sorted(_KEYS)} (+ optional id)")
+    bid = obj.get("id")
+    if bid is not None:
+        if not (
+            type(bid) is list
+            and len(bid) == 2
+            and type(bid[0]) is str
+            and 0 < len(bid[0]) <= MAX_PRODUCER_LEN
+            and bid[0].isprintable()
+            and type(bid[1]) is int
+            and 0 <= bid[1] < 2**63
+        ):
+            raise _schema(f"id must be [producer, seq], got {bid!r:.80}")
+        bid = (bid[0], bid[1])
     if obj["kind"] != KIND_TRADES:
         raise _schema(f"kind {obj['kind']!r} != {KIND_TRADES!r}")
     symbol = obj["s"]
@@ -176,4 +197,4 @@ def decode_batch(payload: bytes | bytearray | memoryview | str) -> SymbolBatch:
         raise _schema(f"r: no runs for {n} trades")
     else:
         recv = []
-    return SymbolBatch(symbol=symbol, t=t, p=p, v=q, c=c, recv=recv)
+    return SymbolBatch(symbol=symbol, t=t, p=p, v=q, c=c, recv=recv, bid=bid)

@@ -13,8 +13,8 @@ import threading
 import time
 
 # Reasons that are part of normal operation (the feed resends trades, removed symbols' trades
-# still in flight): logged at INFO, not WARNING.
-ROUTINE_REASONS = frozenset({"duplicate", "unsubscribed"})
+# still in flight, a bus redelivers a batch already applied): logged at INFO, not WARNING.
+ROUTINE_REASONS = frozenset({"duplicate", "unsubscribed", "bus_duplicate"})
 
 
 class Drops:

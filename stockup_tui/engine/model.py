@@ -26,6 +26,9 @@ class SymbolBatch:
     v: list[float] = field(default_factory=list)
     c: list[list[str] | None] = field(default_factory=list)
     recv: list[tuple[float, int]] = field(default_factory=list)
+    # (producer id, sequence) stamped when the batch is published: a batch the bus delivers twice
+    # (a redelivery, a republish after a reconnect) carries the same id and is applied once.
+    bid: tuple[str, int] | None = None
 
     def __len__(self) -> int:
         return len(self.t)

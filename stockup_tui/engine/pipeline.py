@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from stockup_tui.config import ConfigError, Settings, SimulatorConfig
 from stockup_tui.engine.analyzer import Analyzer
+from stockup_tui.engine.analyzer.batch_ids import BatchIds
 from stockup_tui.engine.bus.base import Bus, Message
-from stockup_tui.engine.bus.memory import MemoryBus
+from stockup_tui.engine.bus.factory import create_bus
 from stockup_tui.engine.codec import CodecError, decode_batch, encode_batch, message_key
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.heap import release_free_heap
@@ -31,7 +33,7 @@ from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.simulator import SimulatorSettings, SimulatorThread
 from stockup_tui.engine.sinks.base import Sink
 from stockup_tui.engine.sinks.snapshots import SnapshotStore
-from stockup_tui.engine.sources.base import TradeSource
+from stockup_tui.engine.sources.base import NullSource, TradeSource
 from stockup_tui.engine.sources.dedup import DuplicateFilter
 from stockup_tui.engine.sources.finnhub import FinnhubClient
 from stockup_tui.engine.sources.parser import FrameParser
@@ -110,6 +112,12 @@ class Pipeline:
         self._lateness_ms = round(settings.analyzer.lateness * 1000)
         self._flush_lock = asyncio.Lock()
         self._removed: set[str] = set()
+        # Batch ids: this process's producer id and sequence; what the analyzer applied.
+        self._producer_id = os.urandom(8).hex()
+        self._seq = 0
+        self.batch_ids = BatchIds()
+        self._owner: dict[str, int] = {}  # symbol -> partition it arrives on
+        self.replayed = 0  # trades applied without emitting while recovering
         self._stages: dict[str, _Stage] = {}
         self._rates = RateMeter()
         self._started_at = time.monotonic()
@@ -132,10 +140,20 @@ class Pipeline:
         """Builds source, bus and sinks from the configuration; raises ConfigError if unusable."""
         drops = Drops()
         src = settings.source
-        recorder = FrameRecorder(src.record) if src.record else None
+        role = settings.role
+        if settings.bus.kind == "memory" and role != "all":
+            raise ConfigError(
+                f"role: {role!r} needs a network bus between processes "
+                "(bus.kind = 'kafka' or 'rabbitmq')"
+            )
+        if role == "monitor" and settings.bus.kind != "kafka":
+            raise ConfigError("role: 'monitor' reads the Kafka metrics topic (bus.kind = 'kafka')")
+        recorder = FrameRecorder(src.record) if src.record and role != "analyzer" else None
         simulator: SimulatorThread | None = None
         source: TradeSource
-        if src.kind == "replay":
+        if role in ("analyzer", "monitor"):
+            source = NullSource()
+        elif src.kind == "replay":
             if src.replay is None:
                 raise ConfigError("source.replay: a file is needed when source.kind = 'replay'")
             if not src.replay.is_file():
@@ -161,7 +179,7 @@ class Pipeline:
                 max_frame_bytes=src.max_frame_bytes,
                 recorder=recorder,
             )
-        bus = MemoryBus(settings.bus.queue_size)
+        bus = create_bus(settings)
         return cls(
             settings,
             source,
@@ -172,7 +190,7 @@ class Pipeline:
             recorder=recorder,
             live_interval=live_interval,
             live_points=live_points,
-            live_clock=src.kind != "replay",
+            live_clock=settings.analyzer.clock == "wall" and src.kind != "replay",
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -184,9 +202,16 @@ class Pipeline:
             self.source.set_url(url)
         await self.bus.start()
         self._started_at = time.monotonic()
-        self._spawn("source", self._run_source, finite=True)
-        self._spawn("publisher", self._run_flusher)
-        self._spawn("analyzer", self._run_analyzer, finite=True)
+        role = self.settings.role
+        if role in ("all", "query"):
+            self._spawn("source", self._run_source, finite=True)
+            self._spawn("publisher", self._run_flusher)
+        else:
+            self._source_done.set()
+        if role in ("all", "analyzer"):
+            self._spawn("analyzer", self._run_analyzer, finite=True)
+        else:
+            self._analyzer_done.set()
         self._spawn("clock", self._run_clock)
         log.info(
             "pipeline started: source=%s bus=%s symbols=%d windows=%s",
@@ -313,24 +338,54 @@ class Pipeline:
         async with self._flush_lock:
             batches = self.parser.take()
             if batches:
-                await self.bus.publish([Message(message_key(b), encode_batch(b)) for b in batches])
+                producer = self._producer_id
+                seq = self._seq
+                messages = []
+                for b in batches:
+                    seq += 1
+                    b.bid = (producer, seq)
+                    messages.append(Message(message_key(b), encode_batch(b), len(b.t)))
+                self._seq = seq
+                await self.bus.publish(messages)
 
     async def _run_analyzer(self) -> None:
         analyzer = self.analyzer
         bus = self.bus
         drops = self.drops
         latency = self.latency
+        batch_ids = self.batch_ids
+        owner = self._owner
         async for delivery in bus.consume():
+            if delivery.revoked:
+                self._forget_partitions(delivery.revoked)
             emitted: list[SymbolSnapshot] = []
             received: dict[float, int] = {}  # receive time -> trades, summed over the delivery
             for msg in delivery.messages:
                 try:
                     batch = decode_batch(msg.payload)
                 except CodecError as exc:
-                    drops.add(f"bus_{exc.reason}", detail=str(exc))
+                    if not msg.replay:
+                        drops.add(f"bus_{exc.reason}", detail=str(exc))
+                        await bus.dead_letter(msg, exc.reason)
                     continue
-                if batch.symbol in self._removed:
-                    drops.add("unsubscribed", len(batch))
+                symbol = batch.symbol
+                if symbol in self._removed:
+                    if not msg.replay:
+                        drops.add("unsubscribed", len(batch))
+                    continue
+                bid = batch.bid
+                if bid is not None and not batch_ids.first_time(bid[0], symbol, bid[1]):
+                    if not msg.replay:
+                        drops.add("bus_duplicate", len(batch))
+                    continue
+                owner[symbol] = msg.partition
+                if msg.replay:  # rebuilding state after a restart: already emitted before
+                    try:
+                        analyzer.ingest(batch)
+                    except Exception:
+                        log.exception("analyzer failed on a replayed batch of %s", symbol)
+                    analyzer.ingested -= len(batch)
+                    self.replayed += len(batch)
                     continue
                 try:
                     emitted.extend(analyzer.ingest(batch))
@@ -340,11 +395,21 @@ class Pipeline:
                     continue
                 for recv, n in batch.recv:
                     received[recv] = received.get(recv, 0) + n
-            latency.record_received(received, time.time())
+            if received:
+                latency.record_received(received, time.time())
             if emitted:
                 self._write_sinks(emitted)
-            await bus.ack(delivery)
+            await bus.ack(delivery, analyzer.watermark_ms)
         self._analyzer_done.set()
+
+    def _forget_partitions(self, partitions: tuple[int, ...]) -> None:
+        """Another analyzer owns these partitions now: drop their symbols' windows here."""
+        gone = set(partitions)
+        for symbol in [s for s, part in self._owner.items() if part in gone]:
+            del self._owner[symbol]
+            self.analyzer.forget(symbol)
+            self.batch_ids.forget(symbol)
+        log.info("partitions %s revoked", sorted(gone))
 
     async def _run_clock(self) -> None:
         """Slides quiet windows, refreshes live snapshots and the stats, on fixed timers."""
@@ -426,6 +491,7 @@ class Pipeline:
                 queue_capacity=b.queue_capacity,
                 publish_errors=b.publish_errors,
                 last_error=b.last_error,
+                details=tuple(b.details.items()),
             ),
             analyzer=AnalyzerFigures(
                 trades=a.ingested,
@@ -438,6 +504,7 @@ class Pipeline:
                 latency_p99=p99,
                 latency_p50_all=p50_all,
                 latency_p99_all=p99_all,
+                replayed=self.replayed,
             ),
             drops={**self.drops.snapshot(), **({"too_old": a.too_old} if a.too_old else {})},
             stages=tuple(st.state for st in self._stages.values()),

@@ -50,6 +50,7 @@ class BusFigures:
     queue_capacity: int
     publish_errors: int
     last_error: str | None
+    details: tuple[tuple[str, str], ...] = ()  # bus-specific lines (lag, confirms, group, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class AnalyzerFigures:
     latency_p99: float | None
     latency_p50_all: float | None  # over the whole run
     latency_p99_all: float | None
+    replayed: int = 0  # trades applied without emitting while recovering after a restart
 
 
 @dataclass(frozen=True, slots=True)

@@ -315,6 +315,7 @@ def render_bus(bus: BusFigures) -> Content:
         _row(("queue", queue, queue_level(bus.queue_depth, bus.queue_capacity))),
         _row(("errors", fmt_figure(bus.publish_errors), count_level(bus.publish_errors))),
     ]
+    rows.extend(_row((label, value, Level.IDLE)) for label, value in bus.details)
     if bus.last_error:
         rows.append(_row(("error", one_line(bus.last_error), Level.BAD)))
     return _section(_header("Bus", bus_level(bus), bus.kind), rows)

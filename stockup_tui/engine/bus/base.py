@@ -2,14 +2,20 @@
 
 A message is one `SymbolBatch` encoded by `stockup_tui.engine.codec` (versioned JSON, never
 pickle) and keyed by its symbol, so every trade of a symbol stays in order on one partition.
-Consumers acknowledge a delivery only after its effects are done (at-least-once); the duplicate
-filter and the analyzer's idempotence absorb redeliveries.
+Consumers acknowledge a delivery only after its effects are done (at-least-once). Every message
+carries a batch id (producer, sequence) in its payload; the analyzer stage skips a batch it has
+already applied (`BatchIds`), so redeliveries and republished batches are never counted twice.
+
+Recovery contract for the network buses: on start (or a new Kafka assignment) the bus rewinds to
+about `replay_ms` before the last acknowledged watermark and marks the messages up to the last
+acknowledged position with `replay=True`; the analyzer applies those to its windows without
+emitting, so its first snapshots after a restart are already exact.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -17,6 +23,9 @@ from typing import Protocol
 class Message:
     key: bytes
     payload: bytes
+    trades: int = 0  # trades inside, so that a message dropped on a full buffer is counted
+    partition: int = 0  # Kafka partition (0 elsewhere): the analyzer tracks symbol ownership
+    replay: bool = False  # rebuild state only: already processed before a restart
 
 
 @dataclass(slots=True)
@@ -25,6 +34,7 @@ class Delivery:
 
     messages: Sequence[Message]
     token: object = None  # bus-specific position (offsets, delivery tags)
+    revoked: tuple[int, ...] = ()  # partitions taken away before these messages (rebalance)
 
 
 @dataclass(slots=True)
@@ -39,6 +49,8 @@ class BusStats:
     queue_capacity: int = 0
     publish_errors: int = 0
     last_error: str | None = None
+    # Bus-specific health lines for the screen, e.g. {"lag": "p0 12, p1 0", "confirm p99": "4 ms"}
+    details: dict[str, str] = field(default_factory=dict)
 
 
 class Bus(Protocol):
@@ -56,7 +68,17 @@ class Bus(Protocol):
         """Yields deliveries until the bus is closed and drained."""
         ...
 
-    async def ack(self, delivery: Delivery) -> None: ...
+    async def ack(self, delivery: Delivery, watermark_ms: int | None = None) -> None:
+        """Marks the delivery done; network buses store `watermark_ms` with the position."""
+        ...
+
+    async def dead_letter(self, message: Message, reason: str) -> None:
+        """Parks a message the analyzer cannot decode (network buses: a dead-letter topic/queue).
+
+        The pipeline has already counted it under `bus_<reason>`; this keeps the bytes for a
+        person to inspect. Must not raise: a failure is counted in the bus stats.
+        """
+        ...
 
     async def close(self) -> None:
         """No more publishing; consumers drain what is queued, then stop."""

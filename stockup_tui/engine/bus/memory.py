@@ -44,8 +44,11 @@ class MemoryBus:
             stats.queue_depth = queue.qsize()
             yield Delivery(messages=item)
 
-    async def ack(self, delivery: Delivery) -> None:
+    async def ack(self, delivery: Delivery, watermark_ms: int | None = None) -> None:
         self.stats.acked_messages += len(delivery.messages)
+
+    async def dead_letter(self, message: Message, reason: str) -> None:
+        return None  # in-process: nothing to keep beyond the drop counter
 
     async def close(self) -> None:
         if not self._closed:

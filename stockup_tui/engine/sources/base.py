@@ -64,3 +64,19 @@ class TradeSource(Protocol):
         ...
 
     async def stop(self) -> None: ...
+
+
+class NullSource:
+    """The source of a process without one (`--role analyzer` / `monitor`)."""
+
+    def __init__(self) -> None:
+        self.stats = SourceStats(kind="none", finished=True)
+
+    async def run(self, on_frame: FrameHandler) -> None:
+        return None
+
+    def set_symbols(self, symbols: Iterable[str]) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
