@@ -179,7 +179,7 @@ class Pipeline:
                 max_frame_bytes=src.max_frame_bytes,
                 recorder=recorder,
             )
-        bus = create_bus(settings)
+        bus = create_bus(settings, drops)
         return cls(
             settings,
             source,

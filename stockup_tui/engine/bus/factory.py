@@ -5,6 +5,7 @@ from __future__ import annotations
 from stockup_tui.config import Settings
 from stockup_tui.engine.bus.base import Bus
 from stockup_tui.engine.bus.memory import MemoryBus
+from stockup_tui.engine.drops import Drops
 
 #: Extra history replayed on recovery beyond the longest window: producer timestamps and trade
 #: times come from different clocks, and replaying a little more than needed costs nothing.
@@ -16,8 +17,11 @@ def replay_ms(settings: Settings) -> int:
     return max(settings.windows_ms) + settings.emit_interval_ms + REPLAY_MARGIN_MS
 
 
-def create_bus(settings: Settings) -> Bus:
-    """The bus for `settings.bus.kind`, publishing and/or consuming as the role needs."""
+def create_bus(settings: Settings, drops: Drops) -> Bus:
+    """The bus for `settings.bus.kind`, publishing and/or consuming as the role needs.
+
+    Network buses count what they must drop (`bus_buffer_full`) in `drops`.
+    """
     kind = settings.bus.kind
     role = settings.role
     publish = role in ("all", "query")
@@ -27,11 +31,13 @@ def create_bus(settings: Settings) -> Bus:
     if kind == "kafka":
         from stockup_tui.engine.bus.kafka import KafkaBus
 
-        return KafkaBus(settings, publish=publish, consume=consume, replay_ms=replay_ms(settings))
+        return KafkaBus(
+            settings, drops, publish=publish, consume=consume, replay_ms=replay_ms(settings)
+        )
     if kind == "rabbitmq":
         from stockup_tui.engine.bus.rabbitmq import RabbitMQBus
 
         return RabbitMQBus(
-            settings, publish=publish, consume=consume, replay_ms=replay_ms(settings)
+            settings, drops, publish=publish, consume=consume, replay_ms=replay_ms(settings)
         )
     raise ValueError(f"unknown bus kind {kind!r}")
