@@ -72,7 +72,11 @@ async def run_headless(settings: Settings, out: TextIO = sys.stdout) -> int:
             print(status_line(pipeline.stats), file=out, flush=True)
 
     reporter = asyncio.create_task(report())
-    source_done = asyncio.create_task(pipeline.wait_source_done())
+    # A process with a source ends with a finite one (a replay); the others run until stopped.
+    has_source = settings.role in ("all", "query")
+    source_done = asyncio.create_task(
+        pipeline.wait_source_done() if has_source else asyncio.Event().wait()
+    )
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({source_done, stopped}, return_when=asyncio.FIRST_COMPLETED)
     reporter.cancel()
