@@ -159,7 +159,9 @@ def _setup_logging(loaded: LoadedConfig, screen: bool) -> None:
         force=True,
     )
     # The websockets library logs every connection at INFO; our own logs say what matters.
-    logging.getLogger("websockets").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # Client libraries log every connection at INFO; their warnings and errors are what matter.
+    for name in ("websockets", "kafka", "pika"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def print_config(loaded: LoadedConfig) -> None:

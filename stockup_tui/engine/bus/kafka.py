@@ -1,0 +1,169 @@
+"""The Apache Kafka bus (kafka-python): keyed batches on a partitioned topic, consumed in a group.
+
+Publishing goes through `KafkaPublisher` (bounded outbox, idempotent producer, acks=all),
+consuming through `KafkaReader` (commits after the analyzer's effects, watermark in the commit
+metadata, instant recovery on every assignment). Both run their client on their own thread;
+this class is the asyncio face the pipeline sees, and turns their counters into `BusStats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from stockup_tui.config import Settings
+from stockup_tui.engine.bus.base import BusStats, Delivery, Message
+from stockup_tui.engine.bus.kafka_consumer import KafkaReader
+from stockup_tui.engine.bus.kafka_producer import KafkaPublisher, Outgoing
+from stockup_tui.engine.drops import Drops
+
+log = logging.getLogger(__name__)
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}ms"
+
+
+#: How long `publish` waits for room in a full outbox while the broker is answering.
+PUBLISH_BLOCK_S = 1.0
+
+
+class KafkaBus:
+    def __init__(
+        self,
+        settings: Settings,
+        drops: Drops,
+        *,
+        publish: bool = True,
+        consume: bool = True,
+        replay_ms: int = 0,
+    ) -> None:
+        self.cfg = settings.kafka
+        self.drops = drops
+        self._publishes = publish
+        self._consumes = consume
+        self.replay_ms = replay_ms
+        # The analyzer needs a producer too: for the dead-letter topic.
+        self.publisher = KafkaPublisher(self.cfg, settings.bus.buffer_bytes)
+        self.reader: KafkaReader | None = None
+        self._queue: asyncio.Queue[Delivery | None] = asyncio.Queue(4)
+        self._started = False
+        self._closed = False
+        self._stats = BusStats(kind="kafka", queue_capacity=settings.bus.buffer_bytes)
+        self.published = 0
+        self.dead_lettered = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.publisher.start()
+        if self._consumes:
+            self.reader = KafkaReader(
+                self.cfg, self.replay_ms, asyncio.get_running_loop(), self._queue
+            )
+            self.reader.start()
+
+    async def close(self) -> None:
+        """Sends what is buffered, lets the consumer read it (role all), commits, stops."""
+        if self._closed:
+            return
+        self._closed = True
+        ok = await asyncio.to_thread(self.publisher.close, 15.0)
+        if not ok and self.publisher.unacked_trades:
+            self.drops.add(
+                "bus_unsent_at_exit",
+                self.publisher.unacked_trades,
+                detail="Kafka did not acknowledge them before shutdown",
+            )
+        if self.reader is not None:
+            if self._publishes:
+                self.reader.drain_and_stop()
+            else:
+                self.reader.stop()
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(self, messages: list[Message]) -> None:
+        topic = self.cfg.topic
+        items = [Outgoing(topic, m.key, m.payload, None, m.trades) for m in messages]
+        rest = self.publisher.offer(items)
+        if rest:
+            deadline = time.monotonic() + PUBLISH_BLOCK_S
+            while rest and self.publisher.connected and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)  # back-pressure while the broker drains the outbox
+                rest = self.publisher.offer(rest)
+            if rest:
+                self.drops.add(
+                    "bus_buffer_full",
+                    sum(item.trades for item in rest),
+                    detail=f"Kafka outbox full ({self.publisher.buffer_bytes:,} bytes)",
+                )
+        self.published += len(messages) - len(rest)
+
+    async def dead_letter(self, message: Message, reason: str) -> None:
+        headers = [("reason", reason.encode()), ("partition", str(message.partition).encode())]
+        item = Outgoing(self.cfg.dead_letter_topic, message.key or None, message.payload, headers)
+        if self.publisher.offer([item]):
+            self.drops.add("dead_letter_full", detail="Kafka outbox full")
+        else:
+            self.dead_lettered += 1
+
+    # -- consuming -------------------------------------------------------------------------
+
+    async def consume(self):  # type: ignore[no-untyped-def]
+        if self.reader is None:
+            return
+        queue = self._queue
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            yield item
+
+    async def ack(self, delivery: Delivery, watermark_ms: int | None = None) -> None:
+        if self.reader is not None and isinstance(delivery.token, dict):
+            self.reader.ack(delivery.token, watermark_ms)
+
+    # -- health ----------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> BusStats:
+        """Refreshed from the client threads' counters when read (once a second)."""
+        st = self._stats
+        pub = self.publisher
+        rd = self.reader
+        st.connected = (pub.connected or not self._publishes) and (
+            rd is None or rd.connected
+        )
+        st.published_messages = self.published
+        st.publish_errors = pub.errors
+        st.queue_depth = pub.pending_bytes
+        st.consumed_messages = rd.consumed if rd else 0
+        st.last_error = pub.last_error or (rd.last_error if rd else None)
+        details: dict[str, str] = {
+            "brokers": ",".join(self.cfg.bootstrap_servers),
+            "topic": f"{self.cfg.topic} ({self.cfg.partitions} partitions)",
+        }
+        if self._publishes:
+            lat = pub.take_latency()
+            p50, p99 = lat.percentile(0.5), lat.percentile(0.99)
+            details["produce"] = (
+                f"acked {pub.acked:,}, in flight {pub.in_flight:,}, resent {pub.resent:,}"
+            )
+            details["ack p50/p99"] = f"{_ms(p50)} / {_ms(p99)}"
+        if rd is not None:
+            details["group"] = f"{self.cfg.group_id}: partitions {list(rd.assignment)}"
+            total = sum(rd.lag.values())
+            per = ", ".join(f"p{p} {n:,}" for p, n in sorted(rd.lag.items()))
+            details["lag"] = f"{total:,} ({per})" if per else "-"
+            c50 = rd.commit_latency.percentile(0.5)
+            details["commits"] = (
+                f"{rd.commits:,} (p50 {_ms(c50)}, errors {rd.commit_errors})"
+            )
+        if self.dead_lettered:
+            details["dead letters"] = f"{self.dead_lettered:,}"
+        st.details = details
+        return st

@@ -1,0 +1,76 @@
+"""Kafka client settings and topic creation shared by the producer, consumer and admin sides."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from stockup_tui.config import KafkaConfig
+
+log = logging.getLogger(__name__)
+
+
+def client_config(cfg: KafkaConfig) -> dict[str, Any]:
+    """Connection options common to every kafka-python client (secrets stay inside)."""
+    out: dict[str, Any] = {
+        "bootstrap_servers": list(cfg.bootstrap_servers),
+        "client_id": cfg.client_id,
+        "security_protocol": cfg.security_protocol,
+        "request_timeout_ms": round(cfg.request_timeout * 1000),
+        "reconnect_backoff_max_ms": 2000,
+    }
+    if cfg.sasl_mechanism:
+        out["sasl_mechanism"] = cfg.sasl_mechanism
+        out["sasl_plain_username"] = cfg.sasl_username
+        if cfg.sasl_password is not None:
+            out["sasl_plain_password"] = cfg.sasl_password.get_secret_value()
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        value = getattr(cfg, key)
+        if value is not None:
+            out[key] = str(value)
+    return out
+
+
+def ensure_topics(cfg: KafkaConfig) -> None:
+    """Creates the app's topics when missing (trades, metrics, control, dead letters)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import TopicAlreadyExistsError
+
+    retention = str(round(cfg.retention * 1000))
+    wanted: dict[str, dict[str, Any]] = {
+        cfg.topic: {"retention.ms": retention},
+        cfg.metrics_topic: {"retention.ms": retention},
+        cfg.dead_letter_topic: {"retention.ms": str(7 * 86_400_000)},
+        # The control topic holds the latest watchlist under one key: compacted, kept forever.
+        cfg.control_topic: {"cleanup.policy": "compact"},
+    }
+    admin = KafkaAdminClient(**client_config(cfg))
+    try:
+        existing = set(admin.list_topics())
+        missing = {name: conf for name, conf in wanted.items() if name not in existing}
+        if not missing:
+            return
+        spec = {
+            name: {
+                "num_partitions": 1 if name == cfg.control_topic else cfg.partitions,
+                "replication_factor": cfg.replication_factor,
+                "configs": conf,
+            }
+            for name, conf in missing.items()
+        }
+        try:
+            admin.create_topics(spec, wait_for_metadata=True)
+        except TopicAlreadyExistsError:
+            pass  # another process created them first
+        log.info("created Kafka topics: %s", ", ".join(sorted(missing)))
+    finally:
+        admin.close()
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the screen; kafka-python errors are often bare class names."""
+    text = str(exc).strip()
+    name = type(exc).__name__
+    if not text or text == name:
+        return name
+    return f"{name}: {text}"[:300]

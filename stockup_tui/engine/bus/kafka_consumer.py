@@ -1,0 +1,348 @@
+"""The Kafka consuming side: one thread owns the KafkaConsumer, the event loop gets deliveries.
+
+Offsets are committed only for deliveries the analyzer has acknowledged (its effects done), with
+the analyzer's watermark in the commit metadata. When a partition is assigned (start-up or a
+rebalance), the reader looks that metadata up and rewinds the partition to the first message
+produced at or after ``watermark - replay_ms`` (`offsets_for_times`); everything before the
+committed offset is delivered with `replay=True`, so the analyzer rebuilds its windows without
+emitting and its first snapshots are already exact. A partition with no commit (a new group)
+rewinds to ``now - replay_ms`` and replays up to the end: a new analyzer starts warm too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from stockup_tui.config import KafkaConfig
+from stockup_tui.engine.bus.base import Delivery, Message
+from stockup_tui.engine.bus.kafka_common import client_config, describe_error, ensure_topics
+from stockup_tui.engine.latency import LatencyHistogram
+
+log = logging.getLogger(__name__)
+
+LAG_EVERY_S = 2.0
+DRAIN_TIMEOUT_S = 15.0
+
+
+def watermark_of(metadata: str | None) -> int | None:
+    """The watermark stored with a commit, or None (no commit, or not ours)."""
+    if not metadata:
+        return None
+    try:
+        data = orjson.loads(metadata)
+    except orjson.JSONDecodeError:
+        return None
+    wm = data.get("wm") if isinstance(data, dict) else None
+    return wm if type(wm) is int and wm > 0 else None
+
+
+class KafkaReader:
+    """Owns the consumer thread. Deliveries go to `queue` on `loop`; `None` ends the stream."""
+
+    def __init__(
+        self,
+        cfg: KafkaConfig,
+        replay_ms: int,
+        loop: asyncio.AbstractEventLoop,
+        queue: asyncio.Queue[Delivery | None],
+        commit: Callable[[Any, dict[Any, Any]], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.replay_ms = replay_ms
+        self._loop = loop
+        self._queue = queue
+        # How offsets are committed: the consumer's own commit, or inside a producer transaction.
+        self._commit_hook = commit
+        self._lock = threading.Lock()
+        self._acked: dict[int, tuple[int, int | None]] = {}  # partition -> (offset, watermark)
+        self._delivered = 0
+        self._acks = 0
+        self._stop = threading.Event()
+        self._drain = threading.Event()
+        self._revoked: list[int] = []
+        self._assigned: list[Any] = []  # TopicPartitions assigned, not yet recovered
+        self._replay_until: dict[int, int] = {}
+        self._thread: threading.Thread | None = None
+        self.connected = False
+        self.last_error: str | None = None
+        self.assignment: tuple[int, ...] = ()
+        self.lag: dict[int, int] = {}
+        self.consumed = 0
+        self.commits = 0
+        self.commit_errors = 0
+        self.rebalances = 0
+        self.commit_latency = LatencyHistogram()
+        self._lag_at = 0.0
+
+    # -- event-loop side -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kafka-consumer", daemon=True)
+        self._thread.start()
+
+    def ack(self, token: dict[int, int], watermark_ms: int | None) -> None:
+        with self._lock:
+            for partition, offset in token.items():
+                self._acked[partition] = (offset, watermark_ms)
+            self._acks += 1
+
+    def drain_and_stop(self) -> None:
+        """Consume up to the end offsets as of now, commit, then end the stream."""
+        self._drain.set()
+
+    def stop(self) -> None:
+        """Commit what was acknowledged and end the stream now."""
+        self._stop.set()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- consumer thread -------------------------------------------------------------------
+
+    def _consumer(self) -> Any:
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(
+            **client_config(self.cfg),
+            group_id=self.cfg.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_records=2000,
+            fetch_max_wait_ms=20,
+        )
+
+    def _run(self) -> None:
+        consumer = None
+        backoff = 0.2
+        try:
+            while not self._stop.is_set():
+                if consumer is None:
+                    try:
+                        ensure_topics(self.cfg)
+                        consumer = self._consumer()
+                        consumer.subscribe([self.cfg.topic], listener=_listener(self))
+                    except Exception as exc:
+                        self._error(exc, "cannot reach Kafka")
+                        consumer = None
+                        self._stop.wait(backoff)
+                        backoff = min(backoff * 2, 5.0)
+                        continue
+                    backoff = 0.2
+                    log.info("Kafka consumer joined group %s", self.cfg.group_id)
+                if self._drain.is_set():
+                    self._drain_to_end(consumer)
+                    return
+                self._step(consumer)
+        finally:
+            self._finish(consumer)
+
+    def _step(self, consumer: Any) -> None:
+        self._commit(consumer)
+        try:
+            records = consumer.poll(timeout_ms=100, max_records=2000)
+        except Exception as exc:
+            self._error(exc, "poll failed")
+            self.connected = False
+            self._stop.wait(0.5)
+            return
+        self.connected = True
+        if self._assigned:
+            # Records fetched for a partition assigned during this poll start from the committed
+            # offset; recovery rewinds them first, so they are fetched again after the seek.
+            fresh = {tp.partition for tp in self._assigned}
+            records = {tp: recs for tp, recs in records.items() if tp.partition not in fresh}
+            self._recover(consumer)
+        self._deliver(records)
+        self._refresh_lag(consumer)
+
+    def _deliver(self, records: dict[Any, list[Any]]) -> None:
+        revoked = tuple(self._revoked)
+        self._revoked.clear()
+        if not records and not revoked:
+            return
+        messages: list[Message] = []
+        token: dict[int, int] = {}
+        for tp, recs in records.items():
+            part = tp.partition
+            until = self._replay_until.get(part, -1)
+            for rec in recs:
+                messages.append(
+                    Message(rec.key or b"", rec.value or b"", 0, part, rec.offset < until)
+                )
+            token[part] = recs[-1].offset
+        self.consumed += len(messages)
+        delivery = Delivery(messages=messages, token=token, revoked=revoked)
+        self._delivered += 1
+        self._put(delivery)
+
+    def _put(self, item: Delivery | None) -> None:
+        """Hands an item to the event loop, waiting while its queue is full (back-pressure)."""
+        future = asyncio.run_coroutine_threadsafe(self._queue.put(item), self._loop)
+        while True:
+            try:
+                future.result(timeout=0.5)
+                return
+            except TimeoutError:
+                if self._loop.is_closed():
+                    return
+
+    def _commit(self, consumer: Any) -> None:
+        with self._lock:
+            acked, self._acked = self._acked, {}
+        if not acked:
+            return
+        from kafka import TopicPartition
+        from kafka.structs import OffsetAndMetadata
+
+        assigned = {tp.partition for tp in consumer.assignment()}
+        offsets = {
+            TopicPartition(self.cfg.topic, part): OffsetAndMetadata(
+                offset + 1, orjson.dumps({"wm": wm}).decode() if wm else "", -1
+            )
+            for part, (offset, wm) in acked.items()
+            if part in assigned
+        }
+        if not offsets:
+            return
+        started = time.monotonic()
+        try:
+            if self._commit_hook is not None:
+                self._commit_hook(consumer, offsets)
+            else:
+                consumer.commit(offsets)
+        except Exception as exc:  # a rebalance in progress, the broker away: next ack retries
+            self.commit_errors += 1
+            self._error(exc, "commit failed")
+            with self._lock:
+                for part, value in acked.items():
+                    self._acked.setdefault(part, value)
+            return
+        self.commits += 1
+        self.commit_latency.record(time.monotonic() - started, 1)
+
+    def _refresh_lag(self, consumer: Any, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._lag_at < LAG_EVERY_S:
+            return
+        self._lag_at = now
+        assigned = list(consumer.assignment())
+        self.assignment = tuple(sorted(tp.partition for tp in assigned))
+        if not assigned:
+            self.lag = {}
+            return
+        try:
+            ends = consumer.end_offsets(assigned)
+            self.lag = {
+                tp.partition: max(0, ends[tp] - consumer.position(tp)) for tp in assigned
+            }
+        except Exception as exc:
+            self._error(exc, "lag query failed")
+
+    def _drain_to_end(self, consumer: Any) -> None:
+        """Role `all` at shutdown: read what this process published, then stop."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        targets: dict[Any, int] | None = None
+        while time.monotonic() < deadline:
+            self._step(consumer)
+            assigned = list(consumer.assignment())
+            if not assigned:
+                continue
+            if targets is None:
+                try:
+                    targets = consumer.end_offsets(assigned)
+                except Exception as exc:
+                    self._error(exc, "end offsets failed")
+                    continue
+            if all(consumer.position(tp) >= end for tp, end in targets.items()):
+                break
+        else:
+            log.warning("Kafka consumer: drain stopped after %.0fs", DRAIN_TIMEOUT_S)
+
+    def _finish(self, consumer: Any) -> None:
+        if consumer is not None:
+            deadline = time.monotonic() + 10
+            while self._acks < self._delivered and time.monotonic() < deadline:
+                time.sleep(0.01)  # the analyzer finishes the last delivery it was given
+            self._commit(consumer)
+            try:
+                consumer.close(autocommit=False)
+            except Exception as exc:
+                self._error(exc, "close failed")
+        self.connected = False
+        if not self._loop.is_closed():
+            self._put(None)
+
+    def _error(self, exc: BaseException, what: str) -> None:
+        msg = f"{what}: {describe_error(exc)}"
+        if msg != self.last_error:
+            log.warning("Kafka %s", msg)
+        self.last_error = msg
+
+    # -- rebalance -----------------------------------------------------------------------
+    # kafka-python calls the listener on its IO thread inside poll(), where blocking client
+    # calls are not allowed: the listener only records the change, `_step` acts after poll.
+
+    def on_revoked(self, revoked: list[Any]) -> None:
+        self.rebalances += 1
+        parts = [tp.partition for tp in revoked]
+        for part in parts:
+            self._replay_until.pop(part, None)
+        self._revoked.extend(parts)
+        gone = set(parts)
+        self._assigned = [tp for tp in self._assigned if tp.partition not in gone]
+
+    def on_assigned(self, assigned: list[Any]) -> None:
+        self._assigned.extend(assigned)
+
+    def _recover(self, consumer: Any) -> None:
+        """Rewinds newly assigned partitions (see the module docstring)."""
+        assigned, self._assigned = self._assigned, []
+        now_ms = int(time.time() * 1000)
+        seek_to: dict[Any, int] = {}
+        for tp in assigned:
+            committed = consumer.committed(tp, metadata=True)
+            if committed is not None and committed.offset >= 0:
+                wm = watermark_of(committed.metadata)
+                self._replay_until[tp.partition] = committed.offset
+                seek_to[tp] = (wm or now_ms) - self.replay_ms
+            else:
+                self._replay_until[tp.partition] = -1  # set from the end offset below
+                seek_to[tp] = now_ms - self.replay_ms
+        found = consumer.offsets_for_times(seek_to)
+        ends = consumer.end_offsets(list(assigned))
+        for tp in assigned:
+            if self._replay_until[tp.partition] < 0:
+                self._replay_until[tp.partition] = ends[tp]
+            hit = found.get(tp)
+            offset = hit.offset if hit is not None else ends[tp]
+            # Never rewind past the committed offset by less than nothing: min() keeps replay.
+            consumer.seek(tp, min(offset, self._replay_until[tp.partition]))
+        log.info(
+            "Kafka partitions assigned: %s (replaying up to %s)",
+            sorted(tp.partition for tp in assigned),
+            {tp.partition: self._replay_until[tp.partition] for tp in assigned},
+        )
+        self._refresh_lag(consumer, force=True)
+
+
+def _listener(reader: KafkaReader) -> Any:
+    """kafka-python's rebalance callbacks (it wants a subclass of its ABC), sent to the reader."""
+    from kafka import ConsumerRebalanceListener
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            reader.on_revoked(list(revoked))
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            reader.on_assigned(list(assigned))
+
+    return Listener()

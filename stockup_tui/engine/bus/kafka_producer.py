@@ -1,0 +1,223 @@
+"""The Kafka publishing side: a bounded outbox drained by one thread into an idempotent producer.
+
+kafka-python's `send()` can block (metadata while the broker is away, bootstrap at creation), so
+it never runs on the event loop: `offer()` only appends to the outbox. The outbox bound covers
+everything not yet acknowledged by the broker (queued here plus in flight inside the client), so
+memory is bounded whatever the broker does; past the bound new messages are refused and the
+caller counts them. With `acks=all` and idempotence the client retries a batch until the broker
+has it exactly once; a batch that still fails (delivery timeout) is sent again, in order, and its
+batch id lets the analyzer skip it if the first attempt did land after all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from stockup_tui.config import KafkaConfig
+from stockup_tui.engine.bus.kafka_common import client_config, describe_error, ensure_topics
+from stockup_tui.engine.latency import LatencyHistogram
+
+log = logging.getLogger(__name__)
+
+#: In-flight messages unacknowledged for this long mean the broker is away.
+STALL_S = 3.0
+
+
+@dataclass(slots=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] | None = None
+    trades: int = 0
+    enqueued: float = 0.0  # monotonic, for the produce latency figure
+
+
+class KafkaPublisher:
+    """Owns the producer thread; thread-safe `offer`, counters read by the stats tick."""
+
+    def __init__(self, cfg: KafkaConfig, buffer_bytes: int) -> None:
+        self.cfg = cfg
+        self.buffer_bytes = buffer_bytes
+        self._queue: deque[Outgoing] = deque()
+        self._retry: deque[Outgoing] = deque()  # failed sends, resent first
+        self._cond = threading.Condition()
+        self._unacked_bytes = 0  # queued + in flight
+        self.unacked_trades = 0
+        self._in_flight = 0
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._ready = False  # a producer exists
+        self._last_ack = time.monotonic()
+        self.sent = 0
+        self.acked = 0
+        self.acked_bytes = 0
+        self.errors = 0
+        self.resent = 0
+        self.last_error: str | None = None
+        self.latency = LatencyHistogram()  # offer -> broker acknowledgement, seconds
+        self._lat_lock = threading.Lock()
+
+    # -- any thread ------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """A producer exists and nothing in flight has waited for the broker for long."""
+        if not self._ready:
+            return False
+        return self._in_flight == 0 or time.monotonic() - self._last_ack < STALL_S
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._unacked_bytes
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def offer(self, items: list[Outgoing]) -> list[Outgoing]:
+        """Queues what fits in the bound, in order; returns the messages that did not fit."""
+        now = time.monotonic()
+        with self._cond:
+            room = self.buffer_bytes - self._unacked_bytes
+            taken = 0
+            for item in items:
+                size = len(item.value)
+                if size > room:
+                    break
+                room -= size
+                item.enqueued = now
+                taken += 1
+            if taken:
+                self.unacked_trades += sum(item.trades for item in items[:taken])
+                self._queue.extend(items[:taken])
+                self._unacked_bytes = self.buffer_bytes - room
+                self._cond.notify()
+        return items[taken:]
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kafka-producer", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float) -> bool:
+        """Sends what is queued (up to `timeout`), then stops; True if everything was acked."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._unacked_bytes and self.connected and time.monotonic() < deadline:
+                self._cond.wait(0.05)
+            done = self._unacked_bytes == 0
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(max(0.1, deadline - time.monotonic()) + 5)
+        return done
+
+    def take_latency(self) -> LatencyHistogram:
+        with self._lat_lock:
+            hist, self.latency = self.latency, LatencyHistogram()
+        return hist
+
+    # -- producer thread -------------------------------------------------------------------
+
+    def _producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        cfg = self.cfg
+        return KafkaProducer(
+            **client_config(cfg),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=round(cfg.linger * 1000),
+            batch_size=cfg.batch_bytes,
+            compression_type=None if cfg.compression == "none" else cfg.compression,
+            max_request_size=max(cfg.batch_bytes, 4 * 1024 * 1024),
+            # While the broker is away the client keeps retrying on its own for this long;
+            # the outbox bound, not this timeout, is what limits memory.
+            delivery_timeout_ms=max(120_000, round(cfg.request_timeout * 1000) * 2),
+            max_block_ms=5000,
+        )
+
+    def _run(self) -> None:
+        producer = None
+        backoff = 0.2
+        while not self._closing:
+            if producer is None:
+                try:
+                    ensure_topics(self.cfg)
+                    producer = self._producer()
+                except Exception as exc:
+                    self._set_error(exc, "cannot reach Kafka")
+                    with self._cond:
+                        self._cond.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.2
+                self._ready = True
+                self.last_error = None
+                log.info("Kafka producer connected to %s", ",".join(self.cfg.bootstrap_servers))
+            with self._cond:
+                while not self._queue and not self._retry and not self._closing:
+                    self._cond.wait(0.5)
+                batch = list(self._retry) + list(self._queue)
+                self._retry.clear()
+                self._queue.clear()
+            for i, item in enumerate(batch):
+                try:
+                    future = producer.send(
+                        item.topic, value=item.value, key=item.key, headers=item.headers
+                    )
+                except Exception as exc:  # metadata unavailable for max_block_ms, etc.
+                    self._set_error(exc, "produce failed")
+                    with self._cond:
+                        self._retry.extendleft(reversed(batch[i:]))
+                        self._cond.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    break
+                if not self._in_flight:
+                    self._last_ack = time.monotonic()  # the stall clock starts now
+                self._in_flight += 1
+                self.sent += 1
+                future.add_callback(self._on_ack, item)
+                future.add_errback(self._on_error, item)
+            else:
+                backoff = 0.2
+        if producer is not None:
+            try:
+                producer.flush(timeout=5)
+            except Exception as exc:
+                self._set_error(exc, "final flush failed")
+            producer.close(timeout=5)
+        self._ready = False
+
+    def _on_ack(self, item: Outgoing, metadata: Any) -> None:
+        elapsed = time.monotonic() - item.enqueued
+        with self._cond:
+            self._unacked_bytes -= len(item.value)
+            self.unacked_trades -= item.trades
+            self._in_flight -= 1
+            self.acked += 1
+            self.acked_bytes += len(item.value)
+            self._last_ack = time.monotonic()
+            self._cond.notify_all()
+        with self._lat_lock:
+            self.latency.record(elapsed, 1)
+
+    def _on_error(self, item: Outgoing, exc: BaseException) -> None:
+        self.errors += 1
+        self._set_error(exc, "delivery failed; resending")
+        with self._cond:
+            self._in_flight -= 1
+            self.resent += 1
+            self._retry.append(item)
+            self._cond.notify_all()
+
+    def _set_error(self, exc: BaseException, what: str) -> None:
+        msg = f"{what}: {describe_error(exc)}"
+        if msg != self.last_error:
+            log.warning("Kafka %s", msg)
+        self.last_error = msg
