@@ -3,37 +3,16 @@
 
 from __future__ import annotations
 
-import random
-from collections import defaultdict
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.sources.finnhub import FinnhubClient
-from stockup_tui.engine.sources.recording import FrameRecorder
-from tests.helpers import brute_force, close, wait_until
-
-
-class ListSink:
-    name = "list"
-
-    def __init__(self) -> None:
-        self.snapshots: list[SymbolSnapshot] = []
-
-    def write(self, snapshots: Sequence[SymbolSnapshot]) -> None:
-        self.snapshots.extend(snapshots)
-
-    def figures(self) -> dict[str, object]:
-        return {"written": len(self.snapshots)}
-
-    async def close(self) -> None:
-        return None
+from tests.helpers import ListSink, brute_force, close, make_recording, wait_until
 
 
 def settings(**data: Any) -> Settings:
@@ -100,37 +79,6 @@ async def test_failed_stage_is_restarted_and_counted(monkeypatch: pytest.MonkeyP
         assert source.restarts == 1 and "injected failure" in (source.last_error or "")
     finally:
         await pipe.stop()
-
-
-def make_recording(path: Path, seed: int = 11) -> dict[str, list[tuple[int, float, float]]]:
-    """Writes a deterministic recording (with duplicates and bad frames) and returns the good,
-    de-duplicated trades per symbol, as the oracle sees them."""
-    rng = random.Random(seed)
-    rec = FrameRecorder(path)
-    truth: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
-    t = 1_764_000_000_000
-    prices = {"AAPL": 190.0, "MSFT": 420.0, "BTC:USD": 0.5}
-    pending_dupes: list[dict[str, Any]] = []
-    for i in range(400):
-        data = pending_dupes
-        pending_dupes = []
-        for _ in range(rng.randint(1, 12)):
-            t += rng.randint(0, 400)
-            sym = rng.choice(list(prices))
-            prices[sym] = max(0.01, round(prices[sym] + rng.choice((-0.01, 0.0, 0.01)), 2))
-            vol = rng.randint(1, 500) if ":" not in sym else round(rng.random(), 4)
-            trade = {"s": sym, "p": prices[sym], "t": t, "v": vol, "c": None}
-            data.append(trade)
-            truth[sym].append((t, prices[sym], float(vol)))
-            if rng.random() < 0.05:
-                pending_dupes.append(dict(trade))
-        rec.write(orjson.dumps({"type": "trade", "data": data}).decode(), 1000.0 + i)
-        if i % 50 == 7:
-            rec.write('{"type":"trade","data":[{"s":"AAPL","p":"bad","t":1,"v":1}]}', 1000.0)
-            rec.write("{not json", 1000.0)
-            rec.write('{"type":"ping"}', 1000.0)
-    rec.close()
-    return truth
 
 
 async def run_replay(path: Path, windows: list[str]) -> tuple[Pipeline, ListSink]:

@@ -30,6 +30,7 @@ from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.heap import release_free_heap
 from stockup_tui.engine.latency import RecentLatency
 from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.process import ProcessMeter
 from stockup_tui.engine.simulator import SimulatorSettings, SimulatorThread
 from stockup_tui.engine.sinks.base import Sink
 from stockup_tui.engine.sinks.snapshots import SnapshotStore
@@ -120,6 +121,7 @@ class Pipeline:
         self.replayed = 0  # trades applied without emitting while recovering
         self._stages: dict[str, _Stage] = {}
         self._rates = RateMeter()
+        self._process = ProcessMeter()
         self._started_at = time.monotonic()
         self._stopping = False
         self._source_done = asyncio.Event()
@@ -180,7 +182,13 @@ class Pipeline:
                 recorder=recorder,
             )
         bus = create_bus(settings, drops)
-        return cls(
+        influx = None
+        if settings.sinks.influx.enabled:  # every role and front end gets it from here
+            from stockup_tui.engine.sinks.influx import InfluxSink
+
+            influx = InfluxSink(settings.sinks.influx, drops=drops, role=role)
+            sinks = [*sinks, influx]
+        pipeline = cls(
             settings,
             source,
             bus,
@@ -192,6 +200,9 @@ class Pipeline:
             live_points=live_points,
             live_clock=settings.analyzer.clock == "wall" and src.kind != "replay",
         )
+        if influx is not None:
+            influx.stats_source = lambda: pipeline.stats
+        return pipeline
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -201,6 +212,10 @@ class Pipeline:
             assert isinstance(self.source, FinnhubClient)
             self.source.set_url(url)
         await self.bus.start()
+        for sink in self.sinks:  # sinks with a thread of their own (InfluxDB) start it here
+            start = getattr(sink, "start", None)
+            if callable(start):
+                start()
         self._started_at = time.monotonic()
         role = self.settings.role
         if role in ("all", "query"):
@@ -245,6 +260,7 @@ class Pipeline:
             *(s.task for s in self._stages.values() if s.task), return_exceptions=True
         )
         self._refresh_live()
+        self.stats = self._build_stats()  # the final figures, for sinks that report them
         for sink in self.sinks:
             try:
                 await sink.close()
@@ -509,4 +525,5 @@ class Pipeline:
             drops={**self.drops.snapshot(), **({"too_old": a.too_old} if a.too_old else {})},
             stages=tuple(st.state for st in self._stages.values()),
             sinks={sink.name: sink.figures() for sink in self.sinks},
+            process=self._process.sample(),
         )

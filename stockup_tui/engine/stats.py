@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from stockup_tui.engine.process import ProcessFigures
+
 
 @dataclass(frozen=True, slots=True)
 class StageState:
@@ -78,6 +80,7 @@ class PipelineStats:
     drops: dict[str, int]
     stages: tuple[StageState, ...]
     sinks: dict[str, dict[str, object]] = field(default_factory=dict)
+    process: ProcessFigures | None = None  # this process's CPU, memory, network (engine/process)
 
 
 class RateMeter:

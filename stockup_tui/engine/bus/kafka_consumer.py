@@ -6,7 +6,7 @@ rebalance), the reader looks that metadata up and rewinds the partition to the f
 produced at or after ``watermark - replay_ms`` (`offsets_for_times`); everything before the
 committed offset is delivered with `replay=True`, so the analyzer rebuilds its windows without
 emitting and its first snapshots are already exact. A partition with no commit (a new group)
-rewinds to ``now - replay_ms`` and replays up to the end: a new analyzer starts warm too.
+starts at ``now - replay_ms`` and processes everything from there normally: no warm-up either.
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ class KafkaReader:
             isolation_level="read_committed",
             max_poll_records=2000,
             fetch_max_wait_ms=20,
+            metadata_max_age_ms=30_000,
         )
 
     def _run(self) -> None:
@@ -129,6 +130,10 @@ class KafkaReader:
                     try:
                         ensure_topics(self.cfg)
                         consumer = self._consumer()
+                        # Joining before the topic's metadata is known gets an empty assignment
+                        # until the next metadata refresh: wait for the partitions first.
+                        if not consumer.partitions_for_topic(self.cfg.topic):
+                            raise RuntimeError(f"topic {self.cfg.topic} has no partitions yet")
                         consumer.subscribe([self.cfg.topic], listener=_listener(self))
                     except Exception as exc:
                         self._error(exc, "cannot reach Kafka")
@@ -315,17 +320,16 @@ class KafkaReader:
                 self._replay_until[tp.partition] = committed.offset
                 seek_to[tp] = (wm or now_ms) - self.replay_ms
             else:
-                self._replay_until[tp.partition] = -1  # set from the end offset below
+                self._replay_until[tp.partition] = -1  # nothing was processed before
                 seek_to[tp] = now_ms - self.replay_ms
         found = consumer.offsets_for_times(seek_to)
         ends = consumer.end_offsets(list(assigned))
         for tp in assigned:
-            if self._replay_until[tp.partition] < 0:
-                self._replay_until[tp.partition] = ends[tp]
             hit = found.get(tp)
             offset = hit.offset if hit is not None else ends[tp]
-            # Never rewind past the committed offset by less than nothing: min() keeps replay.
-            consumer.seek(tp, min(offset, self._replay_until[tp.partition]))
+            until = self._replay_until[tp.partition]
+            # Never start after the committed offset, whatever the timestamps say.
+            consumer.seek(tp, min(offset, until) if until >= 0 else offset)
         log.info(
             "Kafka partitions assigned: %s (replaying up to %s)",
             sorted(tp.partition for tp in assigned),

@@ -24,6 +24,7 @@ class JsonlSink:
         fh = self._fh
         for snap in snapshots:
             fh.write(orjson.dumps(asdict(snap), option=orjson.OPT_APPEND_NEWLINE))
+        fh.flush()  # one write per emission batch: readers (and a crash) see whole lines
         self.written += len(snapshots)
 
     def figures(self) -> dict[str, object]:

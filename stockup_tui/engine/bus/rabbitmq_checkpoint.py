@@ -1,0 +1,127 @@
+"""The analyzer's position in a RabbitMQ stream, kept in a small file so a restart is exact.
+
+After each acknowledged delivery the consumer records: the stream offset of the last processed
+message (`offset`, with a CRC of its body to recognise the stream again), the analyzer watermark
+(`watermark_ms`, the event time of the newest trade applied) and `replay_from`, the stream offset
+from which a restarted analyzer must replay to rebuild its windows: every message before it only
+held trades at least `replay_ms` older than the watermark. On start the consumer attaches at
+`replay_from` and marks the messages up to `offset` as replays (applied, not emitted).
+
+The file is replaced atomically (write a temporary file, then rename), so a crash at any moment
+leaves either the old or the new checkpoint. It is not fsynced: after a power cut it may be
+older or unreadable, in which case the analyzer starts afresh (and says so).
+
+Default location: ``<user data dir>/stockup-tui/rabbitmq/<vhost>@<queue>.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import orjson
+import platformdirs
+
+from stockup_tui.config import APP_NAME
+
+log = logging.getLogger("stockup_tui.engine.bus.rabbitmq")
+
+VERSION = 1
+
+
+def default_checkpoint_path(vhost: str, queue: str) -> Path:
+    name = f"{quote(vhost, safe='')}@{quote(queue, safe='')}.json"
+    return Path(platformdirs.user_data_dir(APP_NAME)) / "rabbitmq" / name
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCheckpoint:
+    vhost: str
+    queue: str
+    offset: int  # last processed stream offset
+    crc: int | None  # zlib.crc32 of that message's body
+    watermark_ms: int | None  # analyzer watermark after processing it
+    replay_from: int  # a restart replays from this offset (inclusive)
+    saved_at: float = 0.0
+    version: int = VERSION
+
+
+class CheckpointFile:
+    """Loads and atomically saves one `StreamCheckpoint`; failures are logged, never raised."""
+
+    def __init__(self, path: Path, vhost: str, queue: str) -> None:
+        self.path = path
+        self.vhost = vhost
+        self.queue = queue
+        self.saves = 0
+        self.errors = 0
+        self._error_logged = False
+        self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+    def load(self) -> StreamCheckpoint | None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("cannot read the RabbitMQ checkpoint %s (%s); starting afresh", self.path, exc)
+            return None
+        try:
+            data = orjson.loads(raw)
+            cp = StreamCheckpoint(**data)
+            if not (
+                cp.version == VERSION
+                and type(cp.offset) is int
+                and cp.offset >= 0
+                and type(cp.replay_from) is int
+                and 0 <= cp.replay_from <= cp.offset + 1
+                and (cp.crc is None or type(cp.crc) is int)
+                and (cp.watermark_ms is None or type(cp.watermark_ms) is int)
+            ):
+                raise ValueError("fields out of range")
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            log.warning("ignoring the unreadable RabbitMQ checkpoint %s (%s)", self.path, exc)
+            return None
+        if (cp.vhost, cp.queue) != (self.vhost, self.queue):
+            log.warning(
+                "ignoring the RabbitMQ checkpoint %s: it belongs to queue '%s' on vhost '%s'",
+                self.path,
+                cp.queue,
+                cp.vhost,
+            )
+            return None
+        return cp
+
+    def save(
+        self, offset: int, crc: int | None, watermark_ms: int | None, replay_from: int
+    ) -> None:
+        cp = StreamCheckpoint(
+            self.vhost, self.queue, offset, crc, watermark_ms, replay_from, time.time()
+        )
+        try:
+            try:
+                self._tmp.write_bytes(orjson.dumps(asdict(cp)))
+            except FileNotFoundError:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._tmp.write_bytes(orjson.dumps(asdict(cp)))
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self.errors += 1
+            if not self._error_logged:
+                self._error_logged = True
+                log.error(
+                    "cannot write the RabbitMQ checkpoint %s (%s): a restart will replay more "
+                    "or emit again",
+                    self.path,
+                    exc,
+                )
+            with contextlib.suppress(OSError):
+                self._tmp.unlink()
+            return
+        self.saves += 1
+        self._error_logged = False

@@ -1,0 +1,234 @@
+"""InfluxDB line protocol for window metrics and operational figures (pure functions).
+
+Schema (documented in the README, checked by the Grafana dashboard tests):
+
+- `window_metrics`, tags `symbol` and `window` (e.g. `1m`), fields `count` (integer), `volume`,
+  `first`, `last`, `min`, `max`, `mean`, `vwap`, `change`, `change_pct`, `rate` (floats; price
+  fields are absent when the window is empty, `vwap` when the volume is 0), timestamp = the
+  window end (`SymbolSnapshot.ts_ms`) in milliseconds. One point per symbol per window per
+  emitted snapshot; the same symbol, window and time overwrite, so a replay is idempotent.
+- `pipeline_ops`, tags `host` and `role`: the process's figures at wall-clock time.
+- `pipeline_drops`, tags `host`, `role`, `reason`, field `count`: cumulative drops by reason.
+
+Window points are the hot path (up to tens of thousands a second while a recording replays), so
+they are formatted here directly; the escaping and number formatting are influxdb-client's
+(`Point.to_line_protocol`), and a property test checks that both produce the same bytes. The
+low-rate ops points are built with `Point` itself.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+
+from influxdb_client import Point, WritePrecision
+
+from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.stats import PipelineStats
+
+WINDOW_MEASUREMENT = "window_metrics"
+OPS_MEASUREMENT = "pipeline_ops"
+DROPS_MEASUREMENT = "pipeline_drops"
+
+# The same tables influxdb-client's Point uses (tag keys/values and field keys).
+_ESCAPE_KEY = str.maketrans(
+    {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
+)
+_FLOAT_FIELDS_BEFORE_COUNT = ("change", "change_pct")
+_FLOAT_FIELDS_AFTER_COUNT = ("first", "last", "max", "mean", "min", "rate", "volume", "vwap")
+
+
+def window_label(window_ms: int) -> str:
+    """`60000` -> `1m`: the largest unit that divides the window exactly (stable tag values)."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if window_ms % size == 0:
+            return f"{window_ms // size}{unit}"
+    return f"{window_ms}ms"
+
+
+def escape_tag(value: str) -> str:
+    out = value.translate(_ESCAPE_KEY)
+    return out + " " if out.endswith("\\") else out
+
+
+def format_float(value: float | None) -> str | None:
+    """As influxdb-client writes a float field: shortest repr, no trailing `.0`; None/NaN/inf
+    are left out (line protocol has no such values)."""
+    if value is None:
+        return None
+    value = float(value)
+    if not math.isfinite(value):
+        return None
+    s = repr(value)
+    return s[:-2] if s.endswith(".0") else s
+
+
+class WindowLines:
+    """Encodes emitted snapshots as `window_metrics` lines; caches the per-series prefix."""
+
+    def __init__(self, measurement: str = WINDOW_MEASUREMENT, cache_limit: int = 50_000) -> None:
+        self.measurement = measurement.translate(
+            str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+        )
+        self._prefix: dict[tuple[str, int], str] = {}
+        self._cache_limit = cache_limit
+
+    def prefix(self, symbol: str, window_ms: int) -> str:
+        key = (symbol, window_ms)
+        p = self._prefix.get(key)
+        if p is None:
+            if len(self._prefix) >= self._cache_limit:
+                self._prefix.clear()
+            p = f"{self.measurement},symbol={escape_tag(symbol)},window={window_label(window_ms)} "
+            self._prefix[key] = p
+        return p
+
+    def lines(self, snap: SymbolSnapshot) -> list[str]:
+        out = []
+        ts = str(int(snap.ts_ms))
+        for wm in snap.windows:
+            parts = []
+            for name in _FLOAT_FIELDS_BEFORE_COUNT:
+                s = format_float(getattr(wm, name))
+                if s is not None:
+                    parts.append(f"{name}={s}")
+            parts.append(f"count={int(wm.count)}i")
+            for name in _FLOAT_FIELDS_AFTER_COUNT:
+                s = format_float(getattr(wm, name))
+                if s is not None:
+                    parts.append(f"{name}={s}")
+            out.append(f"{self.prefix(snap.symbol, wm.window_ms)}{','.join(parts)} {ts}")
+        return out
+
+
+def window_point(snap: SymbolSnapshot, index: int) -> Point:
+    """The same point as `WindowLines` builds, through influxdb-client (the reference)."""
+    wm = snap.windows[index]
+    p = (
+        Point(WINDOW_MEASUREMENT)
+        .tag("symbol", snap.symbol)
+        .tag("window", window_label(wm.window_ms))
+        .field("count", int(wm.count))
+    )
+    for name in _FLOAT_FIELDS_BEFORE_COUNT + _FLOAT_FIELDS_AFTER_COUNT:
+        value = getattr(wm, name)
+        p.field(name, None if value is None else float(value))
+    return p.time(int(snap.ts_ms), WritePrecision.MS)
+
+
+# -- operational figures --------------------------------------------------------------------------
+
+_NUMBER = re.compile(r"^\s*([-+]?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(µs|us|ms|s|%)?\s*$")
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def detail_field(label: str, value: str) -> tuple[str, float] | None:
+    """A bus detail line (`"confirm p99": "4.2 ms"`) as a numeric field (`bus_confirm_p99_ms`),
+    or None when the value is not a single number (e.g. per-partition lag lists)."""
+    m = _NUMBER.match(value)
+    if m is None:
+        return None
+    try:
+        number = float(m.group(1).replace(",", ""))
+    except ValueError:
+        return None
+    unit = m.group(2)
+    slug = _SLUG.sub("_", label.lower()).strip("_")
+    if not slug:
+        return None
+    if unit in ("µs", "us"):
+        return f"bus_{slug}_ms", number / 1000
+    if unit == "ms":
+        return f"bus_{slug}_ms", number
+    if unit == "s":
+        return f"bus_{slug}_ms", number * 1000
+    if unit == "%":
+        return f"bus_{slug}_pct", number
+    return f"bus_{slug}", number
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else float(seconds) * 1000.0
+
+
+def ops_points(
+    stats: PipelineStats,
+    *,
+    host: str,
+    role: str,
+    at_ms: int,
+    sink_figures: Mapping[str, int] | None = None,
+) -> list[Point]:
+    """One `pipeline_ops` point plus one `pipeline_drops` point per drop reason.
+
+    Every field always has the same type (counters integers, rates and latencies floats), so a
+    field never conflicts with its earlier points; a figure that is unknown is left out.
+    """
+    src, bus, an = stats.source, stats.bus, stats.analyzer
+    p = Point(OPS_MEASUREMENT).tag("host", host).tag("role", role)
+    ints: dict[str, int] = {
+        "source_connected": int(bool(src.connected)),
+        "source_reconnects": src.reconnects,
+        "source_frames": src.frames,
+        "source_trades": src.trades,
+        "bus_connected": int(bool(bus.connected)),
+        "bus_published": bus.published,
+        "bus_consumed": bus.consumed,
+        "bus_queue_depth": bus.queue_depth,
+        "bus_publish_errors": bus.publish_errors,
+        "analyzer_trades": an.trades,
+        "analyzer_symbols": an.symbols,
+        "analyzer_snapshots": an.snapshots,
+        "analyzer_late": an.late,
+        "analyzer_replayed": an.replayed,
+        "drops_total": sum(stats.drops.values()),
+        "stage_restarts": sum(s.restarts for s in stats.stages),
+    }
+    floats: dict[str, float | None] = {
+        "uptime_s": stats.uptime,
+        "source_frames_per_s": src.frames_per_s,
+        "source_trades_per_s": src.trades_per_s,
+        "source_max_gap_s": src.max_gap,
+        "bus_published_per_s": bus.published_per_s,
+        "bus_consumed_per_s": bus.consumed_per_s,
+        "analyzer_trades_per_s": an.trades_per_s,
+        "latency_p50_ms": _ms(an.latency_p50),
+        "latency_p99_ms": _ms(an.latency_p99),
+        "latency_p50_all_ms": _ms(an.latency_p50_all),
+        "latency_p99_all_ms": _ms(an.latency_p99_all),
+    }
+    proc = getattr(stats, "process", None)
+    if proc is not None:
+        floats["cpu_percent"] = proc.cpu_percent
+        floats["net_sent_per_s"] = proc.net_sent_per_s
+        floats["net_recv_per_s"] = proc.net_recv_per_s
+        ints["rss_bytes"] = proc.rss_bytes
+        ints["threads"] = proc.threads
+        ints["net_sent_bytes"] = proc.net_sent_bytes
+        ints["net_recv_bytes"] = proc.net_recv_bytes
+    for label, value in bus.details:
+        field = detail_field(label, value)
+        if field is not None and field[0] not in floats and field[0] not in ints:
+            floats[field[0]] = field[1]
+    for name, value in (sink_figures or {}).items():
+        ints[f"influx_{name}"] = int(value)
+    for name, n in ints.items():
+        p.field(name, int(n))
+    for name, x in floats.items():
+        p.field(name, None if x is None else float(x))
+    points = [p.time(at_ms, WritePrecision.MS)]
+    for reason, count in sorted(stats.drops.items()):
+        points.append(
+            Point(DROPS_MEASUREMENT)
+            .tag("host", host)
+            .tag("role", role)
+            .tag("reason", reason)
+            .field("count", int(count))
+            .time(at_ms, WritePrecision.MS)
+        )
+    return points
+
+
+def point_lines(points: Iterable[Point]) -> list[str]:
+    return [line for line in (p.to_line_protocol() for p in points) if line]
