@@ -3,12 +3,15 @@ after a restart, a consumer group sharing partitions, and no double counting on 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -328,3 +331,96 @@ async def test_killed_analyzer_restarts_with_exact_metrics(
     # Together the two lives of the victim cover the whole run.
     assert set(ref) <= set(emitted_before) | set(got)
     assert "replaying up to" in logs.read_text()
+
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def broker_pid() -> int:
+    pidfile = Path(__file__).resolve().parent.parent / ".services" / "kafka" / "kafka.pid"
+    return int(pidfile.read_text().strip())
+
+
+def kafka_script(action: str) -> None:
+    subprocess.run([str(SCRIPTS / "kafka.sh"), action], check=True, timeout=180)
+
+
+async def run_through_an_outage(
+    kafka: dict[str, Any], path: Path, outage: Any, **kafka_extra: Any
+) -> tuple[Pipeline, ListSink]:
+    """Plays `path` through Kafka at a pace, calling `outage()` (blocking) a few seconds in."""
+    sink = ListSink()
+    s = replay_settings({**kafka, **kafka_extra}, path, speed=16)
+    pipe = Pipeline.from_settings(s, sinks=[sink])
+    await pipe.start()
+    try:
+        await wait_until(lambda: pipe.analyzer.ingested > 200, timeout=60, what="trades flowing")
+        await asyncio.to_thread(outage)
+        await pipe.wait_source_done()
+    finally:
+        await pipe.stop(timeout=60)
+    return pipe, sink
+
+
+def assert_same_as_reference(sink: ListSink, reference: ListSink) -> None:
+    got = {snapshot_key(s): asdict(s) for s in sink.snapshots}
+    want = {snapshot_key(s): asdict(s) for s in reference.snapshots}
+    assert set(want) <= set(got), sorted(set(want) - set(got))[:5]
+    mismatched = [key for key, snap in got.items() if not same_metrics(want.get(key), snap)]
+    assert not mismatched, mismatched[:5]
+
+
+@pytest.mark.slow
+async def test_broker_stopped_for_ten_seconds_loses_nothing(
+    kafka: dict[str, Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "session.jsonl"
+    truth = make_recording(path, seed=7)
+
+    def outage() -> None:
+        kafka_script("stop")
+        time.sleep(10)  # the outage itself, not a synchronisation
+        kafka_script("start")
+
+    pipe, sink = await run_through_an_outage(kafka, path, outage)
+    assert pipe.parser.trades == sum(len(v) for v in truth.values())
+    lost = {k: v for k, v in pipe.drops.snapshot().items() if k.startswith("bus_")}
+    lost.pop("bus_duplicate", None)
+    assert not lost
+    assert_same_as_reference(sink, await run_memory_replay(path))
+
+
+@pytest.mark.slow
+async def test_a_produce_retry_after_a_timeout_does_not_double_count(
+    kafka: dict[str, Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "session.jsonl"
+    make_recording(path, seed=9)
+    retries: list[float] = []
+
+    def outage() -> None:
+        # A frozen broker keeps the connection open: the produce request times out on the
+        # client, which sends it again; the broker then sees both (idempotence dedups).
+        pid = broker_pid()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(4)  # longer than request_timeout: the outage itself
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    sink = ListSink()
+    s = replay_settings({**kafka, "request_timeout": "1.5s"}, path, speed=16)
+    pipe = Pipeline.from_settings(s, sinks=[sink])
+    await pipe.start()
+    try:
+        await wait_until(lambda: pipe.analyzer.ingested > 200, timeout=60, what="trades flowing")
+        await asyncio.to_thread(outage)
+        await wait_until(
+            lambda: retries.append(pipe.bus.publisher.retry_rate()) or retries[-1] > 0,
+            timeout=30,
+            what="the producer to retry",
+        )
+        await pipe.wait_source_done()
+    finally:
+        await pipe.stop(timeout=60)
+    assert_same_as_reference(sink, await run_memory_replay(path))

@@ -151,7 +151,8 @@ class KafkaBus:
             lat = pub.take_latency()
             p50, p99 = lat.percentile(0.5), lat.percentile(0.99)
             details["produce"] = (
-                f"acked {pub.acked:,}, in flight {pub.in_flight:,}, resent {pub.resent:,}"
+                f"acked {pub.acked:,}, in flight {pub.in_flight:,}, resent {pub.resent:,}, "
+                f"retries {pub.retry_rate():.1f}/s"
             )
             details["ack p50/p99"] = f"{_ms(p50)} / {_ms(p99)}"
         if rd is not None:

@@ -53,6 +53,7 @@ class KafkaPublisher:
         self._closing = False
         self._thread: threading.Thread | None = None
         self._ready = False  # a producer exists
+        self.producer: Any = None  # kafka-python's, once connected (for its metrics)
         self._last_ack = time.monotonic()
         self.sent = 0
         self.acked = 0
@@ -117,6 +118,16 @@ class KafkaPublisher:
             self._thread.join(max(0.1, deadline - time.monotonic()) + 5)
         return done
 
+    def retry_rate(self) -> float:
+        """Records the client re-sent per second (its own metric), 0 before it exists."""
+        producer = self.producer
+        if producer is None:
+            return 0.0
+        try:
+            return float(producer.metrics()["producer-metrics"]["record-retry-rate"])
+        except (KeyError, TypeError, ValueError):
+            return 0.0
+
     def take_latency(self) -> LatencyHistogram:
         with self._lat_lock:
             hist, self.latency = self.latency, LatencyHistogram()
@@ -158,6 +169,7 @@ class KafkaPublisher:
                     continue
                 backoff = 0.2
                 self._ready = True
+                self.producer = producer
                 self.last_error = None
                 log.info("Kafka producer connected to %s", ",".join(self.cfg.bootstrap_servers))
             with self._cond:

@@ -277,7 +277,9 @@ async def declare_topology(
     try:
         for name, kind in ((cfg.exchange, "topic"), (cfg.dead_letter_exchange, "fanout")):
             try:
-                await ch.call(ch.ch.exchange_declare, exchange=name, exchange_type=kind, durable=True)
+                await ch.call(
+                    ch.ch.exchange_declare, exchange=name, exchange_type=kind, durable=True
+                )
             except px.ChannelClosedByBroker as exc:
                 if exc.reply_code == 406:
                     raise LinkLost(
@@ -286,7 +288,9 @@ async def declare_topology(
                     ) from None
                 raise
         ch = await _declare_queue(conn, ch, cfg.queue, queue_arguments(cfg), lost, main=cfg)
-        await ch.call(ch.ch.queue_bind, queue=cfg.queue, exchange=cfg.exchange, routing_key=ROUTE_ALL)
+        await ch.call(
+            ch.ch.queue_bind, queue=cfg.queue, exchange=cfg.exchange, routing_key=ROUTE_ALL
+        )
         ch = await _declare_queue(conn, ch, cfg.dead_letter_queue, None, lost, main=None)
         await ch.call(
             ch.ch.queue_bind,
@@ -339,7 +343,6 @@ async def _declare_queue(
 def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
     if not fut.done():
         fut.set_result(value)
-
 
 
 class Link:

@@ -69,7 +69,9 @@ class CheckpointFile:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            log.warning("cannot read the RabbitMQ checkpoint %s (%s); starting afresh", self.path, exc)
+            log.warning(
+                "cannot read the RabbitMQ checkpoint %s (%s); starting afresh", self.path, exc
+            )
             return None
         try:
             data = orjson.loads(raw)

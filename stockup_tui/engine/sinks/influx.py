@@ -207,7 +207,10 @@ class InfluxSink:
         password = cfg.password.get_secret_value() if cfg.password else None
         self._token = token
         self._password = password
-        self._redact = Redactor(token, password, *(token.split(":", 1) if token else ()))
+        pairs = [f"{cfg.username}:{password or ''}"] if cfg.username and password else []
+        self._redact = Redactor(
+            token, password, *pairs, *(token.split(":", 1)[1:] if token else ())
+        )
         self.endpoint = safe_url(cfg.url)
         self._encoder = WindowLines()
         self._cond = threading.Condition()

@@ -1,0 +1,269 @@
+"""RabbitMQ as the bus (`bus.kind = "rabbitmq"`), with pika on the pipeline's own event loop.
+
+Topology (declared by the app when missing, durable): a topic exchange (`rabbitmq.exchange`)
+where every message is published with its symbol as the routing key; the analyzer's queue
+(`rabbitmq.queue`, a stream by default) bound to it with `#` (every symbol); a fanout
+dead-letter exchange with its queue for messages the analyzer cannot decode.
+
+- Publishing (`rabbitmq_publisher.py`): asynchronous publisher confirms, many messages in
+  flight, confirmed in bulk; unconfirmed messages are kept (up to `bus.buffer_bytes`) and
+  written again in order after a reconnect.
+- Consuming (`rabbitmq_consumer.py`): prefetch, manual `multiple` acks after processing; on a
+  stream, a checkpoint file (`rabbitmq_checkpoint.py`) makes a restart replay exactly what the
+  windows need (see the recovery contract in `base.py`).
+- Connections (`rabbitmq_amqp.py`): publisher and consumer each have their own connection,
+  which reconnects by itself with backoff; errors are worded for the user and logged once per
+  change of state; the password never appears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from stockup_tui.config import Settings
+from stockup_tui.engine.bus.base import BusStats, Delivery, Message
+from stockup_tui.engine.bus.rabbitmq_amqp import connection_parameters, quiet_pika
+from stockup_tui.engine.bus.rabbitmq_checkpoint import CheckpointFile, default_checkpoint_path
+from stockup_tui.engine.bus.rabbitmq_consumer import Consumer
+from stockup_tui.engine.bus.rabbitmq_publisher import Publisher
+from stockup_tui.engine.drops import Drops
+from stockup_tui.engine.latency import LatencyHistogram
+
+log = logging.getLogger(__name__)
+
+START_WAIT = 3.0  # start() waits this long at most for the first connection attempts
+DRAIN_TIMEOUT = 10.0  # close(): for confirms, then for the consumer to reach our end marker
+STATS_INTERVAL = 1.0
+POLL_EVERY = 5  # stats ticks between passive declares (queue messages and consumers)
+
+
+class RabbitMQBus:
+    def __init__(
+        self,
+        settings: Settings,
+        drops: Drops,
+        *,
+        publish: bool = True,
+        consume: bool = True,
+        replay_ms: int = 0,
+    ) -> None:
+        cfg = settings.rabbitmq
+        self.cfg = cfg
+        self.drops = drops
+        self.stats = BusStats(kind="rabbitmq")
+        self._id = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
+        role = settings.role
+        self.publisher: Publisher | None = None
+        self.consumer: Consumer | None = None
+        if publish:
+            self.publisher = Publisher(
+                cfg,
+                connection_parameters(cfg, f"stockup-tui {role} publisher"),
+                drops,
+                settings.bus.buffer_bytes,
+            )
+        if consume:
+            checkpoint = None
+            if cfg.queue_type == "stream":
+                path = cfg.checkpoint or default_checkpoint_path(cfg.vhost, cfg.queue)
+                checkpoint = CheckpointFile(path, cfg.vhost, cfg.queue)
+            self.consumer = Consumer(
+                cfg,
+                connection_parameters(cfg, f"stockup-tui {role} consumer"),
+                checkpoint=checkpoint,
+                replay_ms=replay_ms,
+                marker=self._id,
+            )
+        self._links = [link for link in (self.publisher, self.consumer) if link is not None]
+        self._closed = False
+        self._ticker: asyncio.Task[None] | None = None
+        self._rates: dict[str, tuple[float, int]] = {}
+        self._confirm_prev = LatencyHistogram()  # confirm latency of the previous tick
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        quiet_pika()
+        if self.consumer is not None:
+            self.consumer.load_checkpoint()
+        for link in self._links:
+            link.start()
+        self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="rabbitmq:stats")
+        # Wait for the first attempt only (a refused or unreachable server answers fast): the
+        # links keep trying by themselves, and messages published meanwhile are buffered.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(link.first_attempt.wait() for link in self._links)), START_WAIT
+            )
+        self._refresh()
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        if self._closed:
+            raise RuntimeError("bus is closed")
+        if self.publisher is None:
+            raise RuntimeError("this role does not publish (rabbitmq bus built for consuming)")
+        if messages:
+            self.publisher.publish(messages)
+
+    def consume(self) -> AsyncIterator[Delivery]:
+        if self.consumer is None:
+            raise RuntimeError("this role does not consume (rabbitmq bus built for publishing)")
+        return self.consumer.deliveries()
+
+    async def ack(self, delivery: Delivery, watermark_ms: int | None = None) -> None:
+        if self.consumer is not None:
+            self.consumer.ack(delivery, watermark_ms)
+
+    async def dead_letter(self, message: Message, reason: str) -> None:
+        if self.consumer is None:
+            return
+        try:
+            await self.consumer.dead_letter(message, reason)
+        except Exception as exc:  # must not raise (see the Bus contract)
+            log.exception("RabbitMQ dead-lettering failed: %s", exc)
+
+    async def close(self) -> None:
+        """Waits for confirms (and, in role all, for the consumer to read everything published
+        here), then closes both connections."""
+        if self._closed:
+            return
+        self._closed = True
+        pub, con = self.publisher, self.consumer
+        marker = False
+        if pub is not None:
+            ok = await pub.drain(DRAIN_TIMEOUT)
+            if ok and con is not None and con.connected:
+                pub.publish_marker(self._id)
+                marker = await pub.drain(DRAIN_TIMEOUT)
+            if not ok or pub.unconfirmed:
+                n, trades = pub.unconfirmed, pub.abandon()
+                if n:
+                    self.drops.add("bus_unconfirmed", max(trades, 1))
+                    log.error(
+                        "RabbitMQ publisher: %d message(s) (%d trades) were never confirmed "
+                        "within %.0fs of closing: lost",
+                        n,
+                        trades,
+                        DRAIN_TIMEOUT,
+                    )
+            await pub.stop()
+        if con is not None:
+            con.begin_close(await_marker=marker, timeout=DRAIN_TIMEOUT)
+            if con.consuming:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(con.done.wait(), DRAIN_TIMEOUT + 1)
+            await con.stop()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        self._refresh()
+        self.stats.connected = False
+
+    # -- health ----------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        n = 0
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            n += 1
+            con = self.consumer
+            if n % POLL_EVERY == 1 and con is not None and con.connected:
+                try:
+                    await con.poll_queue()
+                except Exception as exc:
+                    # 404: the queue was deleted under us; reconnecting declares it again.
+                    con.fail(exc)
+            self._refresh()
+            if self.publisher is not None:  # confirm latency over the last two ticks
+                self._confirm_prev = self.publisher.latency
+                self.publisher.latency = LatencyHistogram()
+
+    def _rate(self, name: str, value: int, now: float) -> float:
+        prev = self._rates.get(name)
+        self._rates[name] = (now, value)
+        if prev is None or now <= prev[0]:
+            return 0.0
+        return (value - prev[1]) / (now - prev[0])
+
+    def _refresh(self) -> None:
+        """Turns the links' counters into `stats` (once a second, and on start/close)."""
+        s = self.stats
+        pub, con = self.publisher, self.consumer
+        now = time.monotonic()
+        details: dict[str, str] = {}
+        links = []
+        errors = []
+        for link in self._links:
+            if link.connected:
+                state = "up"
+            elif link.down_since is not None:
+                state = f"down {now - link.down_since:.0f}s"
+            else:
+                state = "connecting"
+            reconnects = max(0, link.connections - 1)
+            links.append(
+                f"{link.name[:3]} {state}" + (f" ({reconnects} rec)" if reconnects else "")
+            )
+            if link.last_error:
+                errors.append(link.last_error)
+        s.connected = all(link.connected for link in self._links)
+        details["link"] = ", ".join(links)
+        details["queue"] = f"{self.cfg.queue} ({self.cfg.queue_type})"
+        if pub is not None:
+            s.published_messages = pub.confirmed
+            s.published_bytes = pub.confirmed_bytes
+            s.publish_errors = pub.nacked + pub.returned + pub.dropped
+            sent = self._rate("accepted", pub.accepted, now)
+            conf = self._rate("confirmed", pub.confirmed, now)
+            details["publish"] = f"{sent:,.0f}/s, confirmed {conf:,.0f}/s"
+            h = LatencyHistogram()
+            h.merge(self._confirm_prev)
+            h.merge(pub.latency)
+            p50, p99 = h.percentile(0.5), h.percentile(0.99)
+            if p50 is not None and p99 is not None:
+                details["confirm p50/p99"] = f"{p50 * 1000:.1f}/{p99 * 1000:.1f} ms"
+            details["unconfirmed"] = f"{pub.unconfirmed:,} ({pub.buffered_bytes / 1e6:,.1f} MB)"
+            if pub.republished:
+                details["republished"] = f"{pub.republished:,}"
+            if pub.blocked_reason:
+                details["flow"] = pub.blocked_reason
+            if pub.full_error:
+                errors.append(pub.full_error)
+        if con is not None:
+            s.consumed_messages = con.delivered
+            s.acked_messages = con.acked
+            consumed = self._rate("consumed", con.delivered, now)
+            details["consume"] = f"{consumed:,.0f}/s, unacked {con.backlog:,}"
+            if con.queue_consumers is not None:
+                details["consumers"] = str(con.queue_consumers)
+            if con.stream:
+                s.queue_depth = con.backlog
+                if con.acked_offset is not None:
+                    details["offset"] = f"{con.acked_offset:,}"
+                if con.replaying:
+                    details["replay"] = f"{con.replayed:,} messages (no emission)"
+            else:
+                s.queue_depth = (con.queue_messages or 0) + con.backlog
+            if con.dead_lettered or con.dead_letter_errors:
+                details["dead-lettered"] = f"{con.dead_lettered:,}" + (
+                    f" ({con.dead_letter_errors} failed)" if con.dead_letter_errors else ""
+                )
+                s.publish_errors += con.dead_letter_errors
+            if con.dead_letter_error and con.dead_letter_errors:
+                errors.append(con.dead_letter_error)
+        elif pub is not None:
+            s.queue_depth = pub.unconfirmed
+        s.last_error = errors[0] if errors else None
+        s.details = details
+
+    # for tests and the benchmark
+    def describe(self) -> dict[str, Any]:
+        self._refresh()
+        return {"connected": self.stats.connected, **self.stats.details}
