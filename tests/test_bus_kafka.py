@@ -424,3 +424,57 @@ async def test_a_produce_retry_after_a_timeout_does_not_double_count(
     finally:
         await pipe.stop(timeout=60)
     assert_same_as_reference(sink, await run_memory_replay(path))
+
+
+async def test_monitor_shows_the_snapshots_the_analyzer_commits(
+    kafka: dict[str, Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "session.jsonl"
+    make_recording(path, seed=3)
+    monitor = Pipeline.from_settings(kafka_settings(kafka, role="monitor", windows=["1m", "5m"]))
+    await monitor.start()
+    sink = ListSink()
+    pipe = Pipeline.from_settings(replay_settings(kafka, path), sinks=[sink])
+    await pipe.start()
+    try:
+        await pipe.wait_source_done()
+    finally:
+        await pipe.stop()
+    try:
+        last = {}
+        for snap in sink.snapshots:
+            last[snap.symbol] = snap  # emitted in order per symbol
+        await wait_until(
+            lambda: dict(monitor.snapshots.latest) == last,
+            timeout=30,
+            what="the monitor to show the last committed snapshot of every symbol",
+        )
+        assert pipe.bus.metrics_sink.transactions > 0
+        assert pipe.bus.metrics_sink.written == len(sink.snapshots)
+    finally:
+        await monitor.stop()
+
+
+async def test_a_watchlist_change_on_a_screen_reaches_the_query_process(
+    kafka: dict[str, Any],
+) -> None:
+    query = Pipeline.from_settings(
+        kafka_settings(kafka, role="query", symbols=["AAPL"], simulator={"rate": 50})
+    )
+    screen = Pipeline.from_settings(kafka_settings(kafka, role="monitor", symbols=["AAPL"]))
+    await query.start()
+    await screen.start()
+    try:
+        await wait_until(
+            lambda: query.source.stats.subscribed == ("AAPL",), timeout=30, what="AAPL"
+        )
+        screen.set_symbols(["AAPL", "MSFT", "TSLA"])
+        await wait_until(
+            lambda: set(query.source.stats.subscribed) == {"AAPL", "MSFT", "TSLA"},
+            timeout=30,
+            what="the query process to subscribe to the new watchlist",
+        )
+        assert query.settings.symbols == ["AAPL", "MSFT", "TSLA"]
+    finally:
+        await screen.stop()
+        await query.stop()

@@ -26,7 +26,7 @@ from math import isfinite
 
 import orjson
 
-from .model import SymbolBatch
+from .model import SymbolBatch, SymbolSnapshot, WindowMetrics
 
 SCHEMA_VERSION = 1
 KIND_TRADES = "trades"
@@ -198,3 +198,78 @@ def decode_batch(payload: bytes | bytearray | memoryview | str) -> SymbolBatch:
     else:
         recv = []
     return SymbolBatch(symbol=symbol, t=t, p=p, v=q, c=c, recv=recv, bid=bid)
+
+
+# -- window snapshots (the Kafka metrics topic) ------------------------------------------------
+
+KIND_SNAPSHOT = "snapshot"
+_SNAPSHOT_KEYS = frozenset(("v", "kind", "s", "ts", "lp", "lt", "w"))
+_WINDOW_FIELDS = (
+    "window_ms",
+    "count",
+    "volume",
+    "first",
+    "last",
+    "min",
+    "max",
+    "mean",
+    "vwap",
+    "change",
+    "change_pct",
+    "rate",
+)
+_MAX_WINDOWS = 32
+
+
+def encode_snapshot(snap: SymbolSnapshot) -> bytes:
+    """One emitted snapshot as versioned JSON; each window as an array in `_WINDOW_FIELDS` order."""
+    return orjson.dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "kind": KIND_SNAPSHOT,
+            "s": snap.symbol,
+            "ts": snap.ts_ms,
+            "lp": snap.last_price,
+            "lt": snap.last_trade_ms,
+            "w": [[getattr(w, f) for f in _WINDOW_FIELDS] for w in snap.windows],
+        }
+    )
+
+
+def _opt_number(x: object) -> bool:
+    return x is None or (type(x) in _NUM and isfinite(x))  # type: ignore[arg-type]
+
+
+def decode_snapshot(payload: bytes | bytearray | memoryview | str) -> SymbolSnapshot:
+    """Parse and validate one metrics-topic message; raise `CodecError` on anything unexpected."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise CodecError("oversized_message", f"{len(payload)} bytes > {MAX_MESSAGE_BYTES}")
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise CodecError("malformed_json", str(exc)) from None
+    if type(obj) is not dict:
+        raise _schema("snapshot is not an object")
+    if obj.get("v") != SCHEMA_VERSION or type(obj.get("v")) is not int:
+        raise CodecError("wrong_version", f"version {obj.get('v')!r}, expected {SCHEMA_VERSION}")
+    if obj.keys() != _SNAPSHOT_KEYS or obj["kind"] != KIND_SNAPSHOT:
+        raise _schema(f"snapshot fields {sorted(obj)}")
+    symbol, ts, lp, lt, windows = obj["s"], obj["ts"], obj["lp"], obj["lt"], obj["w"]
+    if not symbol_ok(symbol):
+        raise _schema(f"bad symbol {symbol!r:.80}")
+    if type(ts) is not int or not 0 < ts <= MAX_TIME_MS:
+        raise _schema("ts out of range")
+    if not _opt_number(lp) or not (lt is None or (type(lt) is int and 0 < lt <= MAX_TIME_MS)):
+        raise _schema("last price / time invalid")
+    if type(windows) is not list or not 0 < len(windows) <= _MAX_WINDOWS:
+        raise _schema("w must be a non-empty array")
+    out = []
+    for w in windows:
+        if type(w) is not list or len(w) != len(_WINDOW_FIELDS):
+            raise _schema("window entries must be arrays of 12 values")
+        if type(w[0]) is not int or w[0] <= 0 or type(w[1]) is not int or w[1] < 0:
+            raise _schema("window length / count invalid")
+        if not all(map(_opt_number, w[2:])) or w[2] is None or w[11] is None:
+            raise _schema("window metrics must be finite numbers")
+        out.append(WindowMetrics(*w))
+    return SymbolSnapshot(symbol, ts, lp, lt, tuple(out))

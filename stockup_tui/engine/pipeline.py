@@ -105,6 +105,9 @@ class Pipeline:
         self.analyzer = Analyzer(settings.windows_ms, settings.emit_interval_ms)
         self.snapshots = SnapshotStore()
         self.sinks: list[Sink] = [self.snapshots, *sinks]
+        bus_sink = getattr(bus, "metrics_sink", None)  # Kafka: snapshots to the metrics topic
+        if bus_sink is not None:
+            self.sinks.append(bus_sink)
         self.latency = RecentLatency()
         self.live_interval = live_interval
         self.live_points = live_points  # price-series points per window in live snapshots
@@ -227,6 +230,10 @@ class Pipeline:
             self._spawn("analyzer", self._run_analyzer, finite=True)
         else:
             self._analyzer_done.set()
+        if role == "monitor":
+            self._spawn("monitor", self._run_monitor)
+        if role == "query" and hasattr(self.bus, "watch_control"):
+            self._spawn("control", self._run_control)
         self._spawn("clock", self._run_clock)
         log.info(
             "pipeline started: source=%s bus=%s symbols=%d windows=%s",
@@ -259,7 +266,8 @@ class Pipeline:
         await asyncio.gather(
             *(s.task for s in self._stages.values() if s.task), return_exceptions=True
         )
-        self._refresh_live()
+        if self.settings.role != "monitor":
+            self._refresh_live()
         self.stats = self._build_stats()  # the final figures, for sinks that report them
         for sink in self.sinks:
             try:
@@ -273,9 +281,16 @@ class Pipeline:
         self.stats = self._build_stats()
         log.info("pipeline stopped")
 
-    def set_symbols(self, symbols: Iterable[str]) -> None:
-        """Changes the watchlist live: the feed re-subscribes, removed symbols are forgotten."""
+    def set_symbols(self, symbols: Iterable[str], *, share: bool = True) -> None:
+        """Changes the watchlist live: the feed re-subscribes, removed symbols are forgotten.
+
+        Over Kafka, a change made here also goes to the control topic (`share`), from which the
+        query process of a split deployment takes it.
+        """
         new = list(dict.fromkeys(symbols))
+        publish_control = getattr(self.bus, "publish_control", None)
+        if share and publish_control is not None and self.settings.role != "query":
+            publish_control(new)
         removed = set(self.settings.symbols) - set(new)
         # Trades of a removed symbol still in flight must not bring it back: they are counted
         # as `unsubscribed` and skipped until the symbol is added again.
@@ -418,6 +433,25 @@ class Pipeline:
             await bus.ack(delivery, analyzer.watermark_ms)
         self._analyzer_done.set()
 
+    async def _run_monitor(self) -> None:
+        """`--role monitor`: the screen shows what the analyzers commit to the metrics topic."""
+        latest: dict[str, SymbolSnapshot] = dict(self.snapshots.latest)
+        since = int(time.time() * 1000) - 3 * max(self.settings.emit_interval_ms, 5_000)
+        async for snaps in self.bus.watch_metrics(since):  # type: ignore[attr-defined]
+            for snap in snaps:
+                old = latest.get(snap.symbol)
+                if old is None or snap.ts_ms >= old.ts_ms:
+                    latest[snap.symbol] = snap
+            self.snapshots.write(snaps)
+            self.snapshots.replace(list(latest.values()))
+
+    async def _run_control(self) -> None:
+        """`--role query`: watchlist changes made on any screen, from the control topic."""
+        async for symbols in self.bus.watch_control():  # type: ignore[attr-defined]
+            if symbols != self.settings.symbols:
+                log.info("watchlist from the control topic: %s", ", ".join(symbols))
+                self.set_symbols(symbols, share=False)
+
     def _forget_partitions(self, partitions: tuple[int, ...]) -> None:
         """Another analyzer owns these partitions now: drop their symbols' windows here."""
         gone = set(partitions)
@@ -436,7 +470,7 @@ class Pipeline:
         while True:
             await asyncio.sleep(0.05)
             tick += 1
-            if tick % live_every == 0:
+            if tick % live_every == 0 and self.settings.role != "monitor":
                 self._advance_quiet_windows()
                 self._refresh_live()
             if tick % stats_every == 0:

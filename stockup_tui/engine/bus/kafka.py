@@ -11,14 +11,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 
-from stockup_tui.config import Settings
+import orjson
+
+from stockup_tui.config import Settings, normalize_symbol
 from stockup_tui.engine.bus.base import BusStats, Delivery, Message
 from stockup_tui.engine.bus.kafka_consumer import KafkaReader
+from stockup_tui.engine.bus.kafka_metrics import KafkaMetricsSink
 from stockup_tui.engine.bus.kafka_producer import KafkaPublisher, Outgoing
+from stockup_tui.engine.bus.kafka_watch import TopicWatcher
+from stockup_tui.engine.codec import CodecError, decode_snapshot
 from stockup_tui.engine.drops import Drops
+from stockup_tui.engine.model import SymbolSnapshot
 
 log = logging.getLogger(__name__)
+
+CONTROL_KEY = b"watchlist"
+MAX_CONTROL_SYMBOLS = 1000
+
+
+def parse_control(value: bytes) -> list[str]:
+    """A control-topic watchlist, validated like the config's; ValueError says what is wrong."""
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"control message is not JSON: {exc}") from None
+    if type(obj) is not dict or obj.get("v") != 1 or type(obj.get("symbols")) is not list:
+        raise ValueError('control message must be {"v": 1, "symbols": [...]}')
+    symbols = obj["symbols"]
+    if len(symbols) > MAX_CONTROL_SYMBOLS or not all(type(s) is str for s in symbols):
+        raise ValueError("control symbols must be at most 1000 strings")
+    return list(dict.fromkeys(normalize_symbol(s) for s in symbols))
+
 
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f}ms"
@@ -46,12 +71,15 @@ class KafkaBus:
         # The analyzer needs a producer too: for the dead-letter topic.
         self.publisher = KafkaPublisher(self.cfg, settings.bus.buffer_bytes)
         self.reader: KafkaReader | None = None
+        # Emitted snapshots go to the metrics topic in the offsets' transaction (role all/analyzer).
+        self.metrics_sink = KafkaMetricsSink(self.cfg, drops) if consume else None
         self._queue: asyncio.Queue[Delivery | None] = asyncio.Queue(4)
         self._started = False
         self._closed = False
         self._stats = BusStats(kind="kafka", queue_capacity=settings.bus.buffer_bytes)
         self.published = 0
         self.dead_lettered = 0
+        self._watchers: list[TopicWatcher] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -62,7 +90,11 @@ class KafkaBus:
         self.publisher.start()
         if self._consumes:
             self.reader = KafkaReader(
-                self.cfg, self.replay_ms, asyncio.get_running_loop(), self._queue
+                self.cfg,
+                self.replay_ms,
+                asyncio.get_running_loop(),
+                self._queue,
+                metrics=self.metrics_sink,
             )
             self.reader.start()
 
@@ -83,6 +115,8 @@ class KafkaBus:
                 self.reader.drain_and_stop()
             else:
                 self.reader.stop()
+        for watcher in self._watchers:
+            watcher.stop()
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -127,6 +161,51 @@ class KafkaBus:
         if self.reader is not None and isinstance(delivery.token, dict):
             self.reader.ack(delivery.token, watermark_ms)
 
+    # -- the metrics and control topics ----------------------------------------------------
+
+    async def _watch(self, topic: str, start_ms: int | None) -> AsyncIterator[list[bytes]]:
+        watcher = TopicWatcher(self.cfg, topic, asyncio.get_running_loop(), start_ms)
+        self._watchers.append(watcher)
+        watcher.start()
+        try:
+            while True:
+                batch = await watcher.queue.get()
+                if batch is None:
+                    return
+                yield [value for _, value in batch]
+        finally:
+            watcher.stop()
+
+    async def watch_metrics(self, since_ms: int) -> AsyncIterator[list[SymbolSnapshot]]:
+        """Snapshots the analyzers commit to the metrics topic, from `since_ms` on (monitor)."""
+        async for values in self._watch(self.cfg.metrics_topic, since_ms):
+            snaps = []
+            for value in values:
+                try:
+                    snaps.append(decode_snapshot(value))
+                except CodecError as exc:
+                    self.drops.add(f"metrics_{exc.reason}", detail=str(exc))
+            if snaps:
+                yield snaps
+
+    async def watch_control(self) -> AsyncIterator[list[str]]:
+        """Watchlists published by any screen, the latest one first (query role)."""
+        async for values in self._watch(self.cfg.control_topic, None):
+            latest = None
+            for value in values:
+                try:
+                    latest = parse_control(value)
+                except ValueError as exc:
+                    self.drops.add("control_invalid", detail=str(exc))
+            if latest is not None:
+                yield latest
+
+    def publish_control(self, symbols: list[str]) -> None:
+        """Sends the watchlist to the query process (compacted topic, one key)."""
+        value = orjson.dumps({"v": 1, "symbols": symbols})
+        if self.publisher.offer([Outgoing(self.cfg.control_topic, CONTROL_KEY, value)]):
+            self.drops.add("control_full", detail="Kafka outbox full")
+
     # -- health ----------------------------------------------------------------------------
 
     @property
@@ -135,9 +214,7 @@ class KafkaBus:
         st = self._stats
         pub = self.publisher
         rd = self.reader
-        st.connected = (pub.connected or not self._publishes) and (
-            rd is None or rd.connected
-        )
+        st.connected = (pub.connected or not self._publishes) and (rd is None or rd.connected)
         st.published_messages = self.published
         st.publish_errors = pub.errors
         st.queue_depth = pub.pending_bytes
@@ -161,9 +238,7 @@ class KafkaBus:
             per = ", ".join(f"p{p} {n:,}" for p, n in sorted(rd.lag.items()))
             details["lag"] = f"{total:,} ({per})" if per else "-"
             c50 = rd.commit_latency.percentile(0.5)
-            details["commits"] = (
-                f"{rd.commits:,} (p50 {_ms(c50)}, errors {rd.commit_errors})"
-            )
+            details["commits"] = f"{rd.commits:,} (p50 {_ms(c50)}, errors {rd.commit_errors})"
         if self.dead_lettered:
             details["dead letters"] = f"{self.dead_lettered:,}"
         st.details = details

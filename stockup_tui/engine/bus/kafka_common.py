@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -58,10 +59,8 @@ def ensure_topics(cfg: KafkaConfig) -> None:
             }
             for name, conf in missing.items()
         }
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
             admin.create_topics(spec, wait_for_metadata=True)
-        except TopicAlreadyExistsError:
-            pass  # another process created them first
         log.info("created Kafka topics: %s", ", ".join(sorted(missing)))
     finally:
         admin.close()

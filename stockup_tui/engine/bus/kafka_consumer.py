@@ -15,7 +15,6 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -23,6 +22,7 @@ import orjson
 from stockup_tui.config import KafkaConfig
 from stockup_tui.engine.bus.base import Delivery, Message
 from stockup_tui.engine.bus.kafka_common import client_config, describe_error, ensure_topics
+from stockup_tui.engine.bus.kafka_metrics import KafkaMetricsSink
 from stockup_tui.engine.latency import LatencyHistogram
 
 log = logging.getLogger(__name__)
@@ -52,14 +52,14 @@ class KafkaReader:
         replay_ms: int,
         loop: asyncio.AbstractEventLoop,
         queue: asyncio.Queue[Delivery | None],
-        commit: Callable[[Any, dict[Any, Any]], None] | None = None,
+        metrics: KafkaMetricsSink | None = None,
     ) -> None:
         self.cfg = cfg
         self.replay_ms = replay_ms
         self._loop = loop
         self._queue = queue
-        # How offsets are committed: the consumer's own commit, or inside a producer transaction.
-        self._commit_hook = commit
+        # With a metrics sink, offsets are committed inside its producer transaction.
+        self._metrics = metrics
         self._lock = threading.Lock()
         self._acked: dict[int, tuple[int, int | None]] = {}  # partition -> (offset, watermark)
         self._delivered = 0
@@ -203,7 +203,8 @@ class KafkaReader:
     def _commit(self, consumer: Any) -> None:
         with self._lock:
             acked, self._acked = self._acked, {}
-        if not acked:
+        metrics = self._metrics
+        if not acked and not (metrics is not None and metrics.has_pending()):
             return
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
@@ -216,12 +217,12 @@ class KafkaReader:
             for part, (offset, wm) in acked.items()
             if part in assigned
         }
-        if not offsets:
+        if not offsets and metrics is None:
             return
         started = time.monotonic()
         try:
-            if self._commit_hook is not None:
-                self._commit_hook(consumer, offsets)
+            if metrics is not None:
+                metrics.commit(consumer, offsets)
             else:
                 consumer.commit(offsets)
         except Exception as exc:  # a rebalance in progress, the broker away: next ack retries
@@ -246,9 +247,7 @@ class KafkaReader:
             return
         try:
             ends = consumer.end_offsets(assigned)
-            self.lag = {
-                tp.partition: max(0, ends[tp] - consumer.position(tp)) for tp in assigned
-            }
+            self.lag = {tp.partition: max(0, ends[tp] - consumer.position(tp)) for tp in assigned}
         except Exception as exc:
             self._error(exc, "lag query failed")
 
@@ -278,6 +277,8 @@ class KafkaReader:
             while self._acks < self._delivered and time.monotonic() < deadline:
                 time.sleep(0.01)  # the analyzer finishes the last delivery it was given
             self._commit(consumer)
+            if self._metrics is not None:
+                self._metrics.close_producer()
             try:
                 consumer.close(autocommit=False)
             except Exception as exc:

@@ -1,0 +1,125 @@
+"""Reads a small topic from every partition without a consumer group, on its own thread.
+
+Used for the metrics topic (`--role monitor` shows what the analyzers emit) and for the compacted
+control topic (watchlist changes from any screen reach the query process). Only committed
+transactions are read; values go to the event loop in batches through an asyncio queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+from stockup_tui.config import KafkaConfig
+from stockup_tui.engine.bus.kafka_common import client_config, describe_error, ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+class TopicWatcher:
+    """`start_ms=None` reads from the beginning; otherwise from that produce time on."""
+
+    def __init__(
+        self,
+        cfg: KafkaConfig,
+        topic: str,
+        loop: asyncio.AbstractEventLoop,
+        start_ms: int | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.topic = topic
+        self.start_ms = start_ms
+        self._loop = loop
+        self.queue: asyncio.Queue[list[tuple[bytes, bytes]] | None] = asyncio.Queue(16)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.received = 0
+        self.connected = False
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"kafka-watch-{self.topic}")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _open(self) -> Any:
+        from kafka import KafkaConsumer, TopicPartition
+
+        ensure_topics(self.cfg)
+        consumer = KafkaConsumer(
+            **client_config(self.cfg),
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            fetch_max_wait_ms=100,
+        )
+        parts = consumer.partitions_for_topic(self.topic)
+        if not parts:
+            consumer.close()
+            raise RuntimeError(f"topic {self.topic} has no partitions yet")
+        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        if self.start_ms is None:
+            consumer.seek_to_beginning(*tps)
+        else:
+            found = consumer.offsets_for_times({tp: self.start_ms for tp in tps})
+            ends = consumer.end_offsets(tps)
+            for tp in tps:
+                hit = found.get(tp)
+                consumer.seek(tp, hit.offset if hit is not None else ends[tp])
+        return consumer
+
+    def _run(self) -> None:
+        consumer = None
+        backoff = 0.2
+        while not self._stop.is_set():
+            if consumer is None:
+                try:
+                    consumer = self._open()
+                except Exception as exc:
+                    self._error(exc)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.2
+                self.connected = True
+            try:
+                records = consumer.poll(timeout_ms=200)
+            except Exception as exc:
+                self._error(exc)
+                self.connected = False
+                self._stop.wait(0.5)
+                continue
+            self.connected = True
+            batch = [(r.key or b"", r.value or b"") for recs in records.values() for r in recs]
+            if batch:
+                self.received += len(batch)
+                self._put(batch)
+        if consumer is not None:
+            consumer.close()
+        self._put(None)
+
+    def _put(self, item: list[tuple[bytes, bytes]] | None) -> None:
+        if self._loop.is_closed():
+            return
+        future = asyncio.run_coroutine_threadsafe(self.queue.put(item), self._loop)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                future.result(timeout=0.5)
+                return
+            except TimeoutError:
+                if self._stop.is_set() and item is not None:
+                    return
+
+    def _error(self, exc: BaseException) -> None:
+        msg = describe_error(exc)
+        if msg != self.last_error:
+            log.warning("Kafka %s reader: %s", self.topic, msg)
+        self.last_error = msg
