@@ -58,6 +58,7 @@ class KafkaPublisher:
         self.sent = 0
         self.acked = 0
         self.acked_bytes = 0
+        self.acked_trades = 0
         self.errors = 0
         self.resent = 0
         self.last_error: str | None = None
@@ -214,6 +215,7 @@ class KafkaPublisher:
             self._in_flight -= 1
             self.acked += 1
             self.acked_bytes += len(item.value)
+            self.acked_trades += item.trades
             self._last_ack = time.monotonic()
             self._cond.notify_all()
         with self._lat_lock:
