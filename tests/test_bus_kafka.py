@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -288,10 +289,10 @@ async def test_killed_analyzer_restarts_with_exact_metrics(
         tmp_path / "after.jsonl",
         tmp_path / "ref.jsonl",
     )
+    query = Pipeline.from_settings(replay_settings(kafka, path, speed=40, role="query"))
     victim = start_analyzer(victim_cfg, before)
     reference = start_analyzer(ref_cfg, ref_out)
     restarted: subprocess.Popen[bytes] | None = None
-    query = Pipeline.from_settings(replay_settings(kafka, path, speed=40, role="query"))
     try:
         await wait_until(
             lambda: logs.exists() and logs.read_text().count("Kafka partitions assigned") >= 2,
@@ -330,7 +331,9 @@ async def test_killed_analyzer_restarts_with_exact_metrics(
     assert not mismatched, mismatched[:5]
     # Together the two lives of the victim cover the whole run.
     assert set(ref) <= set(emitted_before) | set(got)
-    assert "replaying up to" in logs.read_text()
+    # The restart rewound to its committed watermark and replayed up to its committed offsets.
+    assigned = [line for line in logs.read_text().splitlines() if "partitions assigned" in line]
+    assert re.search(r": \d+", assigned[-1].partition("replaying up to")[2]), assigned[-1]
 
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"

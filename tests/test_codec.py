@@ -272,7 +272,7 @@ json_values = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(["v", "kind", "s", "t", "p", "q", "c", "r", "x"]), json_values)
+@given(st.sampled_from(["v", "kind", "s", "t", "p", "q", "c", "r", "id", "x"]), json_values)
 def test_mutated_messages_decode_valid_or_raise_codec_error(field: str, value: object) -> None:
     msg = message(**{field: value})
     try:

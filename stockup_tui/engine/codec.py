@@ -137,8 +137,9 @@ def decode_batch(payload: bytes | bytearray | memoryview | str) -> SymbolBatch:
     keys = obj.keys()
     if keys != _KEYS and keys != _KEYS_ID:
         raise _schema(f"fields {sorted(obj)} != {sorted(_KEYS)} (+ optional id)")
-    bid = obj.get("id")
-    if bid is not None:
+    bid = None
+    if keys == _KEYS_ID:
+        bid = obj["id"]
         if not (
             type(bid) is list
             and len(bid) == 2
