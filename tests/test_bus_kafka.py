@@ -481,3 +481,53 @@ async def test_a_watchlist_change_on_a_screen_reaches_the_query_process(
     finally:
         await screen.stop()
         await query.stop()
+
+
+@pytest.mark.slow
+async def test_when_an_analyzer_leaves_the_other_takes_over_with_exact_metrics(
+    kafka: dict[str, Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "session.jsonl"
+    truth = make_recording(path, seed=13)
+    ends = last_boundaries(truth)
+    sinks = [ListSink(), ListSink()]
+    analyzers = [
+        Pipeline.from_settings(replay_settings(kafka, path, role="analyzer"), sinks=[sink])
+        for sink in sinks
+    ]
+    query = Pipeline.from_settings(replay_settings(kafka, path, speed=16, role="query"))
+    for pipe in analyzers:
+        await pipe.start()
+    try:
+        await wait_until(
+            lambda: all(p.bus.reader.assignment for p in analyzers),
+            timeout=60,
+            what="both analyzers to own partitions",
+        )
+        await query.start()
+        await wait_until(
+            lambda: (
+                all(len(s.snapshots) > 20 for s in sinks)
+                or sum(len(s.snapshots) for s in sinks) > 200
+            ),
+            timeout=60,
+            what="both analyzers to emit",
+        )
+        await analyzers[1].stop()
+        await query.wait_source_done()
+        keys = lambda: {snapshot_key(s) for s in sinks[0].snapshots}  # noqa: E731
+        await wait_until(
+            lambda: all(item in keys() for item in ends.items()),
+            timeout=60,
+            what="the remaining analyzer to reach the end of every symbol",
+        )
+    finally:
+        await query.stop()
+        for pipe in analyzers:
+            await pipe.stop()
+    reference = {snapshot_key(s): asdict(s) for s in (await run_memory_replay(path)).snapshots}
+    for sink in sinks:
+        got = {snapshot_key(s): asdict(s) for s in sink.snapshots}
+        bad = [key for key, snap in got.items() if not same_metrics(reference.get(key), snap)]
+        assert not bad, bad[:5]
+    assert analyzers[0].bus.reader.assignment == tuple(range(6))
