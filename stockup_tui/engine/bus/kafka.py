@@ -231,7 +231,7 @@ class KafkaBus:
                 f"acked {pub.acked:,}, in flight {pub.in_flight:,}, resent {pub.resent:,}, "
                 f"retries {pub.retry_rate():.1f}/s"
             )
-            details["ack p50/p99"] = f"{_ms(p50)} / {_ms(p99)}"
+            details["ack"] = f"p50 {_ms(p50)}  p99 {_ms(p99)}"
         if rd is not None:
             details["group"] = f"{self.cfg.group_id}: partitions {list(rd.assignment)}"
             total = sum(rd.lag.values())
@@ -240,6 +240,6 @@ class KafkaBus:
             c50 = rd.commit_latency.percentile(0.5)
             details["commits"] = f"{rd.commits:,} (p50 {_ms(c50)}, errors {rd.commit_errors})"
         if self.dead_lettered:
-            details["dead letters"] = f"{self.dead_lettered:,}"
+            details["dlq"] = f"{self.dead_lettered:,}"
         st.details = details
         return st
