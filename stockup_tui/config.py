@@ -374,6 +374,11 @@ def known_keys() -> set[str]:
     return keys
 
 
+#: STOCKUP_* variables that are not settings: the config file's path, the test suite's switch,
+#: and where scripts/ keep the development servers' data.
+NOT_SETTINGS = frozenset({"STOCKUP_CONFIG", "STOCKUP_REQUIRE_SERVICES", "STOCKUP_SERVICES_DIR"})
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
     """Dotted keys from ``STOCKUP_*`` variables (and ``FINNHUB_TOKEN``)."""
     known = known_keys()
@@ -382,7 +387,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
     if token:
         out["source.token"] = token
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == "STOCKUP_REQUIRE_SERVICES":
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
             continue
         dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
         if dotted not in known:

@@ -60,6 +60,13 @@ def test_unknown_env_variable_is_named() -> None:
         load_config(environ={"STOCKUP_BUS__KINDZ": "x"})
 
 
+def test_variables_that_are_not_settings_are_left_alone(tmp_path: Path) -> None:
+    path = write(tmp_path, 'symbols = ["IBM"]\n')
+    env = {"STOCKUP_CONFIG": str(path), "STOCKUP_REQUIRE_SERVICES": "1"}
+    loaded = load_config(environ={**env, "STOCKUP_SERVICES_DIR": "/srv"})
+    assert loaded.settings.symbols == ["IBM"] and loaded.path == path
+
+
 def test_broken_toml_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "symbols = [\n"), environ={})
