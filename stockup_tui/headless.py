@@ -36,14 +36,17 @@ def status_line(st: PipelineStats, final: bool = False) -> str:
     gap = f" gap max {src.max_gap:.2f}s" if src.reconnects else ""
     drops = " ".join(f"{k}={v}" for k, v in sorted(st.drops.items()) if v) or "none"
     restarts = sum(s.restarts for s in st.stages)
+    link = "" if bus.connected or final else " DOWN"
+    influx = st.sinks.get("influx")
+    sink = f" | influx {influx['state']} pending {influx['pending']}" if influx else ""
     return (
         f"{time.strftime('%H:%M:%S')} "
         f"src {src.kind} {state} {src.frames_per_s:,.0f} fr/s {src.trades_per_s:,.0f} tr/s "
         f"reconnects {src.reconnects}{gap} | "
-        f"bus {bus.kind} q {bus.queue_depth}/{bus.queue_capacity} | "
+        f"bus {bus.kind}{link} q {bus.queue_depth}/{bus.queue_capacity} | "
         f"analyzer {an.trades_per_s:,.0f} tr/s {an.symbols} sym total {an.trades:,} | "
         f"latency p50 {_ms(an.latency_p50)} p99 {_ms(an.latency_p99)} | "
-        f"drops {drops}" + (f" | stage restarts {restarts}" if restarts else "")
+        f"drops {drops}{sink}" + (f" | stage restarts {restarts}" if restarts else "")
     )
 
 

@@ -349,16 +349,15 @@ def kafka_script(action: str) -> None:
 
 
 async def run_through_an_outage(
-    kafka: dict[str, Any], path: Path, outage: Any, **kafka_extra: Any
+    kafka: dict[str, Any], path: Path, outage: Any
 ) -> tuple[Pipeline, ListSink]:
-    """Plays `path` through Kafka at a pace, calling `outage()` (blocking) a few seconds in."""
+    """Plays `path` through Kafka at a pace, awaiting `outage(pipe)` once trades flow."""
     sink = ListSink()
-    s = replay_settings({**kafka, **kafka_extra}, path, speed=16)
-    pipe = Pipeline.from_settings(s, sinks=[sink])
+    pipe = Pipeline.from_settings(replay_settings(kafka, path, speed=16), sinks=[sink])
     await pipe.start()
     try:
         await wait_until(lambda: pipe.analyzer.ingested > 200, timeout=60, what="trades flowing")
-        await asyncio.to_thread(outage)
+        await outage(pipe)
         await pipe.wait_source_done()
     finally:
         await pipe.stop(timeout=60)
@@ -380,10 +379,15 @@ async def test_broker_stopped_for_ten_seconds_loses_nothing(
     path = tmp_path / "session.jsonl"
     truth = make_recording(path, seed=7)
 
-    def outage() -> None:
-        kafka_script("stop")
-        time.sleep(10)  # the outage itself, not a synchronisation
-        kafka_script("start")
+    async def outage(pipe: Pipeline) -> None:
+        stopped = time.monotonic()
+        await asyncio.to_thread(kafka_script, "stop")
+        await wait_until(
+            lambda: not pipe.bus.stats.connected, timeout=10, what="the bus to show the outage"
+        )
+        await asyncio.sleep(max(0.0, 10 - (time.monotonic() - stopped)))  # the outage itself
+        await asyncio.to_thread(kafka_script, "start")
+        await wait_until(lambda: pipe.bus.stats.connected, timeout=30, what="the bus to be back")
 
     pipe, sink = await run_through_an_outage(kafka, path, outage)
     assert pipe.parser.trades == sum(len(v) for v in truth.values())
@@ -531,3 +535,27 @@ async def test_when_an_analyzer_leaves_the_other_takes_over_with_exact_metrics(
         bad = [key for key, snap in got.items() if not same_metrics(reference.get(key), snap)]
         assert not bad, bad[:5]
     assert analyzers[0].bus.reader.assignment == tuple(range(6))
+
+
+@pytest.mark.slow
+async def test_a_broker_down_at_start_costs_nothing_once_it_is_up(
+    kafka: dict[str, Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "session.jsonl"
+    truth = make_recording(path, seed=17)
+    sink = ListSink()
+    pipe = Pipeline.from_settings(replay_settings(kafka, path, speed=16), sinks=[sink])
+    await asyncio.to_thread(kafka_script, "stop")
+    try:
+        await pipe.start()
+        await wait_until(lambda: pipe.parser.trades > 300, timeout=30, what="the feed to flow")
+        assert not pipe.bus.stats.connected
+        assert pipe.analyzer.ingested == 0
+    finally:
+        await asyncio.to_thread(kafka_script, "start")
+    try:
+        await pipe.wait_source_done()
+    finally:
+        await pipe.stop(timeout=60)
+    assert pipe.analyzer.ingested == sum(len(v) for v in truth.values())
+    assert_same_as_reference(sink, await run_memory_replay(path))

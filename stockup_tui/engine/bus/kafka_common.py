@@ -19,6 +19,8 @@ def client_config(cfg: KafkaConfig) -> dict[str, Any]:
         "security_protocol": cfg.security_protocol,
         "request_timeout_ms": round(cfg.request_timeout * 1000),
         "reconnect_backoff_max_ms": 2000,
+        # Fail fast when no broker answers: the bus retries with backoff and says so meanwhile.
+        "bootstrap_timeout_ms": 5000,
     }
     if cfg.sasl_mechanism:
         out["sasl_mechanism"] = cfg.sasl_mechanism
@@ -66,10 +68,16 @@ def ensure_topics(cfg: KafkaConfig) -> None:
         admin.close()
 
 
+def servers(cfg: KafkaConfig) -> str:
+    return ",".join(cfg.bootstrap_servers)
+
+
 def describe_error(exc: BaseException) -> str:
     """One line for the screen; kafka-python errors are often bare class names."""
     text = str(exc).strip()
     name = type(exc).__name__
     if not text or text == name:
         return name
+    if text.startswith(name):
+        return text[:300]
     return f"{name}: {text}"[:300]

@@ -21,7 +21,12 @@ import orjson
 
 from stockup_tui.config import KafkaConfig
 from stockup_tui.engine.bus.base import Delivery, Message
-from stockup_tui.engine.bus.kafka_common import client_config, describe_error, ensure_topics
+from stockup_tui.engine.bus.kafka_common import (
+    client_config,
+    describe_error,
+    ensure_topics,
+    servers,
+)
 from stockup_tui.engine.bus.kafka_metrics import KafkaMetricsSink
 from stockup_tui.engine.latency import LatencyHistogram
 
@@ -126,6 +131,8 @@ class KafkaReader:
         backoff = 0.2
         try:
             while not self._stop.is_set():
+                if consumer is None and self._drain.is_set():
+                    return  # never connected: nothing to drain
                 if consumer is None:
                     try:
                         ensure_topics(self.cfg)
@@ -136,7 +143,7 @@ class KafkaReader:
                             raise RuntimeError(f"topic {self.cfg.topic} has no partitions yet")
                         consumer.subscribe([self.cfg.topic], listener=_listener(self))
                     except Exception as exc:
-                        self._error(exc, "cannot reach Kafka")
+                        self._error(exc, f"cannot join {self.cfg.group_id} at {servers(self.cfg)}")
                         consumer = None
                         self._stop.wait(backoff)
                         backoff = min(backoff * 2, 5.0)
@@ -290,7 +297,7 @@ class KafkaReader:
     def _error(self, exc: BaseException, what: str) -> None:
         msg = f"{what}: {describe_error(exc)}"
         if msg != self.last_error:
-            log.warning("Kafka %s", msg)
+            log.warning("Kafka consumer: %s", msg)
         self.last_error = msg
 
     # -- rebalance -----------------------------------------------------------------------

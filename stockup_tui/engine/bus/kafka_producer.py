@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from stockup_tui.config import KafkaConfig
-from stockup_tui.engine.bus.kafka_common import client_config, describe_error, ensure_topics
+from stockup_tui.engine.bus.kafka_common import (
+    client_config,
+    describe_error,
+    ensure_topics,
+    servers,
+)
 from stockup_tui.engine.latency import LatencyHistogram
 
 log = logging.getLogger(__name__)
@@ -163,7 +168,7 @@ class KafkaPublisher:
                     ensure_topics(self.cfg)
                     producer = self._producer()
                 except Exception as exc:
-                    self._set_error(exc, "cannot reach Kafka")
+                    self._set_error(exc, f"cannot reach {servers(self.cfg)}")
                     with self._cond:
                         self._cond.wait(backoff)
                     backoff = min(backoff * 2, 5.0)
@@ -233,5 +238,5 @@ class KafkaPublisher:
     def _set_error(self, exc: BaseException, what: str) -> None:
         msg = f"{what}: {describe_error(exc)}"
         if msg != self.last_error:
-            log.warning("Kafka %s", msg)
+            log.warning("Kafka producer: %s", msg)
         self.last_error = msg
