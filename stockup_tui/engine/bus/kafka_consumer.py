@@ -12,6 +12,7 @@ starts at ``now - replay_ms`` and processes everything from there normally: no w
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -198,7 +199,10 @@ class KafkaReader:
 
     def _put(self, item: Delivery | None) -> None:
         """Hands an item to the event loop, waiting while its queue is full (back-pressure)."""
-        future = asyncio.run_coroutine_threadsafe(self._queue.put(item), self._loop)
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._queue.put(item), self._loop)
+        except RuntimeError:  # the loop closed meanwhile: nobody is reading any more
+            return
         while True:
             try:
                 future.result(timeout=0.5)
@@ -206,6 +210,8 @@ class KafkaReader:
             except TimeoutError:
                 if self._loop.is_closed():
                     return
+            except concurrent.futures.CancelledError:  # the loop is shutting down
+                return
 
     def _commit(self, consumer: Any) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ transactions are read; values go to the event loop in batches through an asyncio
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -108,7 +109,10 @@ class TopicWatcher:
     def _put(self, item: list[tuple[bytes, bytes]] | None) -> None:
         if self._loop.is_closed():
             return
-        future = asyncio.run_coroutine_threadsafe(self.queue.put(item), self._loop)
+        try:
+            future = asyncio.run_coroutine_threadsafe(self.queue.put(item), self._loop)
+        except RuntimeError:  # the loop closed meanwhile: nobody is reading any more
+            return
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             try:
@@ -117,6 +121,8 @@ class TopicWatcher:
             except TimeoutError:
                 if self._stop.is_set() and item is not None:
                     return
+            except concurrent.futures.CancelledError:  # the loop is shutting down
+                return
 
     def _error(self, exc: BaseException) -> None:
         msg = describe_error(exc)
