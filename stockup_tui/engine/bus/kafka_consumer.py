@@ -34,6 +34,9 @@ from stockup_tui.engine.latency import LatencyHistogram
 log = logging.getLogger(__name__)
 
 LAG_EVERY_S = 2.0
+#: Commit (a transaction when snapshots go to the metrics topic) at most this often, as Kafka
+#: Streams does with exactly-once: one round trip per poll would cap the consumer's throughput.
+COMMIT_EVERY_S = 0.1
 DRAIN_TIMEOUT_S = 15.0
 
 
@@ -86,6 +89,7 @@ class KafkaReader:
         self.rebalances = 0
         self.commit_latency = LatencyHistogram()
         self._lag_at = 0.0
+        self._committed_at = 0.0
 
     # -- event-loop side -------------------------------------------------------------------
 
@@ -213,7 +217,12 @@ class KafkaReader:
             except concurrent.futures.CancelledError:  # the loop is shutting down
                 return
 
-    def _commit(self, consumer: Any) -> None:
+    def _commit(self, consumer: Any, force: bool = False) -> None:
+        """Commits acknowledged offsets (and pending snapshots) at most every COMMIT_EVERY_S."""
+        now = time.monotonic()
+        if not force and now - self._committed_at < COMMIT_EVERY_S:
+            return
+        self._committed_at = now
         with self._lock:
             acked, self._acked = self._acked, {}
         metrics = self._metrics
@@ -289,7 +298,7 @@ class KafkaReader:
             deadline = time.monotonic() + 10
             while self._acks < self._delivered and time.monotonic() < deadline:
                 time.sleep(0.01)  # the analyzer finishes the last delivery it was given
-            self._commit(consumer)
+            self._commit(consumer, force=True)
             if self._metrics is not None:
                 self._metrics.close_producer()
             try:
