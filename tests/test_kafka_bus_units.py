@@ -1,0 +1,37 @@
+"""The Kafka bus's own logic without a broker: the outbox bound and what is counted past it."""
+
+from __future__ import annotations
+
+from stockup_tui.config import Settings
+from stockup_tui.engine.bus.base import Message
+from stockup_tui.engine.bus.kafka import KafkaBus
+from stockup_tui.engine.bus.kafka_producer import KafkaPublisher, Outgoing
+from stockup_tui.engine.drops import Drops
+
+
+def item(size: int, trades: int = 1) -> Outgoing:
+    return Outgoing("t", b"K", b"x" * size, None, trades)
+
+
+def test_the_outbox_takes_what_fits_in_order_and_returns_the_rest() -> None:
+    pub = KafkaPublisher(Settings().kafka, buffer_bytes=1000)
+    rest = pub.offer([item(400, 2), item(400, 3), item(400, 4), item(10, 5)])
+    # Order is kept: nothing after the first message that does not fit is taken.
+    assert [len(i.value) for i in rest] == [400, 10]
+    assert pub.pending_bytes == 800
+    assert pub.unacked_trades == 5
+    assert pub.offer([item(201)]) and pub.offer([item(200)]) == []
+    assert pub.pending_bytes == 1000
+
+
+async def test_a_full_outbox_with_no_broker_drops_and_counts_at_once() -> None:
+    settings = Settings.model_validate(
+        {"bus": {"kind": "kafka", "buffer_bytes": 2048}, "kafka": {"bootstrap_servers": "x:1"}}
+    )
+    drops = Drops()
+    bus = KafkaBus(settings, drops, publish=True, consume=False)  # not started: no broker
+    await bus.publish([Message(b"A", b"y" * 1500, 7), Message(b"B", b"y" * 1500, 11)])
+    assert drops.snapshot() == {"bus_buffer_full": 11}
+    assert bus.publisher.unacked_trades == 7
+    assert not bus.stats.connected
+    assert bus.stats.queue_depth == 1500
