@@ -122,6 +122,7 @@ class Pipeline:
         self.batch_ids = BatchIds()
         self._owner: dict[str, int] = {}  # symbol -> partition it arrives on
         self.replayed = 0  # trades applied without emitting while recovering
+        self._replayed_symbols: set[str] = set()  # replayed since the last live batch
         self._stages: dict[str, _Stage] = {}
         self._rates = RateMeter()
         self._process = ProcessMeter()
@@ -417,7 +418,10 @@ class Pipeline:
                         log.exception("analyzer failed on a replayed batch of %s", symbol)
                     analyzer.ingested -= len(batch)
                     self.replayed += len(batch)
+                    self._replayed_symbols.add(symbol)
                     continue
+                if self._replayed_symbols:
+                    emitted.extend(self._end_replay())
                 try:
                     emitted.extend(analyzer.ingest(batch))
                 except Exception as exc:  # a bug must cost this batch (counted), not the stream
@@ -479,7 +483,21 @@ class Pipeline:
             if tick % trim_every == 0:
                 release_free_heap()
 
+    def _end_replay(self) -> list[SymbolSnapshot]:
+        """First live batch after a replay. The previous run emitted the replayed symbols'
+        boundaries up to its watermark - lateness from complete windows; the rebuilt windows
+        only hold the replayed span, so those boundaries are passed over, not emitted again.
+        Boundaries of other symbols crossed meanwhile are returned for emission as usual."""
+        replayed, self._replayed_symbols = self._replayed_symbols, set()
+        wm = self.analyzer.watermark_ms
+        if wm is None:
+            return []
+        crossed = self.analyzer.advance_to(wm - self._lateness_ms)
+        return [snap for snap in crossed if snap.symbol not in replayed]
+
     def _advance_quiet_windows(self) -> None:
+        if self._replayed_symbols:  # replaying: windows are partly rebuilt, emit nothing yet
+            return
         wm = self.analyzer.watermark_ms
         now_ms = int(time.time() * 1000) if self._live_clock else 0
         clock = max(wm or 0, now_ms)

@@ -17,6 +17,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from stockup_tui.engine.drops import ROUTINE_REASONS
+from stockup_tui.engine.process import ProcessFigures
 from stockup_tui.engine.stats import (
     AnalyzerFigures,
     BusFigures,
@@ -43,6 +44,7 @@ QUEUE_BAD = 0.9
 LATENCY_WARN = 0.1
 LATENCY_BAD = 1.0
 ERROR_CHARS = 160  # the full text is in the section's tooltip
+CPU_WARN = 80.0  # percent of one core
 
 # Drop reasons that mean our own code or a service failed (not merely bad input from the feed).
 _FAILURE_REASONS = frozenset({"analyzer_error", "server_error"})
@@ -321,7 +323,22 @@ def render_bus(bus: BusFigures) -> Content:
     return _section(_header("Bus", bus_level(bus), bus.kind), rows)
 
 
-def render_analyzer(an: AnalyzerFigures) -> Content:
+def fmt_bytes(n: int) -> str:
+    """Memory for humans: 812 kB, 85.3 MB, 1.20 GB."""
+    if n < 1_000_000:
+        return f"{n / 1e3:.0f} kB"
+    if n < 1_000_000_000:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e9:.2f} GB"
+
+
+def cpu_level(percent: float) -> Level:
+    """The process's CPU, 100% = one core: amber when it nears a full core (the event loop's
+    ceiling), which is where latency starts to grow."""
+    return Level.WARN if percent > CPU_WARN else Level.IDLE
+
+
+def render_analyzer(an: AnalyzerFigures, process: ProcessFigures | None = None) -> Content:
     lat = latency_level(an.latency_p99)
     rows = [
         _row(
@@ -337,6 +354,13 @@ def render_analyzer(an: AnalyzerFigures) -> Content:
             ("lat p99", fmt_latency(an.latency_p99), lat),
         ),
     ]
+    if process is not None:  # the whole process: source, bus client, analyzer and sinks
+        rows.append(
+            _row(
+                ("cpu", f"{process.cpu_percent:.0f}%", cpu_level(process.cpu_percent)),
+                ("rss", fmt_bytes(process.rss_bytes), Level.IDLE),
+            )
+        )
     return _section(_header("Analyzer", analyzer_level(an)), rows)
 
 
@@ -458,7 +482,7 @@ class HealthPane(VerticalScroll):
         rendered = {
             "source": render_source(stats, self.watchdog),
             "bus": render_bus(stats.bus),
-            "analyzer": render_analyzer(stats.analyzer),
+            "analyzer": render_analyzer(stats.analyzer, stats.process),
             "sinks": render_sinks(stats.sinks),
             "drops": render_drops(stats.drops),
             "stages": render_stages(stats.stages),

@@ -289,11 +289,13 @@ class InfluxSink:
             self._last_progress = time.monotonic()
             self._cond.notify_all()
         thread = self._thread
-        if thread is not None:
-            # Bounded: the thread gives up `timeout` after its last successful write.
-            await asyncio.to_thread(thread.join, self.cfg.timeout * 3 + 60)
-            if thread.is_alive():
-                log.error("influx sink: the writer thread did not finish")
+        # The thread drains while writes succeed and gives up `timeout` after the last one;
+        # this bound only guards against a thread that hangs (it should never be reached).
+        while thread is not None and thread.is_alive():
+            await asyncio.to_thread(thread.join, 0.5)
+            if time.monotonic() - self._last_progress > self.cfg.timeout * 2 + 10:
+                log.error("influx: the writer thread did not finish; giving up on it")
+                break
         with self._cond:
             left = self._queued + self._inflight
             self._queue.clear()
@@ -574,7 +576,8 @@ class InfluxSink:
             log.warning("influx: %s (writing anyway)", self.last_error)
             return
         if note:
-            log.info("influx: %s", note)
+            level = logging.WARNING if "not the database's default" in note else logging.INFO
+            log.log(level, "influx: %s", note)
 
     def _ensure_bucket(self) -> None:
         from influxdb_client import BucketRetentionRules, InfluxDBClient

@@ -40,9 +40,10 @@ def choose_api(configured: str, info: ServerInfo | None) -> Api:
     not say their version (e.g. victoria-metrics) get `/api/v2/write`."""
     if configured in ("v1", "v2"):
         return configured  # type: ignore[return-value]
-    if info is not None and info.major is not None and info.minor is not None:
-        if info.major < 1 or (info.major == 1 and info.minor < 8):
-            return "v1"
+    major = info.major if info is not None else None
+    minor = info.minor if info is not None else None
+    if major is not None and minor is not None and (major, minor) < (1, 8):
+        return "v1"
     return "v2"
 
 
@@ -164,7 +165,9 @@ class InfluxHttp:
     def ping(self) -> ServerInfo:
         resp = self._request("GET", "/ping", {})
         if resp.status >= 500:
-            raise InfluxHttpError(f"/ping answered {resp.status}", status=resp.status, retryable=True)
+            raise InfluxHttpError(
+                f"/ping answered {resp.status}", status=resp.status, retryable=True
+            )
         version = resp.headers.get("X-Influxdb-Version")
         parsed = parse_version(version)
         return ServerInfo(version, *(parsed or (None, None)))
@@ -241,7 +244,9 @@ def ensure_database_v1(http: InfluxHttp, bucket: str, retention: float) -> str |
     db, rp = split_bucket(bucket)
     duration = influxql_duration(retention)
     dbs = http.query("SHOW DATABASES")
-    names = {row[0] for s in dbs[0].get("series", []) for row in s.get("values", [])} if dbs else set()
+    names = (
+        {row[0] for s in dbs[0].get("series", []) for row in s.get("values", [])} if dbs else set()
+    )
     if db not in names:
         q = f"CREATE DATABASE {quote_ident(db)} WITH DURATION {duration}"
         if rp:
@@ -264,5 +269,6 @@ def ensure_database_v1(http: InfluxHttp, bucket: str, retention: float) -> str |
     )
     return (
         f"created retention policy {rp!r} on the existing database {db!r}; it is not the "
-        "database's default, so InfluxQL queries without a policy (Grafana's) will not see it"
+        f'database\'s default: InfluxQL queries must name it ("{rp}"."window_metrics"), as the '
+        "shipped Grafana dashboards do"
     )

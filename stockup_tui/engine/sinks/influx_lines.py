@@ -119,33 +119,66 @@ def window_point(snap: SymbolSnapshot, index: int) -> Point:
 
 # -- operational figures --------------------------------------------------------------------------
 
-_NUMBER = re.compile(r"^\s*([-+]?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(µs|us|ms|s|%)?\s*$")
+_NUM = r"[-+]?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?"
+_UNIT = r"(µs|us|ms|s)?"
+_SINGLE = re.compile(rf"^\s*({_NUM})\s*(µs|us|ms|s|%|/s)?\s*(?:\(.*\))?\s*$")
+_PERCENTILES = re.compile(rf"\b(p\d+(?:\.\d+)?)\s+({_NUM})\s*{_UNIT}(?![\w/])")
+_PAIR_LABEL = re.compile(r"\b(p\d+)/(p\d+)\b")
+_PAIR_VALUE = re.compile(rf"^\s*({_NUM})/({_NUM})\s*{_UNIT}\s*$")
 _SLUG = re.compile(r"[^a-z0-9]+")
+_TO_MS = {"µs": 0.001, "us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def detail_field(label: str, value: str) -> tuple[str, float] | None:
-    """A bus detail line (`"confirm p99": "4.2 ms"`) as a numeric field (`bus_confirm_p99_ms`),
-    or None when the value is not a single number (e.g. per-partition lag lists)."""
-    m = _NUMBER.match(value)
-    if m is None:
-        return None
-    try:
-        number = float(m.group(1).replace(",", ""))
-    except ValueError:
-        return None
-    unit = m.group(2)
-    slug = _SLUG.sub("_", label.lower()).strip("_")
+def _slug(text: str) -> str:
+    return _SLUG.sub("_", text.lower()).strip("_")
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def detail_fields(label: str, value: str) -> list[tuple[str, float]]:
+    """Numbers in a bus detail line, as float fields named after the label.
+
+    The buses describe themselves in short text for the screen; the numbers a chart can use
+    are taken out of the shapes they use: a leading figure (`"lag": "1,204 (p0 12, p1 0)"` ->
+    `bus_lag`; `"4.2 ms"` -> `bus_<label>_ms`), percentiles with a unit (`"ack": "p50 3.1ms
+    p99 8.2ms"` -> `bus_ack_p50_ms`, `bus_ack_p99_ms`) and a pair (`"confirm p50/p99":
+    "1.2/4.5 ms"` -> `bus_confirm_p50_ms`, `bus_confirm_p99_ms`). Durations are in
+    milliseconds. Anything else (names, lists) is left out.
+    """
+    slug = _slug(label)
     if not slug:
-        return None
-    if unit in ("µs", "us"):
-        return f"bus_{slug}_ms", number / 1000
-    if unit == "ms":
-        return f"bus_{slug}_ms", number
-    if unit == "s":
-        return f"bus_{slug}_ms", number * 1000
-    if unit == "%":
-        return f"bus_{slug}_pct", number
-    return f"bus_{slug}", number
+        return []
+    pair = _PAIR_LABEL.search(label)
+    if pair:
+        m = _PAIR_VALUE.match(value)
+        if not m or m.group(3) is None:
+            return []
+        base = _slug(_PAIR_LABEL.sub(" ", label))
+        scale = _TO_MS[m.group(3)]
+        return [
+            (f"bus_{base}_{pair.group(1)}_ms", _number(m.group(1)) * scale),
+            (f"bus_{base}_{pair.group(2)}_ms", _number(m.group(2)) * scale),
+        ]
+    found: list[tuple[str, float]] = []
+    m = _SINGLE.match(value)
+    if m is not None:
+        number, unit = _number(m.group(1)), m.group(2)
+        if unit in _TO_MS:
+            found.append((f"bus_{slug}_ms", number * _TO_MS[unit]))
+        elif unit == "%":
+            found.append((f"bus_{slug}_pct", number))
+        elif unit == "/s":
+            found.append((f"bus_{slug}_per_s", number))
+        else:
+            found.append((f"bus_{slug}", number))
+    found += [
+        (f"bus_{slug}_{p.replace('.', '_')}_ms", _number(n) * _TO_MS[unit])
+        for p, n, unit in _PERCENTILES.findall(value)
+        if unit
+    ]
+    return found
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -208,9 +241,9 @@ def ops_points(
         ints["net_sent_bytes"] = proc.net_sent_bytes
         ints["net_recv_bytes"] = proc.net_recv_bytes
     for label, value in bus.details:
-        field = detail_field(label, value)
-        if field is not None and field[0] not in floats and field[0] not in ints:
-            floats[field[0]] = field[1]
+        for name, number in detail_fields(label, value):
+            if name not in floats and name not in ints:
+                floats[name] = number
     for name, value in (sink_figures or {}).items():
         ints[f"influx_{name}"] = int(value)
     for name, n in ints.items():

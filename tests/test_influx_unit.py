@@ -1,0 +1,440 @@
+"""The InfluxDB sink's own logic, no server needed: line protocol (checked against
+influxdb-client's `Point`), version detection, the bounded buffer and its drops, secrets."""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stockup_tui.config import InfluxConfig
+from stockup_tui.engine.drops import Drops
+from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics
+from stockup_tui.engine.sinks.influx import InfluxSink
+from stockup_tui.engine.sinks.influx_http import (
+    Redactor,
+    ServerInfo,
+    choose_api,
+    influxql_duration,
+    parse_version,
+    safe_url,
+    split_bucket,
+)
+from stockup_tui.engine.sinks.influx_lines import (
+    WindowLines,
+    detail_fields,
+    ops_points,
+    point_lines,
+    window_label,
+    window_point,
+)
+from stockup_tui.engine.stats import (
+    AnalyzerFigures,
+    BusFigures,
+    PipelineStats,
+    SourceFigures,
+)
+from tests.helpers import wait_until
+
+prices = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([1e-05, 1.234e-07, 1e21, 190.0, 0.1 + 0.2, 5e-324, -0.0]),
+)
+symbols = st.text(
+    alphabet=st.sampled_from('AZaz09.:_-/^= ,\\"\n\té'), min_size=1, max_size=12
+).filter(lambda s: s.strip() != "" and not s.endswith("\\"))
+
+
+def window(window_ms: int = 60_000, count: int = 3, **kw: float | None) -> WindowMetrics:
+    base: dict[str, float | None] = {
+        "volume": 30.0,
+        "first": 190.0,
+        "last": 191.5,
+        "min": 189.25,
+        "max": 192.0,
+        "mean": 190.5,
+        "vwap": 190.61,
+        "change": 1.5,
+        "change_pct": 0.789,
+        "rate": 0.05,
+    }
+    base.update(kw)
+    return WindowMetrics(window_ms=window_ms, count=count, **base)  # type: ignore[arg-type]
+
+
+def snap(symbol: str = "AAPL", ts_ms: int = 1_764_000_000_000, *windows: WindowMetrics):
+    wins = windows or (window(),)
+    return SymbolSnapshot(symbol, ts_ms, 191.5, ts_ms - 5, tuple(wins))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    symbol=symbols,
+    window_ms=st.integers(1000, 10 * 86_400_000),
+    count=st.integers(0, 10**12),
+    values=st.lists(prices, min_size=10, max_size=10),
+    ts=st.integers(0, 4_102_444_800_000),
+)
+def test_window_lines_equal_influxdb_client_points(
+    symbol: str, window_ms: int, count: int, values: list[float | None], ts: int
+) -> None:
+    names = ("volume", "first", "last", "min", "max", "mean", "vwap", "change", "change_pct")
+    kw = dict(zip(names, values, strict=False))
+    kw["rate"] = values[9] if values[9] is not None else 0.0
+    s = snap(symbol, ts, window(window_ms, count, **kw))
+    ours = WindowLines().lines(s)
+    assert ours == [window_point(s, 0).to_line_protocol()]
+
+
+def test_window_lines_shape() -> None:
+    empty = window(
+        300_000,
+        0,
+        first=None,
+        last=None,
+        min=None,
+        max=None,
+        mean=None,
+        vwap=None,
+        change=None,
+        change_pct=None,
+        volume=0.0,
+        rate=0.0,
+    )
+    lines = WindowLines().lines(snap("BINANCE:BTCUSDT", 1_764_000_001_000, window(), empty))
+    assert lines == [
+        "window_metrics,symbol=BINANCE:BTCUSDT,window=1m change=1.5,change_pct=0.789,count=3i,"
+        "first=190,last=191.5,max=192,mean=190.5,min=189.25,rate=0.05,volume=30,vwap=190.61 "
+        "1764000001000",
+        "window_metrics,symbol=BINANCE:BTCUSDT,window=5m count=0i,rate=0,volume=0 1764000001000",
+    ]
+    assert WindowLines().lines(snap("A=B, C"))[0].startswith("window_metrics,symbol=A\\=B\\,\\ C,")
+
+
+def test_window_labels() -> None:
+    assert [window_label(ms) for ms in (1000, 60_000, 90_000, 300_000, 3_600_000, 86_400_000)] == [
+        "1s",
+        "1m",
+        "90s",
+        "5m",
+        "1h",
+        "1d",
+    ]
+    assert window_label(1500) == "1500ms"
+
+
+def test_version_detection_picks_the_write_api() -> None:
+    def info(header: str | None) -> ServerInfo:
+        parsed = parse_version(header)
+        return ServerInfo(header, *(parsed or (None, None)))
+
+    assert parse_version("1.6.7~rc0") == (1, 6)
+    assert parse_version("v2.7.4") == (2, 7)
+    assert parse_version("OSS") is None and parse_version(None) is None
+    assert choose_api("auto", info("1.6.7~rc0")) == "v1"
+    assert choose_api("auto", info("1.7.11")) == "v1"
+    assert choose_api("auto", info("1.8.10")) == "v2"
+    assert choose_api("auto", info("v2.7.4")) == "v2"
+    assert choose_api("auto", info("2.0.0-beta.16")) == "v2"
+    assert choose_api("auto", info(None)) == "v2"  # says nothing (victoria-metrics): v2 write
+    assert choose_api("v1", info("v2.7.4")) == "v1"  # configured wins
+    assert choose_api("v2", info("1.6.7")) == "v2"
+
+
+def test_small_helpers() -> None:
+    assert split_bucket("stock/stock_rp") == ("stock", "stock_rp")
+    assert split_bucket("stock") == ("stock", None)
+    assert influxql_duration(7 * 86_400) == "1w"
+    assert influxql_duration(3 * 86_400) == "3d"
+    assert influxql_duration(7200) == "2h"
+    assert influxql_duration(90) == "90s"
+    assert safe_url("http://bob:s3cret@db:8086/x") == "http://db:8086/x"
+    # The shapes the Kafka and RabbitMQ buses use for their detail lines.
+    assert detail_fields("ack", "p50 3.1ms  p99 12.0ms") == [
+        ("bus_ack_p50_ms", 3.1),
+        ("bus_ack_p99_ms", 12.0),
+    ]
+    assert detail_fields("ack", "p50 -  p99 -") == []
+    assert detail_fields("confirm p50/p99", "1.2/4.5 ms") == [
+        ("bus_confirm_p50_ms", 1.2),
+        ("bus_confirm_p99_ms", 4.5),
+    ]
+    assert detail_fields("lag", "1,204 (p0 12, p1 1,192)") == [("bus_lag", 1204.0)]
+    assert detail_fields("commits", "3,001 (p50 2.5ms, errors 0)") == [
+        ("bus_commits", 3001.0),
+        ("bus_commits_p50_ms", 2.5),
+    ]
+    assert detail_fields("unconfirmed", "17 (0.0 MB)") == [("bus_unconfirmed", 17.0)]
+    assert detail_fields("confirm p99", "4.2 ms") == [("bus_confirm_p99_ms", 4.2)]
+    assert detail_fields("produce", "850 µs") == [("bus_produce_ms", 0.85)]
+    assert detail_fields("group", "stockup-analyzer: partitions [0, 1]") == []
+    assert detail_fields("publish", "1,200/s, confirmed 1,180/s") == []
+    assert detail_fields("dlq", "3") == [("bus_dlq", 3.0)]
+    red = Redactor("tok-123456", "bob:hunter22")
+    assert red("401 for Token tok-123456 and bob:hunter22") == "401 for Token *** and ***"
+
+
+def fake_stats(drops: dict[str, int] | None = None, details: tuple = ()) -> PipelineStats:
+    return PipelineStats(
+        at=0.0,
+        uptime=3.0,
+        source=SourceFigures(
+            "simulator",
+            "ws://x",
+            True,
+            1,
+            0,
+            None,
+            0.0,
+            10,
+            5.0,
+            100,
+            50.0,
+            0.1,
+            ("AAPL",),
+            None,
+            False,
+        ),
+        bus=BusFigures("memory", True, 10, 5.0, 10, 5.0, 0, 1000, 0, None, details),
+        analyzer=AnalyzerFigures(100, 50.0, 1, 3, 0, None, 0.004, 0.011, None, None),
+        drops=drops or {},
+        stages=(),
+    )
+
+
+def test_ops_points_keep_their_field_types() -> None:
+    points = ops_points(
+        fake_stats({"duplicate": 4, "bad_type": 1}, (("confirm p50/p99", "1/3 ms"), ("lag", "-"))),
+        host="h 1",
+        role="all",
+        at_ms=1_700_000_000_000,
+        sink_figures={"written": 7, "pending": 0},
+    )
+    lines = point_lines(points)
+    assert len(lines) == 3
+    ops = lines[0]
+    assert ops.startswith("pipeline_ops,host=h\\ 1,role=all ")
+    for field in (
+        "bus_published=10i",
+        "source_connected=1i",
+        "influx_written=7i",
+        "latency_p99_ms=11",
+        "bus_confirm_p99_ms=3",
+        "analyzer_trades_per_s=50",
+    ):
+        assert field in ops, field
+    assert "latency_p50_all_ms" not in ops  # unknown figures are left out, not written as 0
+    assert lines[1] == ("pipeline_drops,host=h\\ 1,reason=bad_type,role=all count=1i 1700000000000")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_write_never_blocks_and_the_bound_counts_drops() -> None:
+    """No server at all: write() stays O(1)-ish, the buffer stops at its bound, the rest is
+    counted by reason, and close() gives up after `timeout` counting what was never sent."""
+    port = free_port()  # nothing listens there
+    cfg = InfluxConfig(
+        enabled=True,
+        url=f"http://127.0.0.1:{port}",
+        token="tok-abcdef-secret",
+        buffer_points=50,
+        timeout=0.5,
+        flush_interval=0.05,
+    )
+    drops = Drops()
+    sink = InfluxSink(cfg, drops=drops)
+    sink.start()
+    two = (window(60_000), window(300_000))
+    started = time.perf_counter()
+    for i in range(40):  # 80 points: 50 fit
+        sink.write([snap("AAPL", 1_764_000_000_000 + i * 1000, *two)])
+    spent = time.perf_counter() - started
+    assert spent < 0.2, f"write() took {spent * 1000:.1f} ms for 40 snapshots"
+    assert sink.pending == 50
+    assert drops.get("influx_buffer_full") == 30
+    await wait_until(lambda: sink.state == "down", timeout=5, what="state down")
+    figures = sink.figures()
+    assert figures["pending"] == 50 and figures["dropped"] == 30
+    assert "unreachable" in str(figures["error"])
+    started = time.perf_counter()
+    await sink.close()
+    assert time.perf_counter() - started < 5
+    assert drops.get("influx_unsent_at_exit") == 50
+    assert sink.pending == 0 and sink.dropped == 80
+    assert "secret" not in repr(sink.figures())
+
+
+async def test_no_secret_reaches_errors_or_logs(caplog) -> None:
+    """A server that refuses the credentials: the error is shown, the password never is."""
+    import http.server
+    import threading
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # /ping
+            self.send_response(204)
+            self.send_header("X-Influxdb-Version", "1.6.7")
+            self.end_headers()
+
+        def do_POST(self) -> None:
+            auth = self.headers.get("Authorization", "")
+            body = f'{{"error":"authorization failed for {auth} p=hunter2-pw"}}'.encode()
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = InfluxConfig(
+            enabled=True,
+            url=f"http://127.0.0.1:{server.server_address[1]}",
+            username="bob",
+            password="hunter2-pw",
+            create=True,
+            flush_interval=0.05,
+            timeout=1,
+        )
+        drops = Drops()
+        sink = InfluxSink(cfg, drops=drops)
+        sink.start()
+        sink.write([snap()])
+        await wait_until(lambda: drops.get("influx_rejected") == 1, timeout=5, what="rejected")
+        await sink.close()
+    finally:
+        server.shutdown()
+    text = repr(sink.figures()) + caplog.text
+    assert "401" in text and "authorization failed" in text
+    assert "hunter2-pw" not in text
+    assert "Ym9iOmh1bnRlcjItcHc=" not in text  # base64 of bob:hunter2-pw, as the header carries
+
+
+def test_float_formatting_round_trips() -> None:
+    line = WindowLines().lines(snap("X", 1, window(vwap=1.234e-07, volume=1e21)))[0]
+    fields = dict(kv.split("=") for kv in line.split(" ")[1].split(","))
+    assert float(fields["vwap"]) == 1.234e-07 and float(fields["volume"]) == 1e21
+    assert not math.isnan(float(fields["mean"]))
+
+
+async def test_v2_write_api_retries_then_gives_up_at_shutdown() -> None:
+    """A server that answers /ping but fails every write with 503: influxdb-client's WriteApi
+    retries (counted, state `retrying`), the buffer holds the points, and close() ends after
+    `timeout` without progress, counting them as unsent instead of hanging."""
+    import http.server
+    import threading
+
+    hits = {"write": 0}
+
+    class Unavailable(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(204)  # no version header: the v2 write path
+            self.end_headers()
+
+        def do_POST(self) -> None:
+            hits["write"] += 1
+            length = int(self.headers.get("Content-Length", 0))
+            self.rfile.read(length)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = InfluxConfig(
+            enabled=True,
+            url=f"http://127.0.0.1:{server.server_address[1]}",
+            token="v2-token-secret",
+            create=False,
+            flush_interval=0.05,
+            timeout=1,
+        )
+        drops = Drops()
+        sink = InfluxSink(cfg, drops=drops)
+        sink.start()
+        sink.write([snap(), snap("MSFT")])
+        await wait_until(lambda: sink.retries >= 2, timeout=10, what="two retries")
+        assert sink.figures()["state"] == "retrying" and sink.api == "v2"
+        assert sink.pending == 2
+        started = time.perf_counter()
+        await sink.close()
+        took = time.perf_counter() - started
+    finally:
+        server.shutdown()
+    assert took < 8, f"close took {took:.1f}s"
+    assert drops.get("influx_unsent_at_exit") == 2 and sink.pending == 0
+    assert hits["write"] >= 3
+    assert "v2-token-secret" not in repr(sink.figures())
+
+
+def test_health_pane_shows_process_cpu_and_memory() -> None:
+    from stockup_tui.engine.process import ProcessFigures, ProcessMeter
+    from stockup_tui.widgets.health import Level, cpu_level, render_analyzer
+
+    stats = fake_stats()
+    assert "cpu" not in render_analyzer(stats.analyzer).plain  # no figures: no row
+    proc = ProcessFigures(42.4, 85_300_000, 9, 10, 20, 1.0, 2.0)
+    text = render_analyzer(stats.analyzer, proc).plain
+    assert "cpu     42%" in text and "rss     85.3 MB" in text
+    assert cpu_level(95.0) == Level.WARN and cpu_level(40.0) == Level.IDLE
+    sample = ProcessMeter().sample()
+    assert sample is not None and sample.rss_bytes > 10_000_000 and sample.threads >= 1
+
+
+def test_status_line_names_the_influx_sink_state() -> None:
+    from dataclasses import replace
+
+    from stockup_tui.headless import status_line
+
+    stats = fake_stats()
+    assert "influx" not in status_line(stats)
+    with_sink = replace(stats, sinks={"influx": {"state": "retrying", "pending": 12}})
+    assert "| influx retrying pending 12" in status_line(with_sink)
+
+
+def test_grafana_files_fit_together() -> None:
+    """The provisioned datasource's uid is the one every panel names; the dashboard provider
+    reads the folder the compose file mounts; panel ids are unique; queries are raw InfluxQL
+    that name the retention policy. (The queries themselves run in test_sink_influx.py.)"""
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "grafana"
+    ds = (root / "provisioning" / "datasources" / "influxdb.yaml").read_text()
+    uid = re.search(r"^\s+uid:\s*(\S+)", ds, re.M).group(1)
+    assert re.search(r"^\s+type:\s*influxdb\s*$", ds, re.M)
+    assert re.search(r"^\s+url:\s*http://influxdb:8086\s*$", ds, re.M)
+    assert re.search(r"^\s+database:\s*stock\s*$", ds, re.M)
+    provider = (root / "provisioning" / "dashboards" / "stockup.yaml").read_text()
+    assert re.search(r"^\s+path:\s*/var/lib/grafana/dashboards\s*$", provider, re.M)
+    uids = set()
+    for path in sorted((root / "dashboards").glob("*.json")):
+        doc = json.loads(path.read_text())
+        uids.add(doc["uid"])
+        ids = [p["id"] for p in doc["panels"]]
+        assert len(ids) == len(set(ids)), path.name
+        for panel in doc["panels"]:
+            assert panel["datasource"]["uid"] == uid, (path.name, panel["title"])
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == uid and target["rawQuery"]
+                assert '"$rp".' in target["query"], (path.name, panel["title"])
+        for var in doc["templating"]["list"]:
+            if var["type"] == "query":
+                assert var["datasource"]["uid"] == uid
+    assert len(uids) == 2
