@@ -4,6 +4,12 @@ group -> analyzer, with the metrics-topic transactions on, as `--headless --bus 
 
     python benchmarks/bench_kafka.py --rate 300000 --seconds 20    # throughput
     python benchmarks/bench_kafka.py --rate 10000 --seconds 20     # latency at 10k/s
+    python benchmarks/bench_kafka.py --split ...                   # query in its own process
+
+By default one process runs the whole pipeline through the broker (`--bus kafka`, role all).
+`--split` runs the query role (source -> Kafka) as a separate `stockup-tui --headless --role
+query` process, as a scaled-out deployment does; this process is then the analyzer, and the
+producer figure is the query process's trades/s from its status lines.
 
 Producer throughput = trades the broker acknowledged per second; consumer throughput = trades the
 analyzer applied per second. Each run uses fresh topics and group (deleted afterwards).
@@ -14,16 +20,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
+from pathlib import Path
 
 import psutil
+import tomli_w
 from bench_pipeline import free_port, wait_port
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.pipeline import Pipeline
+
+
+def cpu_of(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def collect(proc: subprocess.Popen[str], lines: list[tuple[float, str]]) -> None:
+    """The query process's status lines, with the time they arrived."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append((time.time(), line))
+
+
+def rate_of(status: str) -> float:
+    """Trades/s of the source in a headless status line."""
+    m = re.search(r"fr/s ([\d,]+) tr/s", status)
+    return float(m.group(1).replace(",", "")) if m else 0.0
 
 
 def java_cpu() -> float:
@@ -44,6 +74,7 @@ async def main() -> None:
     ap.add_argument("--windows", default="1m")
     ap.add_argument("--flush", default="20ms", help="bus.flush_interval")
     ap.add_argument("--bootstrap", default="127.0.0.1:9092")
+    ap.add_argument("--split", action="store_true", help="run the query role in its own process")
     args = ap.parse_args()
 
     tag = uuid.uuid4().hex[:8]
@@ -64,32 +95,47 @@ async def main() -> None:
         ],
         env={k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")},
     )  # fmt: skip
+    query: subprocess.Popen[str] | None = None
+    lines: list[tuple[float, str]] = []
     try:
         await wait_port(port)
-        settings = Settings.model_validate(
-            {
-                "symbols": [f"SYM{i:02d}" for i in range(args.symbols)],
-                "windows": args.windows,
-                "source": {"kind": "finnhub", "url": f"ws://127.0.0.1:{port}"},
-                "bus": {"kind": "kafka", "flush_interval": args.flush},
-                "kafka": kafka,
-            }
-        )
+        data = {
+            "symbols": [f"SYM{i:02d}" for i in range(args.symbols)],
+            "windows": args.windows.split(","),
+            "source": {"kind": "finnhub", "url": f"ws://127.0.0.1:{port}"},
+            "bus": {"kind": "kafka", "flush_interval": args.flush},
+            "kafka": kafka,
+        }
+        if args.split:
+            cfg = Path(tempfile.mkdtemp()) / "query.toml"
+            cfg.write_text(tomli_w.dumps(data))
+            query = subprocess.Popen(
+                [sys.executable, "-m", "stockup_tui", "--config", str(cfg), "--headless",
+                 "--role", "query", "--status-interval", "1", "--log-level", "WARNING"],
+                stdout=subprocess.PIPE, text=True,
+                env={k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")},
+            )  # fmt: skip
+            threading.Thread(target=collect, args=(query, lines), daemon=True).start()
+        settings = Settings.model_validate({**data, "role": "analyzer" if args.split else "all"})
         pipe = Pipeline.from_settings(settings, live_interval=1.0)
         await pipe.start()
         pub = pipe.bus.publisher  # type: ignore[attr-defined]
         me, other = psutil.Process(), psutil.Process(sim.pid)
+        others = [other] + ([psutil.Process(query.pid)] if query else [])
         await asyncio.sleep(args.warmup)
         pipe.latency.reset()
-        a0, n0, t0 = pub.acked_trades, pipe.analyzer.ingested, time.perf_counter()
-        c0, s0, j0 = me.cpu_times(), other.cpu_times(), java_cpu()
+        a0, n0, t0, w0 = pub.acked_trades, pipe.analyzer.ingested, time.perf_counter(), time.time()
+        c0, s0, j0 = me.cpu_times(), [cpu_of(o) for o in others], java_cpu()
         await asyncio.sleep(args.seconds)
-        a1, n1, t1 = pub.acked_trades, pipe.analyzer.ingested, time.perf_counter()
-        c1, s1, j1 = me.cpu_times(), other.cpu_times(), java_cpu()
+        a1, n1, t1, w1 = pub.acked_trades, pipe.analyzer.ingested, time.perf_counter(), time.time()
+        c1, s1, j1 = me.cpu_times(), [cpu_of(o) for o in others], java_cpu()
         p50, p99 = pipe.latency.overall()
         lag = sum(pipe.bus.reader.lag.values())  # type: ignore[attr-defined]
         await pipe.stop()
     finally:
+        if query is not None:
+            query.send_signal(signal.SIGINT)
+            query.wait(30)
         sim.terminate()
         sim.wait(10)
         from kafka import KafkaAdminClient
@@ -103,15 +149,27 @@ async def main() -> None:
     def pct(a: float, b: float) -> float:
         return (b - a) / elapsed * 100
 
-    print(f"offered rate        {args.rate:>12,.0f} trades/s ({args.symbols} symbols)")
-    print(f"producer (acked)    {(a1 - a0) / elapsed:>12,.0f} trades/s over {elapsed:.1f}s")
+    if args.split:
+        rates = [rate_of(line) for at, line in lines if w0 + 1 <= at <= w1]
+        produced = sum(rates) / len(rates) if rates else float("nan")
+        label = "producer (query)"
+    else:
+        produced, label = (a1 - a0) / elapsed, "producer (acked)"
+    print(f"offered rate        {args.rate:>12,.0f} trades/s ({args.symbols} symbols)"
+          f"{' - query and analyzer in two processes' if args.split else ''}")  # fmt: skip
+    print(f"{label:<20}{produced:>12,.0f} trades/s over {elapsed:.1f}s")
     print(f"consumer (analyzed) {(n1 - n0) / elapsed:>12,.0f} trades/s   lag at end {lag:,} msgs")
     print(f"latency recv->apply p50 {p50 * 1000 if p50 else float('nan'):.2f} ms   "
           f"p99 {p99 * 1000 if p99 else float('nan'):.2f} ms")  # fmt: skip
     cpu = pct(c0.user + c0.system, c1.user + c1.system)
-    sim_cpu = pct(s0.user + s0.system, s1.user + s1.system)
-    print(f"cpu pipeline {cpu:.0f}%  broker {pct(j0, j1):.0f}%  simulator {sim_cpu:.0f}% of a core")
+    shares = "  ".join(
+        f"{name} {pct(a, b):.0f}%"
+        for name, a, b in zip(("simulator", "query"), s0, s1, strict=False)
+    )
+    print(f"cpu this process {cpu:.0f}%  broker {pct(j0, j1):.0f}%  {shares} (of a core)")
     print(f"drops               {pipe.drops.snapshot() or 'none'}")
+    if lines:
+        print(f"query process       {lines[-1][1].strip()}")
 
 
 if __name__ == "__main__":

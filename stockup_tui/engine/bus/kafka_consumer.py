@@ -142,12 +142,11 @@ class KafkaReader:
                     try:
                         ensure_topics(self.cfg)
                         consumer = self._consumer()
-                        # Joining before the topic's metadata is known gets an empty assignment
-                        # until the next metadata refresh: wait for the partitions first.
-                        if not consumer.partitions_for_topic(self.cfg.topic):
-                            raise RuntimeError(f"topic {self.cfg.topic} has no partitions yet")
+                        self._wait_for_partitions(consumer)
                         consumer.subscribe([self.cfg.topic], listener=_listener(self))
                     except Exception as exc:
+                        if consumer is not None:
+                            consumer.close(autocommit=False)
                         self._error(exc, f"cannot join {self.cfg.group_id} at {servers(self.cfg)}")
                         consumer = None
                         self._stop.wait(backoff)
@@ -161,6 +160,15 @@ class KafkaReader:
                 self._step(consumer)
         finally:
             self._finish(consumer)
+
+    def _wait_for_partitions(self, consumer: Any, timeout: float = 15.0) -> None:
+        """Joining before the topic's metadata is known gets an empty assignment until the next
+        metadata refresh; a topic created a moment ago shows up within a second or so."""
+        deadline = time.monotonic() + timeout
+        while not consumer.partitions_for_topic(self.cfg.topic):
+            if time.monotonic() > deadline or self._stop.is_set():
+                raise RuntimeError(f"topic {self.cfg.topic} has no partitions")
+            self._stop.wait(0.1)
 
     def _step(self, consumer: Any) -> None:
         self._commit(consumer)
