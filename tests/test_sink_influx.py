@@ -33,6 +33,7 @@ from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.sinks.influx import InfluxSink
 from stockup_tui.engine.sinks.influx_lines import window_label
 from stockup_tui.engine.sources.recording import FrameRecorder
+from tests import helpers
 from tests.helpers import wait_until
 from tests.services import require_influx, require_victoria, services_required
 
@@ -54,21 +55,7 @@ FIELDS = (
 )
 
 
-class ListSink:
-    name = "list"
-
-    def __init__(self) -> None:
-        self.snapshots: list[SymbolSnapshot] = []
-
-    def write(self, snapshots: Sequence[SymbolSnapshot]) -> None:
-        self.snapshots.extend(snapshots)
-
-    def figures(self) -> dict[str, object]:
-        return {"written": len(self.snapshots)}
-
-    async def close(self) -> None:
-        return None
-
+class ListSink(helpers.ListSink):
     @property
     def points(self) -> int:
         return sum(len(s.windows) for s in self.snapshots)

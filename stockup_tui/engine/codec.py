@@ -121,8 +121,8 @@ def _check_numbers(col: list, name: str, low: float, high: float, allow_low: boo
     return list(map(float, col))
 
 
-def decode_batch(payload: bytes | bytearray | memoryview | str) -> SymbolBatch:
-    """Parse and fully validate one message; raise `CodecError` on anything unexpected."""
+def _load(payload: bytes | bytearray | memoryview | str) -> dict:
+    """The size, JSON and version checks every message kind starts with."""
     if len(payload) > MAX_MESSAGE_BYTES:
         raise CodecError("oversized_message", f"{len(payload)} bytes > {MAX_MESSAGE_BYTES}")
     try:
@@ -134,6 +134,12 @@ def decode_batch(payload: bytes | bytearray | memoryview | str) -> SymbolBatch:
     version = obj.get("v")
     if type(version) is not int or version != SCHEMA_VERSION:
         raise CodecError("wrong_version", f"version {version!r}, expected {SCHEMA_VERSION}")
+    return obj
+
+
+def decode_batch(payload: bytes | bytearray | memoryview | str) -> SymbolBatch:
+    """Parse and fully validate one message; raise `CodecError` on anything unexpected."""
+    obj = _load(payload)
     keys = obj.keys()
     if keys != _KEYS and keys != _KEYS_ID:
         raise _schema(f"fields {sorted(obj)} != {sorted(_KEYS)} (+ optional id)")
@@ -243,16 +249,7 @@ def _opt_number(x: object) -> bool:
 
 def decode_snapshot(payload: bytes | bytearray | memoryview | str) -> SymbolSnapshot:
     """Parse and validate one metrics-topic message; raise `CodecError` on anything unexpected."""
-    if len(payload) > MAX_MESSAGE_BYTES:
-        raise CodecError("oversized_message", f"{len(payload)} bytes > {MAX_MESSAGE_BYTES}")
-    try:
-        obj = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise CodecError("malformed_json", str(exc)) from None
-    if type(obj) is not dict:
-        raise _schema("snapshot is not an object")
-    if obj.get("v") != SCHEMA_VERSION or type(obj.get("v")) is not int:
-        raise CodecError("wrong_version", f"version {obj.get('v')!r}, expected {SCHEMA_VERSION}")
+    obj = _load(payload)
     if obj.keys() != _SNAPSHOT_KEYS or obj["kind"] != KIND_SNAPSHOT:
         raise _schema(f"snapshot fields {sorted(obj)}")
     symbol, ts, lp, lt, windows = obj["s"], obj["ts"], obj["lp"], obj["lt"], obj["w"]
