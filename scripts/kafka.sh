@@ -14,51 +14,42 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=lib.sh source-path=SCRIPTDIR disable=SC1091  # `shellcheck -x` follows it
+. "$ROOT/scripts/lib.sh"
 SERVICES_DIR="${STOCKUP_SERVICES_DIR:-$ROOT/.services}"
 DIR="$SERVICES_DIR/kafka"
 LIBS="$DIR/libs"
 DATA="$DIR/data"
 PROPS="$DIR/server.properties"
 LOG="$DIR/server.log"
-PIDFILE="$DIR/kafka.pid"
 POM="$ROOT/scripts/kafka/pom.xml"
 HOST=127.0.0.1
 PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
-START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
-STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 PYTHON="${PYTHON:-python3}"
 if [[ -n "${JAVA_HOME:-}" ]]; then JAVA="$JAVA_HOME/bin/java"; else JAVA=java; fi
 
-say() { printf 'kafka: %s\n' "$*"; }
-die() { printf 'kafka: %s\n' "$*" >&2; exit 1; }
-
-# True while process $1 runs; a zombie (exited, not yet reaped by its parent) counts as gone.
-running() {
-    local state
-    kill -0 "$1" 2>/dev/null || return 1
-    state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
-    [[ -n "$state" && "$state" != Z ]]
-}
-
-pid_alive() {
-    local pid
-    [[ -f "$PIDFILE" ]] || return 1
-    pid="$(cat "$PIDFILE")"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    running "$pid" || return 1
-    # The pid may have been reused by another program after a reboot.
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka'
-}
-
-port_open() {
-    (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+# Read by scripts/lib.sh (described at its top).
+# shellcheck disable=SC2034  # used there, which only `shellcheck -x` sees
+{
+    SERVICE=kafka
+    PIDFILE="$DIR/kafka.pid"
+    START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+    STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
+    CMDLINE_PATTERN='kafka\.Kafka'
+    POLL_INTERVAL=1
+    LOGS=("$LOG" "$DIR/stdout.log")
+    WHERE="$HOST:$PORT"
+    FOREIGN="a broker"
+    EXITED="the broker"
+    NO_ANSWER="Kafka did not answer on $HOST:$PORT"
+    NOT_ANSWERING="not answering on $HOST:$PORT"
 }
 
 # Exit 0 when the broker answers a request: a metadata request with kafka-python when it is
 # installed, else an ApiVersions request spoken by hand (CI starts the servers before it
 # installs the project). The broker only processes requests once its start-up has finished.
-broker_answers() {
+server_answers() {
     "$PYTHON" - "$HOST" "$PORT" <<'PY' 2>/dev/null
 import socket, struct, sys
 host, port = sys.argv[1], int(sys.argv[2])
@@ -180,107 +171,20 @@ format_storage() {
         die "formatting the storage failed; see $DIR/format.log"
 }
 
-# Serializes start and stop of this server (several shells, or tests, may call them at once).
-take_lock() {
-    mkdir -p "$DIR"
-    exec 9>"$DIR/.lock"
-    flock -w "$((START_TIMEOUT + 30))" 9 || die "another start or stop is still running (lock: $DIR/.lock)"
-}
-
-start() {
-    local pid deadline
-    take_lock
-    if pid_alive && broker_answers; then
-        say "already running (pid $(cat "$PIDFILE")) on $HOST:$PORT"
-        return 0
-    fi
+# Launches the broker: fetches the jars (once), writes the config, formats the storage (once).
+server_launch() {
     command -v "$JAVA" >/dev/null || die "Java 17 or newer is needed (apt-get install openjdk-17-jre-headless)"
-    mkdir -p "$DIR"
-    if ! pid_alive; then
-        rm -f "$PIDFILE"
-        if broker_answers; then
-            say "a broker already answers on $HOST:$PORT (not started by this script); using it"
-            return 0
-        fi
-        if port_open "$PORT" || port_open "$CONTROLLER_PORT"; then
-            die "$HOST:$PORT or :$CONTROLLER_PORT is already in use by another program; stop it first"
-        fi
-        fetch_libs
-        write_config
-        format_storage
-        say "starting ($(basename "$(compgen -G "$LIBS/kafka_2.13-*.jar" | head -n 1)" .jar)); log: $LOG"
-        # setsid: the broker outlives the shell that started it and gets none of its signals.
-        # shellcheck disable=SC2086
-        setsid "$JAVA" -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
-            -Dlog4j2.configurationFile="$DIR/log4j2.properties" -Dkafka.logs.dir="$DIR" \
-            ${KAFKA_JVM_OPTS:-} -cp "$LIBS/*" kafka.Kafka "$PROPS" \
-            </dev/null >>"$DIR/stdout.log" 2>&1 9>&- &
-        pid=$!
-        printf '%s\n' "$pid" >"$PIDFILE"
+    if port_open "$PORT" || port_open "$CONTROLLER_PORT"; then
+        die "$HOST:$PORT or :$CONTROLLER_PORT is already in use by another program; stop it first"
     fi
-    pid="$(cat "$PIDFILE")"
-    deadline=$((SECONDS + START_TIMEOUT))
-    until broker_answers; do
-        if ! running "$pid"; then
-            rm -f "$PIDFILE"
-            tail -n 20 "$LOG" "$DIR/stdout.log" >&2 2>/dev/null || true
-            die "the broker exited during start-up; see $LOG and $DIR/stdout.log"
-        fi
-        if ((SECONDS >= deadline)); then
-            die "Kafka did not answer on $HOST:$PORT within $START_TIMEOUT s; see $LOG (still running as pid $pid)"
-        fi
-        sleep 1
-    done
-    say "up on $HOST:$PORT (pid $pid)"
+    fetch_libs
+    write_config
+    format_storage
+    say "starting ($(basename "$(compgen -G "$LIBS/kafka_2.13-*.jar" | head -n 1)" .jar)); log: $LOG"
+    # shellcheck disable=SC2086  # KAFKA_JVM_OPTS: several options, split on spaces
+    spawn "$DIR/stdout.log" "$JAVA" -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -Djava.awt.headless=true -Dlog4j2.configurationFile="$DIR/log4j2.properties" \
+        -Dkafka.logs.dir="$DIR" ${KAFKA_JVM_OPTS:-} -cp "$LIBS/*" kafka.Kafka "$PROPS"
 }
 
-stop() {
-    local pid deadline
-    take_lock
-    if ! pid_alive; then
-        rm -f "$PIDFILE"
-        say "not running"
-        return 0
-    fi
-    pid="$(cat "$PIDFILE")"
-    say "stopping (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + STOP_TIMEOUT))
-    while running "$pid"; do
-        if ((SECONDS >= deadline)); then
-            say "still running after $STOP_TIMEOUT s: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.5
-    done
-    rm -f "$PIDFILE"
-    say "stopped"
-}
-
-status() {
-    if broker_answers; then
-        if pid_alive; then
-            say "up on $HOST:$PORT (pid $(cat "$PIDFILE"))"
-        else
-            say "a broker answers on $HOST:$PORT, but not one this script started"
-        fi
-        return 0
-    fi
-    if pid_alive; then
-        say "running (pid $(cat "$PIDFILE")) but not answering on $HOST:$PORT; see $LOG"
-    else
-        say "down"
-    fi
-    return 1
-}
-
-case "${1:-}" in
-start) start ;;
-stop) stop ;;
-status) status ;;
-*)
-    echo "usage: $0 {start|stop|status}" >&2
-    exit 2
-    ;;
-esac
+dispatch pidfile_ "start stop status" "$@"

@@ -16,6 +16,10 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=lib.sh source-path=SCRIPTDIR disable=SC1091  # `shellcheck -x` follows it
+. "$ROOT/scripts/lib.sh"
+# shellcheck disable=SC2034  # read by scripts/lib.sh, which only `shellcheck -x` sees
+SERVICE=rabbitmq
 LOCK_DIR="${STOCKUP_SERVICES_DIR:-$ROOT/.services}/rabbitmq"
 VHOST=stocks
 USER_NAME=stockup
@@ -26,21 +30,11 @@ START_TIMEOUT="${RABBITMQ_START_TIMEOUT:-90}"
 LOG_DIR=/var/log/rabbitmq
 PYTHON="${PYTHON:-python3}"
 
-say() { printf 'rabbitmq: %s\n' "$*"; }
-die() { printf 'rabbitmq: %s\n' "$*" >&2; exit 1; }
-
 SUDO=()
 if [[ "$(id -u)" -ne 0 ]] && [[ "$(id -un)" != rabbitmq ]]; then
     command -v sudo >/dev/null || die "RabbitMQ's commands must run as root or rabbitmq, and sudo is missing"
     SUDO=(sudo)
 fi
-
-# Serializes start and stop (several shells, or tests, may call them at once).
-take_lock() {
-    mkdir -p "$LOCK_DIR"
-    exec 9>"$LOCK_DIR/.lock"
-    flock -w "$((START_TIMEOUT + 30))" 9 || die "another start or stop is still running (lock: $LOCK_DIR/.lock)"
-}
 
 ctl() { "${SUDO[@]}" rabbitmqctl -q "$@"; }
 
@@ -49,10 +43,6 @@ require_installed() {
     if ! command -v rabbitmq-server >/dev/null || ! command -v rabbitmqctl >/dev/null; then
         die "rabbitmq-server is not installed (apt-get install rabbitmq-server)"
     fi
-}
-
-port_open() {
-    (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null
 }
 
 # The RabbitMQ application runs on the node (false while the node is down or after stop_app).
@@ -64,14 +54,14 @@ node_running() {
     "${SUDO[@]}" rabbitmq-diagnostics -q ping >/dev/null 2>&1
 }
 
+# The application runs and $HOST:$PORT accepts connections.
+app_listening() {
+    app_running && port_open "$PORT"
+}
+
 wait_app() {
-    local deadline=$((SECONDS + START_TIMEOUT))
-    until app_running && port_open; do
-        if ((SECONDS >= deadline)); then
-            die "RabbitMQ did not start within $START_TIMEOUT s; see $LOG_DIR/ (rabbit@$(hostname -s).log)"
-        fi
-        sleep 1
-    done
+    poll_until "$START_TIMEOUT" 1 "" app_listening ||
+        die "RabbitMQ did not start within $START_TIMEOUT s; see $LOG_DIR/ (rabbit@$(hostname -s).log)"
     # await_startup also waits for the boot steps that follow the listener (plugins, definitions).
     ctl await_startup --timeout "$START_TIMEOUT" >/dev/null ||
         die "RabbitMQ did not finish booting within $START_TIMEOUT s; see $LOG_DIR/"
@@ -141,7 +131,7 @@ PY
 
 start() {
     require_installed
-    take_lock
+    take_lock "$LOCK_DIR"
     if app_running; then
         say "already running"
     else
@@ -149,7 +139,7 @@ start() {
             say "the node runs but the application is stopped: starting it"
             ctl start_app >/dev/null
         else
-            if port_open; then
+            if port_open "$PORT"; then
                 die "$HOST:$PORT is in use by another program; stop it first"
             fi
             say "starting (rabbitmq-server -detached); logs in $LOG_DIR/"
@@ -166,7 +156,7 @@ start() {
 
 stop() {
     require_installed
-    take_lock
+    take_lock "$LOCK_DIR"
     if ! node_running; then
         say "not running"
         return 0
@@ -179,7 +169,7 @@ stop() {
 
 status() {
     require_installed
-    if app_running && port_open; then
+    if app_listening; then
         say "up on $HOST:$PORT"
         return 0
     fi
@@ -193,7 +183,7 @@ status() {
 
 stop_app() {
     require_installed
-    take_lock
+    take_lock "$LOCK_DIR"
     node_running || die "the node is not running"
     ctl stop_app >/dev/null
     say "application stopped (the node still runs; start_app starts it)"
@@ -201,21 +191,11 @@ stop_app() {
 
 start_app() {
     require_installed
-    take_lock
+    take_lock "$LOCK_DIR"
     node_running || die "the node is not running (start starts it)"
     ctl start_app >/dev/null
     wait_app
     say "application started"
 }
 
-case "${1:-}" in
-start) start ;;
-stop) stop ;;
-status) status ;;
-stop_app) stop_app ;;
-start_app) start_app ;;
-*)
-    echo "usage: $0 {start|stop|status|stop_app|start_app}" >&2
-    exit 2
-    ;;
-esac
+dispatch "" "start stop status stop_app start_app" "$@"
