@@ -172,7 +172,7 @@ class RabbitMQConfig(_Section):
     password: SecretStr | None = Field(None, description="or STOCKUP_RABBITMQ__PASSWORD")
     tls: bool = False
     tls_cafile: Path | None = None
-    exchange: str = Field("stockup.trades", description="direct exchange, routing key = symbol")
+    exchange: str = Field("stockup.trades", description="topic exchange, routing key = symbol")
     queue: str = Field("stockup.trades", description="the analyzer's queue")
     queue_type: Literal["stream", "quorum", "classic"] = "stream"
     max_age: Duration = Field(86_400.0, gt=0, description="stream x-max-age (default 1 day)")

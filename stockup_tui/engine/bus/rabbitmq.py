@@ -82,6 +82,11 @@ class RabbitMQBus:
             )
         self._links = [link for link in (self.publisher, self.consumer) if link is not None]
         self._closed = False
+        self.drain_timeout = DRAIN_TIMEOUT
+        # Role all: messages published here and not yet handed to the analyzer, at most (half
+        # the consumer's prefetch: enough in flight to keep the broker busy; measured with
+        # benchmarks/bench_rabbitmq.py, larger bounds only add latency under overload).
+        self.max_ahead = max(100, cfg.prefetch // 2)
         self._ticker: asyncio.Task[None] | None = None
         self._rates: dict[str, tuple[float, int]] = {}
         self._confirm_prev = LatencyHistogram()  # confirm latency of the previous tick
@@ -106,10 +111,25 @@ class RabbitMQBus:
     async def publish(self, messages: Sequence[Message]) -> None:
         if self._closed:
             raise RuntimeError("bus is closed")
-        if self.publisher is None:
+        pub, con = self.publisher, self.consumer
+        if pub is None:
             raise RuntimeError("this role does not publish (rabbitmq bus built for consuming)")
         if messages:
-            self.publisher.publish(messages)
+            pub.publish(messages)
+        if con is not None:
+            # Role all: the source must not run ahead of our own analyzer through the broker
+            # (the memory bus bounds its queue the same way), or under overload the shared loop
+            # feeds the broker while the analyzer starves and latency grows without bound. A
+            # consumer that is away or not running never holds the source back.
+            while (
+                pub.accepted - con.delivered > self.max_ahead
+                and con.connected
+                and con.consuming
+                and not self._closed
+            ):
+                con.progress.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(con.progress.wait(), 0.05)
 
     def consume(self) -> AsyncIterator[Delivery]:
         if self.consumer is None:
@@ -137,10 +157,10 @@ class RabbitMQBus:
         pub, con = self.publisher, self.consumer
         marker = False
         if pub is not None:
-            ok = await pub.drain(DRAIN_TIMEOUT)
+            ok = await pub.drain(self.drain_timeout)
             if ok and con is not None and con.connected:
                 pub.publish_marker(self._id)
-                marker = await pub.drain(DRAIN_TIMEOUT)
+                marker = await pub.drain(self.drain_timeout)
             if not ok or pub.unconfirmed:
                 n, trades = pub.unconfirmed, pub.abandon()
                 if n:
@@ -150,14 +170,14 @@ class RabbitMQBus:
                         "within %.0fs of closing: lost",
                         n,
                         trades,
-                        DRAIN_TIMEOUT,
+                        self.drain_timeout,
                     )
             await pub.stop()
         if con is not None:
-            con.begin_close(await_marker=marker, timeout=DRAIN_TIMEOUT)
+            con.begin_close(await_marker=marker, timeout=self.drain_timeout)
             if con.consuming:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(con.done.wait(), DRAIN_TIMEOUT + 1)
+                    await asyncio.wait_for(con.done.wait(), self.drain_timeout + 1)
             await con.stop()
         if self._ticker is not None:
             self._ticker.cancel()
@@ -174,7 +194,8 @@ class RabbitMQBus:
             await asyncio.sleep(STATS_INTERVAL)
             n += 1
             con = self.consumer
-            if n % POLL_EVERY == 1 and con is not None and con.connected:
+            # Streams answer a passive declare with 0 messages and 0 consumers: not polled.
+            if n % POLL_EVERY == 1 and con is not None and con.connected and not con.stream:
                 try:
                     await con.poll_queue()
                 except Exception as exc:
@@ -203,6 +224,8 @@ class RabbitMQBus:
         for link in self._links:
             if link.connected:
                 state = "up"
+            elif link.stopped:
+                state = "closed"
             elif link.down_since is not None:
                 state = f"down {now - link.down_since:.0f}s"
             else:
@@ -214,8 +237,8 @@ class RabbitMQBus:
             if link.last_error:
                 errors.append(link.last_error)
         s.connected = all(link.connected for link in self._links)
-        details["link"] = ", ".join(links)
-        details["queue"] = f"{self.cfg.queue} ({self.cfg.queue_type})"
+        details["amqp"] = ", ".join(links)
+        details[self.cfg.queue_type] = self.cfg.queue  # "stream": stockup.trades
         if pub is not None:
             s.published_messages = pub.confirmed
             s.published_bytes = pub.confirmed_bytes
@@ -228,10 +251,10 @@ class RabbitMQBus:
             h.merge(pub.latency)
             p50, p99 = h.percentile(0.5), h.percentile(0.99)
             if p50 is not None and p99 is not None:
-                details["confirm p50/p99"] = f"{p50 * 1000:.1f}/{p99 * 1000:.1f} ms"
-            details["unconfirmed"] = f"{pub.unconfirmed:,} ({pub.buffered_bytes / 1e6:,.1f} MB)"
+                details["confirm"] = f"p50 {p50 * 1000:.1f} ms  p99 {p99 * 1000:.1f} ms"
+            details["unconf"] = f"{pub.unconfirmed:,} ({pub.buffered_bytes / 1e6:,.1f} MB)"
             if pub.republished:
-                details["republished"] = f"{pub.republished:,}"
+                details["resent"] = f"{pub.republished:,}"
             if pub.blocked_reason:
                 details["flow"] = pub.blocked_reason
             if pub.full_error:
@@ -241,18 +264,23 @@ class RabbitMQBus:
             s.acked_messages = con.acked
             consumed = self._rate("consumed", con.delivered, now)
             details["consume"] = f"{consumed:,.0f}/s, unacked {con.backlog:,}"
-            if con.queue_consumers is not None:
-                details["consumers"] = str(con.queue_consumers)
-            if con.stream:
+            if con.queue_consumers is not None and not con.stream:  # streams report 0
+                details["readers"] = str(con.queue_consumers)
+            if pub is not None:  # role all: between our source and our analyzer
+                s.queue_depth = max(0, pub.accepted - con.delivered)
+                s.queue_capacity = self.max_ahead
+            elif con.stream:
                 s.queue_depth = con.backlog
+                s.queue_capacity = con.cfg.prefetch
+            else:
+                s.queue_depth = (con.queue_messages or 0) + con.backlog
+            if con.stream:
                 if con.acked_offset is not None:
                     details["offset"] = f"{con.acked_offset:,}"
                 if con.replaying:
                     details["replay"] = f"{con.replayed:,} messages (no emission)"
-            else:
-                s.queue_depth = (con.queue_messages or 0) + con.backlog
             if con.dead_lettered or con.dead_letter_errors:
-                details["dead-lettered"] = f"{con.dead_lettered:,}" + (
+                details["dlq"] = f"{con.dead_lettered:,}" + (
                     f" ({con.dead_letter_errors} failed)" if con.dead_letter_errors else ""
                 )
                 s.publish_errors += con.dead_letter_errors
@@ -260,7 +288,7 @@ class RabbitMQBus:
                 errors.append(con.dead_letter_error)
         elif pub is not None:
             s.queue_depth = pub.unconfirmed
-        s.last_error = errors[0] if errors else None
+        s.last_error = " | ".join(list(dict.fromkeys(errors))[:2]) if errors else None
         s.details = details
 
     # for tests and the benchmark

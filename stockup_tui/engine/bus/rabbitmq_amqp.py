@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -109,20 +110,24 @@ def describe_error(exc: BaseException | None, cfg: RabbitMQConfig) -> str:
     elif isinstance(exc, px.AMQPHeartbeatTimeout):
         text = f"lost RabbitMQ at {where}: no heartbeat"
     elif isinstance(exc, px.StreamLostError):
-        text = f"lost the connection to RabbitMQ at {where}: {_inner(exc)}"
+        text = f"lost the connection to RabbitMQ at {where}: {_inner(_root(exc))}"
     elif isinstance(exc, px.AMQPConnectionError):
-        inner = _inner(exc)
-        if "refused" in inner.lower():
+        root = _root(exc)
+        if isinstance(root, ConnectionRefusedError):
             text = (
                 f"cannot reach RabbitMQ at {where}: connection refused (is it running? check "
                 "rabbitmq.host / rabbitmq.port)"
             )
-        elif "ssl" in inner.lower() or "certificate" in inner.lower():
-            text = f"TLS handshake with RabbitMQ at {where} failed: {inner}"
-        elif "timeout" in inner.lower() or "timed out" in inner.lower():
+        elif isinstance(root, socket.gaierror):
+            text = f"cannot resolve the RabbitMQ host '{cfg.host}' (check rabbitmq.host): {root}"
+        elif isinstance(root, ssl.SSLError):
+            text = f"TLS handshake with RabbitMQ at {where} failed: {root}"
+        elif isinstance(root, TimeoutError | socket.timeout):
             text = f"cannot reach RabbitMQ at {where}: timed out"
+        elif isinstance(root, OSError):
+            text = f"cannot reach RabbitMQ at {where}: {root.strerror or root}"
         else:
-            text = f"cannot reach RabbitMQ at {where}: {inner}"
+            text = f"cannot reach RabbitMQ at {where}: {_inner(root)}"
     elif isinstance(exc, TimeoutError):
         text = f"RabbitMQ at {where} did not answer in time"
     elif exc is None:
@@ -132,15 +137,24 @@ def describe_error(exc: BaseException | None, cfg: RabbitMQConfig) -> str:
     return _scrub(text, cfg)
 
 
+def _root(exc: BaseException) -> BaseException:
+    """The innermost cause inside pika's nested connection-workflow errors."""
+    for _ in range(10):
+        nested = getattr(exc, "exceptions", None)
+        inner = getattr(exc, "exception", None)
+        if nested:
+            exc = nested[-1]
+        elif isinstance(inner, BaseException):
+            exc = inner
+        elif exc.args and isinstance(exc.args[0], BaseException):
+            exc = exc.args[0]
+        else:
+            break
+    return exc
+
+
 def _inner(exc: BaseException) -> str:
-    """The most telling part of pika's nested connection-workflow errors."""
-    text = str(exc)
-    for marker in ("last exception - ", "AMQPConnectorSocketConnectError: "):
-        if marker in text:
-            text = text.split(marker, 1)[1]
-    text = text.split("; first exception", 1)[0].strip("()\"', ")
-    if "ConnectionRefusedError" in text or "Errno 111" in text:
-        return "connection refused"
+    text = str(exc) or repr(exc)
     return text[:200] or type(exc).__name__
 
 
@@ -383,6 +397,10 @@ class Link:
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(exc)
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopping
+
     async def stop(self, timeout: float = 5.0) -> None:
         self._stopping = True
         self._wake.set()
@@ -467,6 +485,7 @@ class Link:
         if self.down_since is None:
             self.down_since = time.monotonic()
         self.last_error = text
+        log.debug("RabbitMQ %s: down: %r", self.name, reason)
         if text != self._logged:
             self._logged = text
             log.warning(

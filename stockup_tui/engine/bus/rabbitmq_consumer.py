@@ -5,14 +5,15 @@ in groups and `ack()` acknowledges a group with one `basic_ack(multiple=True)` o
 are done (at-least-once).
 
 On a stream queue the position is ours to keep: after each ack the consumer saves a checkpoint
-(`rabbitmq_checkpoint.py`). A restarted analyzer attaches at the checkpoint's `replay_from` and
-marks every message up to the checkpointed offset `replay=True`, so its windows are rebuilt
-before it emits anything. Before trusting a position the consumer checks that the stream still
-holds the same message there (offset + CRC): a stream deleted and declared again starts at
-offset 0, and a stale position would otherwise skip or silence new data. Without a checkpoint
-the consumer starts at the moment the bus started (a stream timestamp), so nothing published
-after the start is missed even if the broker answers late. After a lost connection inside one
-process, it attaches right after the last message it received.
+(`rabbitmq_checkpoint.py`, at most every 20 ms). A restarted analyzer attaches at the
+checkpoint's `replay_from` and marks every message up to the checkpointed offset `replay=True`,
+so its windows are rebuilt before it emits anything. Before trusting a position the consumer
+checks that the stream still holds the same message there (offset + CRC): a stream deleted and
+declared again starts at offset 0, and a stale position would otherwise skip or silence new
+data. Without a checkpoint the consumer starts at the moment the bus started (a stream
+timestamp), so nothing published after the start is missed even if the broker answers late.
+After a lost connection inside one process, it attaches right after the last message it
+received.
 
 Quorum and classic queues keep the position in the broker: unacknowledged messages are
 delivered again after a reconnect (the analyzer skips batches it already applied), and there
@@ -94,6 +95,7 @@ class Consumer(Link):
         self._drain_deadline = 0.0
         self.consuming = False
         self.done = asyncio.Event()
+        self.progress = asyncio.Event()  # set on every delivery (role all's back-pressure)
         self.max_delivery = max(1, cfg.prefetch // 2)  # half the credit stays with the broker
         # figures
         self.received = 0
@@ -229,7 +231,9 @@ class Consumer(Link):
                 on_message,
                 arguments={OFFSET_HEADER: offset},
             )
-            done, _ = await asyncio.wait({got, lost}, timeout=PROBE_TIMEOUT)
+            done, _ = await asyncio.wait(
+                {got, lost}, timeout=PROBE_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
             if lost.done():
                 reason = lost.result()
                 raise reason if isinstance(reason, BaseException) else LinkLost("lost")
@@ -303,6 +307,7 @@ class Consumer(Link):
                         last = inbox.popleft()
                         msgs.append(last[3])
                     self.delivered += len(msgs)
+                    self.progress.set()
                     if msgs[0].replay:
                         self.replayed += sum(1 for m in msgs if m.replay)
                     yield Delivery(msgs, token=_Token(gen, last[1], last[2], last[4]))
@@ -360,9 +365,14 @@ class Consumer(Link):
             while len(samples) >= 2 and samples[1][1] <= target:
                 samples.popleft()
         if self.checkpoint is not None:
-            self.checkpoint.save(offset, zlib.crc32(body), watermark_ms, samples[0][0])
+            self.checkpoint.update(offset, body, watermark_ms, samples[0][0])
 
     # -- closing ---------------------------------------------------------------------------
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        await super().stop(timeout)
+        if self.checkpoint is not None:
+            self.checkpoint.flush()
 
     def begin_close(self, await_marker: bool, timeout: float) -> None:
         self._closing = True

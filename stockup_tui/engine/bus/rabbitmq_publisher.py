@@ -74,6 +74,7 @@ class Publisher(Link):
         self.accepted = 0
         self.confirmed = 0
         self.confirmed_bytes = 0
+        self.confirmed_trades = 0
         self.republished = 0
         self.nacked = 0
         self.returned = 0
@@ -101,7 +102,7 @@ class Publisher(Link):
         self._ch = ch
         if self._unsent:
             log.info(
-                "RabbitMQ publisher: writing %d unconfirmed message(s) again, in order",
+                "RabbitMQ publisher: writing %d unconfirmed message(s), in order",
                 len(self._unsent),
             )
         self._pump()
@@ -207,12 +208,16 @@ class Publisher(Link):
     def _confirmed(self, done: list[_Entry]) -> None:
         now = time.monotonic()
         record = self.latency.record
-        nbytes = 0
+        nbytes = trades = markers = 0
         for e in done:
             nbytes += len(e.payload)
+            trades += e.trades
             record(now - e.sent_at)
+            if e.headers is not None:
+                markers += 1
         self.buffered_bytes -= nbytes
-        self.confirmed += len(done)
+        self.confirmed += len(done) - markers
+        self.confirmed_trades += trades
         self.confirmed_bytes += nbytes
         if not self._inflight and not self._unsent:
             self._idle.set()
