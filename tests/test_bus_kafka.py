@@ -281,9 +281,9 @@ async def test_killed_analyzer_restarts_with_exact_metrics(
     path = tmp_path / "session.jsonl"
     truth = make_recording(path, seed=5)
     ends = last_boundaries(truth)
-    logs = tmp_path / "analyzer.log"
+    logs, ref_logs = tmp_path / "analyzer.log", tmp_path / "reference.log"
     victim_cfg = write_config(tmp_path / "a.toml", kafka, kafka["group_id"], logs)
-    ref_cfg = write_config(tmp_path / "ref.toml", kafka, kafka["group_id"] + ".ref", logs)
+    ref_cfg = write_config(tmp_path / "ref.toml", kafka, kafka["group_id"] + ".ref", ref_logs)
     before, after, ref_out = (
         tmp_path / "before.jsonl",
         tmp_path / "after.jsonl",
@@ -295,7 +295,10 @@ async def test_killed_analyzer_restarts_with_exact_metrics(
     restarted: subprocess.Popen[bytes] | None = None
     try:
         await wait_until(
-            lambda: logs.exists() and logs.read_text().count("Kafka partitions assigned") >= 2,
+            lambda: all(
+                f.exists() and "Kafka partitions assigned" in f.read_text()
+                for f in (logs, ref_logs)
+            ),
             timeout=60,
             what="both analyzers to join their groups",
         )
