@@ -160,11 +160,11 @@ def _setup_logging(loaded: LoadedConfig, screen: bool) -> None:
     )
     # The websockets library logs every connection at INFO; our own logs say what matters.
     # Client libraries log every connection at INFO; their warnings and errors are what matter.
-    for name in ("websockets", "pika"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
-    # kafka-python logs an ERROR and two WARNINGs per reconnect attempt while a broker is away;
-    # the Kafka bus reports each state change once itself (log, screen, status line).
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    logging.getLogger("websockets").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # kafka-python and pika log errors on every reconnect attempt while a broker is away; the
+    # buses report each state change once themselves (log, screen, status line).
+    for name in ("kafka", "pika"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def print_config(loaded: LoadedConfig) -> None:

@@ -37,6 +37,8 @@ def status_line(st: PipelineStats, final: bool = False) -> str:
     drops = " ".join(f"{k}={v}" for k, v in sorted(st.drops.items()) if v) or "none"
     restarts = sum(s.restarts for s in st.stages)
     link = "" if bus.connected or final else " DOWN"
+    if link and bus.last_error:
+        link += f" ({bus.last_error[:120]})"
     influx = st.sinks.get("influx")
     sink = f" | influx {influx['state']} pending {influx['pending']}" if influx else ""
     return (

@@ -203,7 +203,10 @@ async def test_wrong_password_headless_clear_error_once_and_no_crash_loop(tmp_pa
         "RabbitMQ refused the login for user 'stockup' on vhost 'stocks' "
         "(check rabbitmq.username / STOCKUP_RABBITMQ__PASSWORD)"
     )
-    assert text.count(error) == 1, text[-3000:]  # once per state change, not per attempt
+    logged = [line for line in text.splitlines() if error in line and " WARNING " in line]
+    assert len(logged) == 1, text[-3000:]  # logged once per state change, not per attempt
+    status = [line for line in text.splitlines() if " | bus rabbitmq DOWN " in line]
+    assert len(status) >= 10 and error in status[-1]  # and on the status line once known
     assert secret not in text
     assert "Traceback" not in text
 
