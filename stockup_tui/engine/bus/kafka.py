@@ -147,7 +147,7 @@ class KafkaBus:
 
     # -- consuming -------------------------------------------------------------------------
 
-    async def consume(self):  # type: ignore[no-untyped-def]
+    async def consume(self) -> AsyncIterator[Delivery]:
         if self.reader is None:
             return
         queue = self._queue
