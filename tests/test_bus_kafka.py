@@ -227,6 +227,21 @@ def read_snapshots(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
     return out
 
 
+def committed_watermarks(bootstrap: str, group: str) -> dict[int, int]:
+    """Partition -> watermark in the group's committed offsets (what a restart rewinds to)."""
+    from kafka import KafkaAdminClient
+
+    from stockup_tui.engine.bus.kafka_consumer import watermark_of
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group) or {}
+    finally:
+        admin.close()
+    found = {tp.partition: watermark_of(om.metadata) for tp, om in offsets.items()}
+    return {part: wm for part, wm in found.items() if wm is not None}
+
+
 def start_analyzer(config: Path, out: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -305,6 +320,11 @@ async def test_killed_analyzer_restarts_with_exact_metrics(
         await query.start()
         await wait_until(
             lambda: len(read_snapshots(before)) >= 60, timeout=60, what="the victim to emit"
+        )
+        await wait_until(
+            lambda: committed_watermarks(kafka["bootstrap_servers"], kafka["group_id"]),
+            timeout=30,
+            what="the victim to commit offsets with its watermark",
         )
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)

@@ -211,9 +211,11 @@ class KafkaReader:
 
     def _put(self, item: Delivery | None) -> None:
         """Hands an item to the event loop, waiting while its queue is full (back-pressure)."""
+        coro = self._queue.put(item)
         try:
-            future = asyncio.run_coroutine_threadsafe(self._queue.put(item), self._loop)
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         except RuntimeError:  # the loop closed meanwhile: nobody is reading any more
+            coro.close()
             return
         while True:
             try:
@@ -306,6 +308,8 @@ class KafkaReader:
             deadline = time.monotonic() + 10
             while self._acks < self._delivered and time.monotonic() < deadline:
                 time.sleep(0.01)  # the analyzer finishes the last delivery it was given
+            if self._metrics is not None and self._metrics.has_pending():
+                self._metrics.wait_ready(10)  # so the last snapshots go out in a transaction
             self._commit(consumer, force=True)
             if self._metrics is not None:
                 self._metrics.close_producer()

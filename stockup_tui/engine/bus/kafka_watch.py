@@ -109,9 +109,11 @@ class TopicWatcher:
     def _put(self, item: list[tuple[bytes, bytes]] | None) -> None:
         if self._loop.is_closed():
             return
+        coro = self.queue.put(item)
         try:
-            future = asyncio.run_coroutine_threadsafe(self.queue.put(item), self._loop)
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         except RuntimeError:  # the loop closed meanwhile: nobody is reading any more
+            coro.close()
             return
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
