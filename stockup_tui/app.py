@@ -8,18 +8,22 @@ once and to the config file, so it survives a restart.
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import textual.screen
 from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
 from stockup_tui.config import LoadedConfig, default_config_path, save_settings
@@ -37,6 +41,28 @@ from stockup_tui.widgets.quotes import QuotesTable
 log = logging.getLogger(__name__)
 
 HEALTH_EVERY = 3  # refresh ticks between health pane redraws (it changes once a second)
+MAX_FPS = 120
+"""Frames a second Textual may draw (its default is 60, `TEXTUAL_FPS` overrides both). Frames
+are drawn only when something changed; the cap is how soon after one frame the next may
+follow. At 60, a key pressed while a refresh was being drawn waited up to 17 ms for the next
+slot before its own frame could start."""
+
+
+FREEZE_AFTER = 3.0  # seconds after start: see `freeze_startup_objects`
+
+
+def freeze_startup_objects() -> None:
+    """Takes everything alive now (modules, the engine, the widgets) out of the cyclic GC.
+
+    A full collection walks every tracked object and holds the GIL, stopping the screen and
+    the engine alike: with the app's ~10^5 long-lived objects it took 30-60 ms, every few
+    seconds, and a key pressed then waited for it. Frozen objects are still freed by reference
+    counting; the collector only skips them, so later full collections walk the objects made
+    since (5-25 ms). Garbage is collected first, so that none is kept for good; done once, as
+    an object frozen and later left in a reference cycle would never be freed.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class EngineView(Protocol):
@@ -123,6 +149,9 @@ class StockupApp(App[None]):
         config_path: Path | None = None,
         save: bool = True,
     ) -> None:
+        if "TEXTUAL_FPS" not in os.environ and hasattr(textual.screen, "UPDATE_PERIOD"):
+            # Read when a screen creates its update timer, i.e. after this.
+            textual.screen.UPDATE_PERIOD = min(textual.screen.UPDATE_PERIOD, 1 / MAX_FPS)
         super().__init__()
         self.loaded = loaded
         self.settings = loaded.settings
@@ -142,6 +171,7 @@ class StockupApp(App[None]):
         self.alerts: list[Alert] = []
         self.log_handler = UILogHandler()
         self._ticks = 0
+        self._refresh_timer: Timer | None = None
         self._theme_errors: list[str] = []
 
     # -- layout ----------------------------------------------------------------------------
@@ -179,9 +209,11 @@ class StockupApp(App[None]):
         self.engine.set_symbols(self.watchlists.symbols)
         self._update_subtitle()
         self.quotes.focus()
-        self.set_interval(self.settings.ui.refresh, self.refresh_panes)
+        self._refresh_timer = self.set_interval(self.settings.ui.refresh, self.refresh_panes)
         for err in self._theme_errors:
             self.event(f"theme file skipped: {err}", "WARNING")
+        # Once the engine has built its state for the watchlist (a few refreshes in).
+        self.set_timer(FREEZE_AFTER, freeze_startup_objects)
 
     def _load_themes(self) -> None:
         themes, errors = discover_themes([builtin_theme_dir(), user_theme_dir()])
@@ -196,13 +228,16 @@ class StockupApp(App[None]):
 
     # -- refresh (the only path from engine to screen) -------------------------------------
 
-    def refresh_panes(self) -> None:
+    def refresh_panes(self, *, tick: bool = True) -> None:
+        """Hands the latest snapshots to the visible panes; `tick`: the timer's refresh, which
+        also redraws the health pane every `HEALTH_EVERY` ticks (a key's refresh leaves it)."""
         if not self.is_running:  # shutting down: the panes are being removed
             return
         self._drain_log()
         if self.paused:
             return
-        self._ticks += 1
+        if tick:
+            self._ticks += 1
         latest = self.engine.latest
         now_ms = int(self.clock() * 1000)
         quotes = self.quotes
@@ -210,10 +245,18 @@ class StockupApp(App[None]):
         if self.detail.display:
             self._show_detail(quotes.selected_symbol, latest, now_ms)
         health = self.health
-        if health.display and (self._ticks % HEALTH_EVERY == 1):
+        if tick and health.display and (self._ticks % HEALTH_EVERY == 1):
             health.update_health(self.engine.stats)
         if self.alerts:
             self._check_alerts(latest)
+
+    def refresh_now(self) -> None:
+        """A refresh for a key press, in the key's own frame and with only what the key can
+        change (not the health pane); the timer starts its period again, so a tick does not
+        redo the same work just before that frame is drawn."""
+        self.refresh_panes(tick=False)
+        if self._refresh_timer is not None:
+            self._refresh_timer.reset()
 
     def _drain_log(self) -> None:
         records = self.log_handler.drain()
@@ -246,7 +289,7 @@ class StockupApp(App[None]):
         self._save()
         self._update_subtitle()
         self.event(note)
-        self.refresh_panes()
+        self.refresh_now()
 
     def _save(self) -> None:
         if not self.save_enabled:
@@ -301,15 +344,15 @@ class StockupApp(App[None]):
 
     def action_sort_next(self) -> None:
         self.quotes.cycle_sort()
-        self.refresh_panes()
+        self.refresh_now()
 
     def action_sort_reverse(self) -> None:
         self.quotes.reverse_sort()
-        self.refresh_panes()
+        self.refresh_now()
 
     def action_sort_watchlist(self) -> None:
         self.quotes.sort_by(None)
-        self.refresh_panes()
+        self.refresh_now()
 
     def action_filter(self) -> None:
         box = self.filter_box
@@ -319,7 +362,7 @@ class StockupApp(App[None]):
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.quotes.set_filter(event.value)
-        self.refresh_panes()
+        self.refresh_now()
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
@@ -342,7 +385,7 @@ class StockupApp(App[None]):
     def action_next_window(self) -> None:
         self.window_index = (self.window_index + 1) % len(self.window_labels)
         self._update_subtitle()
-        self.refresh_panes()
+        self.refresh_now()
 
     def action_toggle(self, pane: str) -> None:
         widget = {"detail": self.detail, "health": self.health, "events": self.events}[pane]
@@ -361,10 +404,14 @@ class StockupApp(App[None]):
 
     def _update_subtitle(self) -> None:
         state = "  ⏸ PAUSED" if self.paused else ""
-        self.sub_title = (
+        sub_title = (
             f"{self.watchlists.active} · {len(self.watchlists.symbols)} symbols · "
             f"window {self.window_labels[self.window_index]}{state}"
         )
+        # Set without the reactive's side effect: assigning `App.sub_title` repaints the whole
+        # screen (for a Header, which this app does not have), which made a window switch cost
+        # a full-screen render. The status bar below is the only place it shows.
+        self.set_reactive(App.sub_title, sub_title)
         self.statusbar.update(f"[b]{self.title}[/b] · {self.sub_title}", layout=False)
 
     # -- alerts ------------------------------------------------------------------------------

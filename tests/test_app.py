@@ -238,3 +238,71 @@ async def test_tab_cycles_named_watchlists(tmp_path: Path) -> None:
         await pilot.press("shift+tab")
         assert app.watchlists.active == "main"
         await until(pilot, lambda: subscriptions(app) == {"AAPL", "MSFT"}, "main again")
+
+
+async def test_window_switch_repaints_only_what_changed(tmp_path: Path) -> None:
+    """The subtitle is not a screen-wide reactive: `w` must not repaint the whole screen."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: rows(app) == ["AAPL", "MSFT"], "rows")
+        screen = app.screen
+        repaints: list[tuple[object, ...]] = []
+        original = screen.refresh
+
+        def spy(*regions: object, **kwargs: object) -> object:
+            repaints.append((regions, kwargs))
+            return original(*regions, **kwargs)
+
+        screen.refresh = spy  # type: ignore[method-assign]
+        await pilot.press("w")
+        assert "window 5m" in str(app.statusbar.render())
+        assert app.sub_title.endswith("window 5m")
+        assert repaints == []
+
+
+async def test_frames_may_follow_each_other_closer_than_textuals_default(tmp_path: Path) -> None:
+    import os
+
+    from stockup_tui.app import MAX_FPS
+
+    if "TEXTUAL_FPS" in os.environ:
+        pytest.skip("TEXTUAL_FPS is set: Textual's own setting wins")
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE):
+        # A frame asked for right after another waits at most this long for its slot.
+        assert app.screen._update_timer._interval == pytest.approx(1 / MAX_FPS)
+        assert MAX_FPS >= 120
+
+
+async def test_startup_objects_are_frozen_out_of_the_cyclic_gc(tmp_path: Path) -> None:
+    import gc
+
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    app = make_app(tmp_path)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: gc.get_freeze_count() > 0, "the freeze", timeout=15)
+            # Everything alive then: modules, widgets, the engine; the collector still runs.
+            assert gc.get_freeze_count() > 10_000
+            assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+
+
+async def test_a_keys_refresh_leaves_the_health_pane_to_the_timer(tmp_path: Path) -> None:
+    from stockup_tui.app import HEALTH_EVERY
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        calls: list[int] = []
+        original = app.health.update_health
+        app.health.update_health = lambda st: calls.append(1) or original(st)  # type: ignore[method-assign]
+        await until(pilot, lambda: len(calls) > 0, "health refreshed by the timer")
+        seen, ticks = len(calls), app._ticks
+        for _ in range(2 * HEALTH_EVERY):
+            app.refresh_now()  # what a key press does (no tick can run in between)
+        assert len(calls) == seen and app._ticks == ticks
+        for _ in range(HEALTH_EVERY):
+            app.refresh_panes()  # the timer's refresh
+        assert len(calls) == seen + 1 and app._ticks == ticks + HEALTH_EVERY

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
-from rich.console import Console, RenderableType
-from rich.table import Table
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.widgets import Static
 
 from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics
-from stockup_tui.widgets.detail import HAS_PLOTEXT, ChartSeries, SymbolDetail
+from stockup_tui.widgets.detail import HAS_PLOTEXT, ChartSeries, MetricsGrid, SymbolDetail
 from tests.helpers import wait_until
 
 CLOSES = tuple(100.0 + (i % 7) * 0.25 for i in range(60))
@@ -48,12 +44,6 @@ def snapshot(closes: tuple[float, ...] = CLOSES) -> SymbolSnapshot:
     )
 
 
-def plain(renderable: RenderableType, width: int = 80) -> str:
-    console = Console(file=io.StringIO(), width=width, color_system=None, record=True)
-    console.print(renderable)
-    return console.export_text()
-
-
 class DetailApp(App[None]):
     def compose(self) -> ComposeResult:
         yield SymbolDetail()
@@ -65,12 +55,11 @@ async def test_metrics_grid_has_every_window_and_highlights_the_selected_one() -
         detail = app.query_one(SymbolDetail)
         detail.update_detail(snapshot(), 1, now_ms=10_000)
         await pilot.pause()
-        grid = detail.query_one("#detail-metrics", Static).content
-        assert isinstance(grid, Table)
-        assert [str(c.header) for c in grid.columns] == ["", "1m", "5m"]
-        assert "reverse" in str(grid.columns[2].header_style)
-        assert "reverse" not in str(grid.columns[1].header_style)
-        lines = {line.split()[0]: line.split()[1:] for line in plain(grid).splitlines() if line}
+        grid = detail.query_one("#detail-metrics", MetricsGrid)
+        header = grid.rows[0]
+        assert [text for text, _ in header] == ["", "1m", "5m"]
+        assert "reverse" in header[2][1] and "reverse" not in header[1][1]
+        lines = {line.split()[0]: line.split()[1:] for line in grid.lines[1:]}
         assert lines["count"] == ["120", "900"]
         assert lines["volume"] == ["12.0K", "90.0K"]
         assert lines["first"] == ["100.50", "98.00"]
@@ -82,17 +71,57 @@ async def test_metrics_grid_has_every_window_and_highlights_the_selected_one() -
         assert lines["chg"] == ["+1.00", "+1.00"]
         assert lines["chg%"] == ["+1.00%", "+1.02%"]
         assert lines["tr/s"] == ["2.00", "3.00"]
+        # Columns are right-aligned under their header, and what is painted is the grid.
+        assert grid.lines[0] == "            1m      5m"
+        assert grid.lines[1] == "count      120     900"
+        painted = "".join(seg.text for seg in grid.render_line(1))
+        assert painted.rstrip() == grid.lines[1]
+        assert grid.size.height == len(SymbolDetail.METRICS) + 1  # header + one line a metric
 
         title = detail.query_one("#detail-title", Static).content
         assert isinstance(title, Text)
         assert title.plain.startswith("AAPL  101.50  +1.02%")
         assert "0.4s ago" in title.plain
 
-        # Selecting the other window moves the highlight.
+        # Selecting the other window moves the highlight (reversed header, bold column); the
+        # text stays as it was.
+        before = grid.lines
         detail.update_detail(snapshot(), 0, now_ms=10_000)
-        grid = detail.query_one("#detail-metrics", Static).content
-        assert isinstance(grid, Table)
-        assert "reverse" in str(grid.columns[1].header_style)
+        header = grid.rows[0]
+        assert "reverse" in header[1][1] and "reverse" not in header[2][1]
+        assert grid.rows[1][1][1] == "bold" and grid.rows[1][2][1] == ""
+        assert grid.lines == before
+
+
+async def test_metrics_grid_repaints_only_changed_lines_and_keeps_column_widths() -> None:
+    app = DetailApp()
+    async with app.run_test(size=(100, 40)) as pilot:
+        detail = app.query_one(SymbolDetail)
+        grid = detail.query_one("#detail-metrics", MetricsGrid)
+        detail.update_detail(snapshot(), 0, now_ms=10_000)
+        await pilot.pause()
+        strips = list(grid._strips)
+        wide = snapshot()
+        wide = SymbolSnapshot(
+            wide.symbol,
+            wide.ts_ms,
+            wide.last_price,
+            wide.last_trade_ms,
+            (window(60_000, count=123_456, last=101.5), wide.windows[1]),
+        )
+        detail.update_detail(wide, 0, now_ms=10_000)
+        # The count grew wider: every line is rebuilt to the new column width.
+        assert grid.lines[1].split() == ["count", "123,456", "900"]
+        assert all(a is not b for a, b in zip(strips, grid._strips, strict=True))
+        first_width = len(grid.lines[0])
+        strips = list(grid._strips)
+        detail.update_detail(snapshot(), 0, now_ms=10_000)
+        # Narrower again: the column keeps its width (no sideways jitter) and only the
+        # lines whose figures changed are rebuilt.
+        assert len(grid.lines[0]) == first_width
+        pairs = zip(strips, grid._strips, strict=True)
+        changed = [i for i, (a, b) in enumerate(pairs) if a is not b]
+        assert changed == [1, 2, 11]  # count, volume, tr/s
 
 
 async def test_placeholder_for_none() -> None:
@@ -123,8 +152,8 @@ async def test_chart_gets_the_closes_and_redraws_only_on_change() -> None:
         detail = app.query_one(SymbolDetail)
         chart = detail.chart
         detail.update_detail(snapshot(), 0, now_ms=10_000)
-        await pilot.pause()
-        assert chart.series == ChartSeries("1m", CLOSES, 101.0, 99.5, 103.5)
+        expected = ChartSeries("1m", CLOSES, 101.0, 99.5, 103.5)
+        await wait_until(lambda: chart.series == expected, 5, "the first chart")
         draws = chart.draws
 
         detail.update_detail(snapshot(), 0, now_ms=10_500)  # same data, later clock
@@ -166,3 +195,27 @@ async def test_detail_given_before_mount_shows_on_mount() -> None:
         assert not detail.has_class("-empty")
         assert detail.title_text.startswith("AAPL")
         assert detail.chart.series is not None and detail.chart.series.label == "5m"
+
+
+async def test_a_new_window_is_charted_right_after_the_frame_that_shows_the_rest() -> None:
+    app = DetailApp()
+    async with app.run_test(size=(100, 40)) as pilot:
+        detail = app.query_one(SymbolDetail)
+        chart = detail.chart
+        detail.update_detail(snapshot(), 0, now_ms=10_000)
+        await wait_until(lambda: chart.series is not None and chart.series.label == "1m", 5)
+        chart.min_interval = 600.0  # new data alone would now wait ten minutes for a slot
+        grid = detail.query_one("#detail-metrics", MetricsGrid)
+
+        detail.update_detail(snapshot(), 1, now_ms=10_000)  # the window switch of a key press
+        # The title, legend and metrics change at once; the plot is built after that frame.
+        assert "reverse" in grid.rows[0][2][1]
+        assert "5m price" in str(detail.query_one("#detail-legend", Static).content)
+        assert chart.series is not None and chart.series.label == "1m"
+        await wait_until(lambda: chart.series.label == "5m", 5, "the 5m chart, without a slot")
+
+        # Fresh data for the same window does wait for the rate limit.
+        moved = (*CLOSES[1:], 104.0)
+        detail.update_detail(snapshot(moved), 1, now_ms=10_100)
+        await pilot.pause()
+        assert chart.series.closes == CLOSES

@@ -357,3 +357,43 @@ async def test_quotes_given_before_mount_show_on_mount() -> None:
         await pilot.pause()
         table = app.query_one(QuotesTable)
         assert table_order(table) == WATCHLIST
+
+
+def screen_lines(app: App[None]) -> list[str]:
+    """The terminal's text as drawn (the compositor's output, not the widget's state)."""
+    return ["".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips()]
+
+
+async def test_a_changed_row_is_repainted_when_the_table_is_scrolled() -> None:
+    symbols = [f"S{i:02d}" for i in range(20)]
+    prices = {s: 100.0 + i for i, s in enumerate(symbols)}
+    app = QuotesApp()
+    async with app.run_test(size=(100, 8)) as pilot:  # a header and seven rows
+        table = app.query_one(QuotesTable)
+        table.update_quotes({s: snap(s, p) for s, p in prices.items()}, symbols, 0, 1_000)
+        await pilot.pause()
+        table.move_cursor(15)
+        await pilot.pause()
+        assert table.scroll_offset.y == 9  # rows 9-15 are shown
+        assert any(line.startswith(" S12 ") for line in screen_lines(app))
+
+        prices["S12"] = 555.0
+        table.update_quotes({s: snap(s, p) for s, p in prices.items()}, symbols, 0, 1_000)
+        await pilot.pause()
+        row = next(line for line in screen_lines(app) if line.startswith(" S12 "))
+        assert "555.00" in row
+
+
+async def test_row_strips_carry_their_true_length() -> None:
+    """Rows are built with their length given (not measured): it must be what is drawn."""
+    from rich.cells import cell_len
+
+    app = QuotesApp()
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = app.query_one(QuotesTable)
+        table.update_quotes(snaps(), WATCHLIST, 0, 1_400)  # sparklines, and dashes for NEW
+        await pilot.pause()
+        for symbol in WATCHLIST:
+            strip = table._strips[symbol]
+            assert strip.cell_length == sum(cell_len(seg.text) for seg in strip)
+            assert strip.cell_length == sum(table.column_width(k) for k in table.visible_columns)

@@ -1,8 +1,10 @@
 """The detail pane: price chart, every window's metrics and a title line for one symbol.
 
 The app calls `update_detail` on every refresh (~10x/s). Each part keeps the inputs it last drew
-and redraws only when they changed; the chart, by far the dearest part (~10 ms per plotext
-build), is also limited to a few redraws a second, the latest data winning.
+and redraws only when they changed; the metrics grid repaints only its changed lines. The chart,
+by far the dearest part (~5-10 ms per plotext build), is limited to a few redraws a second, the
+latest data winning; a new window or symbol (a key press) is drawn at once, but in the frame
+after the one that shows the rest, so the key's effect is not held back by the plot.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ import math
 import time
 from typing import Any, NamedTuple
 
-from rich.table import Table
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.color import Color, ColorParseError
 from textual.events import Resize
+from textual.geometry import Region, Size
+from textual.strip import Strip
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Static
@@ -96,6 +101,7 @@ class PriceChart(Widget):
         self._wanted: ChartSeries | None = None
         self._last_draw = -math.inf
         self._timer: Timer | None = None
+        self._after_frame = False  # a draw is queued after the next frame
         self._ready = False  # the plot child exists (is_mounted is still False in on_mount)
 
     def compose(self) -> ComposeResult:
@@ -116,16 +122,37 @@ class PriceChart(Widget):
         if PlotextPlot is None:  # pragma: no cover - plotext sizes itself on render
             self._draw()
 
-    def set_series(self, series: ChartSeries | None) -> None:
-        """Draws `series` now, or at the next free slot if a plot was built very recently."""
+    def set_series(self, series: ChartSeries | None, *, urgent: bool = False) -> None:
+        """Draws `series` after the frame being prepared; new data for the same chart waits
+        for the next free slot if a plot was built very recently. `urgent` (another window
+        or symbol: a key press) skips that wait."""
         if series == self._wanted:
             return
         self._wanted = series
+        if series is None or not series.closes:  # clearing costs nothing
+            self._draw()
+            return
+        if urgent:
+            self._draw_after_frame()
+            return
         wait = self._last_draw + self.min_interval - time.monotonic()
-        if wait <= 0 or series is None or not series.closes:  # clearing costs nothing
+        if wait <= 0:
             self._draw()
         elif self._timer is None:
             self._timer = self.set_timer(wait, self._flush)
+
+    def _draw_after_frame(self) -> None:
+        # The plotext build (about 10 ms) happens when the plot is rendered. Deferred past the
+        # frame being prepared, it does not hold back the cheap parts of the screen (rows,
+        # title, metrics: what a key press changes first); the chart follows one frame later.
+        if not self._after_frame:
+            self._after_frame = True
+            self.call_after_refresh(self._flush_after_frame)
+
+    def _flush_after_frame(self) -> None:
+        self._after_frame = False
+        if self._wanted != self.series:
+            self._draw()
 
     def _flush(self) -> None:
         self._timer = None
@@ -173,6 +200,130 @@ class PriceChart(Widget):
         width = max(self.size.width, 10)
         colour = rich_colour(self.app.current_theme.primary, "blue")
         widget.update(Text(sparkline(s.closes, width), style=colour))
+
+
+Cell = tuple[str, str]  # (text, style): cheap to compare
+
+
+class MetricsGrid(Widget):
+    """Every metric of every window: a label column, then one right-aligned column per window.
+
+    A line-API widget: each grid row is kept as a ready `Strip` and rebuilt (and repainted)
+    only when one of its cells changed, where a Rich `Table` was measured and rendered whole
+    on every refresh. Its height (the header and one line per metric) only changes with the
+    number of rows, so an update needs no layout pass. Columns grow to fit their widest text
+    and do not shrink while the same symbol is shown, so figures do not jitter sideways.
+    """
+
+    DEFAULT_CSS = """
+    MetricsGrid {
+        height: auto;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._rows: list[tuple[Cell, ...]] = []
+        self._strips: list[Strip] = []
+        self._widths: list[int] = []
+        self._owner: object = None  # what the widths were grown for (the symbol)
+        self._pad_styles: tuple[str, ...] = ()
+        self._base: Style | None = None
+        self._styles: dict[str, Style] = {}
+
+    @property
+    def rows(self) -> list[tuple[Cell, ...]]:
+        """The grid as (text, style) cells, the header first (tests and scripts)."""
+        return list(self._rows)
+
+    @property
+    def lines(self) -> list[str]:
+        """The grid's lines as plain text, as painted."""
+        return ["".join(seg.text for seg in strip).rstrip() for strip in self._strips]
+
+    def set_rows(
+        self, rows: list[tuple[Cell, ...]], pad_styles: tuple[str, ...], owner: object
+    ) -> None:
+        """Shows `rows` (the header first); repaints only the lines that changed.
+
+        `pad_styles`: each column's style, which also covers its padding in the body rows
+        (the header's cell styles cover their padding). `owner` (the symbol): columns only
+        grow while it stays the same.
+        """
+        if owner != self._owner or not rows or len(rows[0]) != len(self._widths):
+            self._owner = owner
+            self._widths = [0] * (len(rows[0]) if rows else 0)
+            self._rows = []
+        self._pad_styles = pad_styles
+        widths = self._widths
+        grew = False
+        for row in rows:
+            for i, (text, _) in enumerate(row):
+                if len(text) > widths[i]:
+                    widths[i] = len(text)
+                    grew = True
+        relayout = len(rows) != len(self._strips)
+        if grew or relayout:
+            self._strips = [self._build(row, y == 0) for y, row in enumerate(rows)]
+            self._rows = list(rows)
+            self.refresh(layout=relayout)
+            return
+        width = self.size.width
+        for y, row in enumerate(rows):
+            if row != self._rows[y]:
+                self._rows[y] = row
+                self._strips[y] = self._build(row, y == 0)
+                self.refresh(Region(0, y, width, 1))
+
+    def clear_styles(self) -> None:
+        """The theme changed: parsed styles are stale (the caller sends new rows)."""
+        self._styles.clear()
+        self._base = None
+        self._owner = None
+
+    def _style(self, spec: str) -> Style:
+        style = self._styles.get(spec)
+        if style is None:
+            style = Style.parse(spec) if spec else Style()
+            self._styles[spec] = style
+        return style
+
+    def _build(self, row: tuple[Cell, ...], header: bool) -> Strip:
+        # The very cells a Rich Table (box None, padding (0, 1), no edge padding) drew: the
+        # label left-aligned, values right-aligned, two spaces between columns.
+        last = len(row) - 1
+        style = self._style
+        segments = []
+        for i, (text, spec) in enumerate(row):
+            pad = spec if header else self._pad_styles[i]
+            gap = self._widths[i] - len(text)
+            # Justification spaces take the cell's style, the one-cell padding the column's.
+            if i == 0:
+                segments.append(Segment(text + " " * gap, style(spec)))
+                if last:
+                    segments.append(Segment(" ", style(pad)))
+            else:
+                segments.append(Segment(" ", style(pad)))
+                segments.append(Segment(" " * gap + text, style(spec)))
+                if i < last:
+                    segments.append(Segment(" ", style(pad)))
+        return Strip([seg for seg in segments if seg.text])
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(self._strips)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._base = None
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        base = self._base
+        if base is None:  # the widget's colours, under the cells' own (resolved once)
+            base = self._base = self.rich_style
+        if 0 <= y < len(self._strips):
+            return self._strips[y].apply_style(base).crop(0, width).extend_cell_length(width, base)
+        return Strip.blank(width, base)
 
 
 class SymbolDetail(Widget):
@@ -232,6 +383,7 @@ class SymbolDetail(Widget):
         self._title_key: object = None
         self._metrics_key: object = None
         self._placeholder_key: object = None
+        self._chart_key: object = None  # (symbol, window) the chart shows: a change is urgent
         self._last_args: tuple[SymbolSnapshot | None, int, str | None, int | None] = (
             None,
             0,
@@ -246,7 +398,7 @@ class SymbolDetail(Widget):
         yield Static(id="detail-title")
         yield Static(id="detail-legend")
         yield PriceChart(id="detail-chart")
-        yield Static(id="detail-metrics")
+        yield MetricsGrid(id="detail-metrics")
         yield Static(self.placeholder_text, id="detail-placeholder")
 
     def on_mount(self) -> None:
@@ -291,10 +443,12 @@ class SymbolDetail(Widget):
         window = windows[index] if index >= 0 else None
         now = int(time.time() * 1000) if now_ms is None else now_ms
         self._update_title(snapshot, window, now)
-        self._update_metrics(windows, index)
+        self._update_metrics(snapshot.symbol, windows, index)
         if window is None:
             self.chart.set_series(None)
         else:
+            shown = (snapshot.symbol, window.window_ms)
+            urgent, self._chart_key = shown != self._chart_key, shown
             self.chart.set_series(
                 ChartSeries(
                     window_label(window.window_ms),
@@ -302,12 +456,14 @@ class SymbolDetail(Widget):
                     window.vwap,
                     window.min,
                     window.max,
-                )
+                ),
+                urgent=urgent,
             )
 
     def _redraw_all(self) -> None:
         """Theme switch: colours are baked into the renderables, so draw them again."""
         self._title_key = self._metrics_key = None
+        self.query_one(MetricsGrid).clear_styles()
         snapshot, window_index, symbol, now_ms = self._last_args
         self.update_detail(snapshot, window_index, symbol=symbol, now_ms=now_ms)
 
@@ -346,57 +502,56 @@ class SymbolDetail(Widget):
                 legend_text.append(f"{name} {fmt_price(value)}")
         self.query_one("#detail-legend", Static).update(legend_text, layout=False)
 
-    def _update_metrics(self, windows: tuple[WindowMetrics, ...], selected: int) -> None:
+    def _update_metrics(
+        self, symbol: str, windows: tuple[WindowMetrics, ...], selected: int
+    ) -> None:
         # Only what the grid shows: closes change more often and are not part of it.
         key = (
+            symbol,
             tuple((w.window_ms, *(getattr(w, f) for f, _ in self.METRICS)) for w in windows),
             selected,
         )
         if key == self._metrics_key:
             return
-        # The grid's height only changes with the number of windows: relayout only then.
-        relayout = self._metrics_key is None or len(self._metrics_key[0]) != len(windows)
         self._metrics_key = key
-        self.query_one("#detail-metrics", Static).update(
-            self.metrics_table(windows, selected), layout=relayout
-        )
+        pads = ("dim", *("bold" if i == selected else "" for i in range(len(windows))))
+        self.query_one(MetricsGrid).set_rows(self.metrics_rows(windows, selected), pads, symbol)
 
-    def metrics_table(self, windows: tuple[WindowMetrics, ...], selected: int) -> Table:
-        """The metrics grid: one row per metric, one column per window, `selected` highlighted."""
+    def metrics_rows(
+        self, windows: tuple[WindowMetrics, ...], selected: int
+    ) -> list[tuple[Cell, ...]]:
+        """The metrics grid as (text, style) cells: a header of window labels, then one row
+        per metric with one column per window; the `selected` window is highlighted."""
         theme = self.app.current_theme
         accent = rich_colour(theme.accent, "yellow")
         up = rich_colour(theme.success, "green")
         down = rich_colour(theme.error, "red")
-        table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 1), expand=False)
-        table.add_column("", style="dim")
-        for i, w in enumerate(windows):
-            chosen = i == selected
-            table.add_column(
-                window_label(w.window_ms),
-                justify="right",
-                header_style=f"bold reverse {accent}" if chosen else "bold",
-                style="bold" if chosen else "",
-            )
+        chosen = [i == selected for i in range(len(windows))]
+        header: list[Cell] = [("", "bold")]
+        for w, on in zip(windows, chosen, strict=True):
+            header.append((window_label(w.window_ms), f"bold reverse {accent}" if on else "bold"))
+        rows: list[tuple[Cell, ...]] = [tuple(header)]
         for field, label in self.METRICS:
-            cells: list[Text | str] = [label]
-            for w in windows:
-                cells.append(_metric_cell(w, field, up, down))
-            table.add_row(*cells)
-        return table
+            cells: list[Cell] = [(label, "dim")]
+            for w, on in zip(windows, chosen, strict=True):
+                text, style = _metric_cell(w, field, up, down)
+                cells.append((text, f"bold {style}".strip() if on else style))
+            rows.append(tuple(cells))
+        return rows
 
 
-def _metric_cell(w: WindowMetrics, field: str, up: str, down: str) -> Text | str:
+def _metric_cell(w: WindowMetrics, field: str, up: str, down: str) -> Cell:
     """One grid cell, formatted for its metric; changes coloured by sign."""
     value = getattr(w, field)
     if field == "count":
-        return fmt_count(value)
+        return fmt_count(value), ""
     if field == "volume":
-        return fmt_volume(value)
+        return fmt_volume(value), ""
     if field == "rate":
-        return fmt_rate(value)
+        return fmt_rate(value), ""
     if field in ("change", "change_pct"):
         text = fmt_change(value, w.last) if field == "change" else fmt_pct(value)
         if value is None or value == 0:
-            return text
-        return Text(text, style=up if value > 0 else down)
-    return fmt_price(value) if value is not None else DASH
+            return text, ""
+        return text, up if value > 0 else down
+    return (fmt_price(value) if value is not None else DASH), ""

@@ -181,6 +181,13 @@ class QuotesTable(ScrollView, can_focus=True):
         self._last: dict[str, float] = {}  # last price per symbol, to detect ticks
         self._flash: dict[str, tuple[int, int, bool]] = {}  # symbol -> (start, end, uptick)
         self._style_cache: dict[str, Style] = {}
+        # Background styles of the three kinds of row (plain, odd, cursor), resolved once: the
+        # DOM's `rich_style` walks every ancestor's CSS, which per painted line was a large
+        # part of a frame. Cleared whenever Textual restyles the widget (theme, focus, CSS).
+        self._paint_styles: tuple[Style, Style, Style] | None = None
+        # symbol -> (row strip, kind, x, width, painted strip): a row repainted unchanged
+        # (scrolling, the cursor moving elsewhere, a new order) costs a lookup.
+        self._painted: dict[str, tuple[Strip, int, int, int, Strip]] = {}
         self._cursor = 0
         self._posted: str | None = None
         self._pending_select: str | None = None
@@ -354,32 +361,59 @@ class QuotesTable(ScrollView, can_focus=True):
         self._style_cache.clear()
         self._cells.clear()  # colours are baked into the rows: render them again
         self._header = None
+        self._paint_styles = None
+        self._painted.clear()
         self._refresh_rows()
 
     # -- painting ----------------------------------------------------------------------------
 
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._paint_styles = None
+        self._painted.clear()
+
+    def _row_styles(self) -> tuple[Style, Style, Style]:
+        styles = self._paint_styles
+        if styles is None:
+            base = self.rich_style
+            styles = (
+                base,
+                base + self.get_component_rich_style("quotes--odd"),
+                self.get_component_rich_style("quotes--cursor"),
+            )
+            self._paint_styles = styles
+        return styles
+
     def render_line(self, y: int) -> Strip:
         width = self.size.width
+        x = int(self.scroll_offset.x)
+        plain, odd, cursor = self._row_styles()
         if y == 0:
             if self._header is None:
                 self._header = self._build_header()
-            strip = self._header
-            x = int(self.scroll_offset.x)
-            return strip.crop(x, x + width).extend_cell_length(width, self._header_style())
+            return self._header.crop(x, x + width).extend_cell_length(width, self._header_style())
         row = y - 1 + int(self.scroll_offset.y)
         if not 0 <= row < len(self._order):
-            return Strip.blank(width, self.rich_style)
-        strip = self._strips[self._order[row]]
-        if row == self._cursor:  # the cursor's colours win over the cells' own
-            cursor = self.get_component_rich_style("quotes--cursor")
-            strip = Strip(Segment.apply_style(strip, post_style=cursor), strip.cell_length)
+            return Strip.blank(width, plain)
+        symbol = self._order[row]
+        strip = self._strips[symbol]
+        kind = 2 if row == self._cursor else row % 2
+        cached = self._painted.get(symbol)
+        if (
+            cached is not None
+            and cached[0] is strip
+            and cached[1] == kind
+            and cached[2] == x
+            and cached[3] == width
+        ):
+            return cached[4]
+        if kind == 2:  # the cursor's colours win over the cells' own
+            painted = Strip(Segment.apply_style(strip, post_style=cursor), strip.cell_length)
         else:
-            base = self.rich_style
-            if row % 2:
-                base += self.get_component_rich_style("quotes--odd")
-            strip = strip.apply_style(base)
-        x = int(self.scroll_offset.x)
-        return strip.crop(x, x + width).extend_cell_length(width, self.rich_style)
+            painted = strip.apply_style(odd if kind else plain)
+        painted = painted.crop(x, x + width).extend_cell_length(width, plain)
+        self._painted[symbol] = (strip, kind, x, width, painted)
+        return painted
 
     def _header_style(self) -> Style:
         return self.get_component_rich_style("quotes--header")
@@ -410,12 +444,18 @@ class QuotesTable(ScrollView, can_focus=True):
 
     def _build_row(self, cells: dict[str, Cell]) -> Strip:
         # Cell styles only: the row's background (plain, odd or cursor) is added when painted.
+        # Every cell is padded to its column's width (one cell a character: symbols, figures,
+        # block sparklines), so the row's length is known and need not be measured per paint.
+        visible = self._visible
         return Strip(
-            [Segment(self._pad(k, cells[k][0]), self._style(cells[k][1])) for k in self._visible]
+            [Segment(self._pad(k, cells[k][0]), self._style(cells[k][1])) for k in visible],
+            sum(self._widths[k] for k in visible),
         )
 
     def _refresh_row_line(self, row: int) -> None:
-        self.refresh_line(row + 1 - int(self.scroll_offset.y))
+        # `refresh_line` takes a line of the virtual content (the header is line 0) and
+        # subtracts the scroll offset itself.
+        self.refresh_line(row + 1)
 
     def _scroll_to_cursor(self) -> None:
         top = int(self.scroll_offset.y)
@@ -452,6 +492,7 @@ class QuotesTable(ScrollView, can_focus=True):
         for symbol in [s for s in self._cells if s not in rendered]:
             del self._cells[symbol]
             self._strips.pop(symbol, None)
+            self._painted.pop(symbol, None)
         self._order = order
         self.virtual_size = Size(sum(self._widths[k] for k in self._visible), len(order) + 1)
         keep = previous
