@@ -46,3 +46,20 @@ def test_a_batch_is_applied_once_per_producer_and_symbol() -> None:
     ids.forget("AAPL")
     assert ids.first_time("p1", "AAPL", 2)  # a symbol this process owns again starts over
     assert len(ids) == 2
+
+
+def test_a_batch_resent_after_later_ones_is_applied_once() -> None:
+    ids = BatchIds()
+    assert ids.first_time("p1", "AAPL", 5)
+    assert ids.first_time("p1", "AAPL", 4)  # sent before 5, arrived after it: not a duplicate
+    assert not ids.first_time("p1", "AAPL", 4)
+    assert not ids.first_time("p1", "AAPL", 5)
+
+
+def test_only_the_recent_batches_are_remembered() -> None:
+    ids = BatchIds(recent=3)
+    for seq in (10, 11, 12, 13):
+        assert ids.first_time("p", "A", seq)
+    assert not ids.first_time("p", "A", 9)  # older than all it remembers: applied long ago
+    assert not ids.first_time("p", "A", 13)
+    assert ids.first_time("p", "A", 14)

@@ -81,7 +81,7 @@ class KafkaReader:
         self._thread: threading.Thread | None = None
         self.connected = False
         self.last_error: str | None = None
-        self.assignment: tuple[int, ...] = ()
+        self.assignment: tuple[int, ...] = ()  # partitions owned and already rewound
         self.lag: dict[int, int] = {}
         self.consumed = 0
         self.commits = 0
@@ -185,7 +185,10 @@ class KafkaReader:
             # offset; recovery rewinds them first, so they are fetched again after the seek.
             fresh = {tp.partition for tp in self._assigned}
             records = {tp: recs for tp, recs in records.items() if tp.partition not in fresh}
-            self._recover(consumer)
+            try:
+                self._recover(consumer)
+            except Exception as exc:  # the coordinator moving, the broker away: next poll
+                self._error(exc, "rewinding assigned partitions failed; retrying")
         self._deliver(records)
         self._refresh_lag(consumer)
 
@@ -272,8 +275,7 @@ class KafkaReader:
         if not force and now - self._lag_at < LAG_EVERY_S:
             return
         self._lag_at = now
-        assigned = list(consumer.assignment())
-        self.assignment = tuple(sorted(tp.partition for tp in assigned))
+        assigned = [tp for tp in consumer.assignment() if tp.partition in self._replay_until]
         if not assigned:
             self.lag = {}
             return
@@ -339,13 +341,14 @@ class KafkaReader:
         self._revoked.extend(parts)
         gone = set(parts)
         self._assigned = [tp for tp in self._assigned if tp.partition not in gone]
+        self.assignment = tuple(p for p in self.assignment if p not in gone)
 
     def on_assigned(self, assigned: list[Any]) -> None:
         self._assigned.extend(assigned)
 
     def _recover(self, consumer: Any) -> None:
         """Rewinds newly assigned partitions (see the module docstring)."""
-        assigned, self._assigned = self._assigned, []
+        assigned = list(self._assigned)  # cleared only once every call below has worked
         now_ms = int(time.time() * 1000)
         seek_to: dict[Any, int] = {}
         for tp in assigned:
@@ -370,6 +373,10 @@ class KafkaReader:
             sorted(tp.partition for tp in assigned),
             {tp.partition: self._replay_until[tp.partition] for tp in assigned},
         )
+        done = {tp.partition for tp in assigned}
+        self._assigned = [tp for tp in self._assigned if tp.partition not in done]
+        # Owned and rewound: from now on these partitions are this analyzer's.
+        self.assignment = tuple(sorted(set(self.assignment) | {tp.partition for tp in assigned}))
         self._refresh_lag(consumer, force=True)
 
 
