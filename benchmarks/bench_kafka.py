@@ -32,7 +32,7 @@ from pathlib import Path
 
 import psutil
 import tomli_w
-from bench_pipeline import free_port, wait_port
+from bench_pipeline import free_port, start_simulator, wait_port
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.pipeline import Pipeline
@@ -87,14 +87,7 @@ async def main() -> None:
         "group_id": f"bench.{tag}",
     }
     port = free_port()
-    sim = subprocess.Popen(
-        [
-            sys.executable, "-m", "stockup_tui", "simulate", "--port", str(port),
-            "--rate", str(args.rate), "--seed", "1", "--symbol-limit", str(args.symbols),
-            "--log-level", "WARNING",
-        ],
-        env={k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")},
-    )  # fmt: skip
+    sim = start_simulator(port, args.rate, args.symbols)
     query: subprocess.Popen[str] | None = None
     lines: list[tuple[float, str]] = []
     try:

@@ -30,6 +30,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_simulator(
+    port: int, rate: float, symbols: int, duplicates: float = 0.02
+) -> subprocess.Popen[bytes]:
+    """`stockup-tui simulate` in its own process (the other core), as a real feed would be."""
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "stockup_tui", "simulate", "--port", str(port),
+            "--rate", str(rate), "--seed", "1", "--symbol-limit", str(symbols),
+            "--duplicate-fraction", str(duplicates), "--log-level", "WARNING",
+        ],
+        env={k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")},
+    )  # fmt: skip
+
+
 async def wait_port(port: int, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -55,14 +69,7 @@ async def main() -> None:
     args = ap.parse_args()
 
     port = free_port()
-    sim = subprocess.Popen(
-        [
-            sys.executable, "-m", "stockup_tui", "simulate", "--port", str(port),
-            "--rate", str(args.rate), "--seed", "1", "--symbol-limit", str(args.symbols),
-            "--duplicate-fraction", str(args.duplicates), "--log-level", "WARNING",
-        ],
-        env={k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")},
-    )  # fmt: skip
+    sim = start_simulator(port, args.rate, args.symbols, args.duplicates)
     try:
         await wait_port(port)
         symbols = [f"SYM{i:02d}" for i in range(args.symbols)]

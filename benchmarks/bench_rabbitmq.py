@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
-import sys
 import time
 import uuid
 
 import pika
 import psutil
-from bench_pipeline import free_port, wait_port
+from bench_pipeline import free_port, start_simulator, wait_port
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.bus.rabbitmq import RabbitMQBus
@@ -90,14 +88,7 @@ async def main() -> None:
         "max_age": "1h",
     }
     port = free_port()
-    sim = subprocess.Popen(
-        [
-            sys.executable, "-m", "stockup_tui", "simulate", "--port", str(port),
-            "--rate", str(args.rate), "--seed", "1", "--symbol-limit", str(args.symbols),
-            "--duplicate-fraction", str(args.duplicates), "--log-level", "WARNING",
-        ],
-        env={k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")},
-    )  # fmt: skip
+    sim = start_simulator(port, args.rate, args.symbols, args.duplicates)
     try:
         await wait_port(port)
         settings = Settings.model_validate(

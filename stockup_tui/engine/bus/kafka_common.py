@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from stockup_tui.config import KafkaConfig
@@ -81,3 +85,33 @@ def describe_error(exc: BaseException) -> str:
     if text.startswith(name):
         return text[:300]
     return f"{name}: {text}"[:300]
+
+
+def hand_to_loop(
+    loop: asyncio.AbstractEventLoop,
+    queue: asyncio.Queue[Any],
+    item: Any,
+    give_up: Callable[[], bool],
+    timeout: float | None = None,
+) -> None:
+    """Puts `item` on an asyncio queue from a client thread, waiting while it is full
+    (back-pressure) until it is taken, `give_up()` says stop, or `timeout` passes. A loop that
+    is closing or closed is not an error: nobody is reading any more."""
+    if loop.is_closed():
+        return
+    coro = queue.put(item)
+    try:
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+    except RuntimeError:  # the loop closed meanwhile
+        coro.close()
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while deadline is None or time.monotonic() < deadline:
+        try:
+            future.result(timeout=0.5)
+            return
+        except TimeoutError:
+            if give_up():
+                return
+        except concurrent.futures.CancelledError:  # the loop is shutting down
+            return

@@ -12,7 +12,6 @@ starts at ``now - replay_ms`` and processes everything from there normally: no w
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 import time
@@ -26,6 +25,7 @@ from stockup_tui.engine.bus.kafka_common import (
     client_config,
     describe_error,
     ensure_topics,
+    hand_to_loop,
     servers,
 )
 from stockup_tui.engine.bus.kafka_metrics import KafkaMetricsSink
@@ -214,21 +214,7 @@ class KafkaReader:
 
     def _put(self, item: Delivery | None) -> None:
         """Hands an item to the event loop, waiting while its queue is full (back-pressure)."""
-        coro = self._queue.put(item)
-        try:
-            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        except RuntimeError:  # the loop closed meanwhile: nobody is reading any more
-            coro.close()
-            return
-        while True:
-            try:
-                future.result(timeout=0.5)
-                return
-            except TimeoutError:
-                if self._loop.is_closed():
-                    return
-            except concurrent.futures.CancelledError:  # the loop is shutting down
-                return
+        hand_to_loop(self._loop, self._queue, item, self._loop.is_closed)
 
     def _commit(self, consumer: Any, force: bool = False) -> None:
         """Commits acknowledged offsets (and pending snapshots) at most every COMMIT_EVERY_S."""

@@ -8,14 +8,17 @@ transactions are read; values go to the event loop in batches through an asyncio
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
-import time
 from typing import Any
 
 from stockup_tui.config import KafkaConfig
-from stockup_tui.engine.bus.kafka_common import client_config, describe_error, ensure_topics
+from stockup_tui.engine.bus.kafka_common import (
+    client_config,
+    describe_error,
+    ensure_topics,
+    hand_to_loop,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,24 +110,9 @@ class TopicWatcher:
         self._put(None)
 
     def _put(self, item: list[tuple[bytes, bytes]] | None) -> None:
-        if self._loop.is_closed():
-            return
-        coro = self.queue.put(item)
-        try:
-            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        except RuntimeError:  # the loop closed meanwhile: nobody is reading any more
-            coro.close()
-            return
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                future.result(timeout=0.5)
-                return
-            except TimeoutError:
-                if self._stop.is_set() and item is not None:
-                    return
-            except concurrent.futures.CancelledError:  # the loop is shutting down
-                return
+        hand_to_loop(
+            self._loop, self.queue, item, lambda: self._stop.is_set() and item is not None, 5.0
+        )
 
     def _error(self, exc: BaseException) -> None:
         msg = describe_error(exc)
