@@ -1,9 +1,11 @@
-"""Throughput of `Analyzer.ingest` on a synthetic market, as the pipeline feeds it.
+"""Throughput of the `Analyzer` on a synthetic market, as the pipeline feeds it.
 
 Trades arrive in event-time order at `--event-rate` trades per second *over all symbols*, each on a
 random symbol; every publish batch of ``--batch x --symbols`` trades is split by symbol into
-`SymbolBatch` messages (about `--batch` trades each), which is what the bus delivers. All batches
-are generated before the clock starts, so the figure is the analyzer alone.
+`SymbolBatch` messages (about `--batch` trades each), which is what the bus delivers, and a
+watermark record follows whenever the event clock passes a new second (what the query side
+writes into every partition). All records are generated before the clock starts, so the figure
+is the analyzer alone.
 
     python benchmarks/bench_analyzer.py --symbols 50 --window 60 --event-rate 3000 \
         --trades 2000000 --batch 20 --mode both
@@ -22,12 +24,14 @@ import time
 from collections.abc import Sequence
 
 from stockup_tui.engine.analyzer import Analyzer
-from stockup_tui.engine.model import SymbolBatch
+from stockup_tui.engine.model import SymbolBatch, Watermark
+
+LATENESS_MS = 2_000
 
 
 def make_batches(
     symbols: int, event_rate: float, trades: int, batch: int, seed: int = 1
-) -> list[SymbolBatch]:
+) -> list[SymbolBatch | Watermark]:
     """Synthetic stream: Poisson arrivals, random-walk prices per symbol, lognormal-ish sizes."""
     rng = random.Random(seed)
     names = [f"S{i:03d}" for i in range(symbols)]
@@ -35,8 +39,9 @@ def make_batches(
     publish = max(1, batch * symbols)
     mean_gap_ms = 1000.0 / event_rate
     now = 1_700_000_000_000.0
-    out: list[SymbolBatch] = []
+    out: list[SymbolBatch | Watermark] = []
     done = 0
+    second = int(now) // 1000
     while done < trades:
         size = min(publish, trades - done)
         groups: dict[int, SymbolBatch] = {}
@@ -52,11 +57,17 @@ def make_batches(
             g.v.append(float(rng.randint(1, 500)))
         out.extend(groups.values())
         done += size
+        if int(now) // 1000 > second:
+            second = int(now) // 1000
+            out.append(Watermark(int(now) - LATENESS_MS))
     return out
 
 
 def run(
-    batches: Sequence[SymbolBatch], windows_ms: Sequence[int], repeat: int, profile: bool
+    batches: Sequence[SymbolBatch | Watermark],
+    windows_ms: Sequence[int],
+    repeat: int,
+    profile: bool,
 ) -> None:
     """Feed every batch to a fresh analyzer `repeat` times; print the best trades/s.
 
@@ -67,7 +78,8 @@ def run(
     emitted = n = 0
     for _ in range(repeat):
         analyzer = Analyzer(windows_ms, emit_interval_ms=1000)
-        ingest = analyzer.ingest
+        trades = analyzer.trades
+        watermark = analyzer.watermark
         emitted = 0
         profiler = cProfile.Profile() if profile else None
         gc.collect()
@@ -78,7 +90,10 @@ def run(
             wall = time.perf_counter()
             cpu = time.process_time()
             for b in batches:
-                emitted += len(ingest(b))
+                if type(b) is SymbolBatch:
+                    emitted += len(trades(b))
+                else:
+                    emitted += len(watermark(b.wm_ms))
             cpu = time.process_time() - cpu
             wall = time.perf_counter() - wall
             if profiler:
@@ -92,7 +107,7 @@ def run(
             pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
     label = "+".join(f"{w // 1000}s" for w in windows_ms)
     print(
-        f"windows={label:<8} trades={n:,} batches={len(batches):,} (best of {repeat}): "
+        f"windows={label:<8} trades={n:,} records={len(batches):,} (best of {repeat}): "
         f"wall {best_wall:.3f}s -> {n / best_wall:,.0f} trades/s; "
         f"cpu {best_cpu:.3f}s -> {n / best_cpu:,.0f} trades/s; "
         f"snapshots emitted={emitted:,} ({emitted / best_wall:,.0f}/s wall)"

@@ -107,14 +107,10 @@ def parse_all(
     frames: list[str], dedup: bool, feed_rate: float = 50_000.0, take_every: int = 20
 ) -> FrameParser:
     """Parse every frame, collecting batches like a flush loop would."""
-    clock = [0.0]
     step = TRADES_PER_FRAME / feed_rate
-    parser = FrameParser(
-        Drops(), DuplicateFilter(now=0.0) if dedup else None, clock=lambda: clock[0]
-    )
     recv = 1_764_085_244.0
+    parser = FrameParser(Drops(), DuplicateFilter(now=recv) if dedup else None)
     for i, frame in enumerate(frames):
-        clock[0] = i * step
         parser.parse(frame, recv + i * step)
         if i % take_every == 0:
             parser.take()

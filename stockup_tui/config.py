@@ -29,6 +29,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 APP_NAME = "stockup-tui"
@@ -110,6 +111,18 @@ class SourceConfig(_Section):
     record: Path | None = Field(None, description="write every raw frame to this file")
     replay: Path | None = Field(None, description="file to play back when kind = replay")
     replay_speed: float = Field(0.0, ge=0, description="0 = as fast as possible, 1 = recorded")
+    lateness: Duration = Field(
+        2.0,
+        ge=0,
+        description="quiet symbols' windows slide once the receive clock is this far past them "
+        "(the watermark records the query side writes into the bus)",
+    )
+    max_future: Duration = Field(
+        5.0,
+        ge=0,
+        description="trades stamped further ahead of their receive time are dropped "
+        "(future_time): clock skew beyond it is a broken clock, not a market",
+    )
 
     @field_validator("url")
     @classmethod
@@ -148,6 +161,15 @@ class KafkaConfig(_Section):
     replication_factor: int = Field(1, ge=1, le=100)
     retention: Duration = Field(86_400.0, gt=0, description="topic retention.ms (default 1 day)")
     group_id: str = Field("stockup-analyzer", min_length=1)
+    session_timeout: Duration = Field(
+        10.0, ge=6, le=300, description="a member silent this long leaves the group"
+    )
+    static_membership: bool = Field(
+        True, description="a restarted analyzer gets its partitions back at once"
+    )
+    instance_id: str | None = Field(
+        None, description="static member id (default: host name and a free slot number)"
+    )
     client_id: str = "stockup-tui"
     linger: Duration = Field(0.005, ge=0, description="producer linger.ms")
     batch_bytes: int = Field(1_048_576, ge=1024, description="producer batch.size")
@@ -182,19 +204,6 @@ class RabbitMQConfig(_Section):
     heartbeat: Duration = Field(30.0, ge=0)
     checkpoint: Path | None = Field(
         None, description="analyzer offset + watermark file (default: in the user data dir)"
-    )
-
-
-class AnalyzerConfig(_Section):
-    """Sliding-window metrics."""
-
-    lateness: Duration = Field(
-        2.0, ge=0, description="a quiet symbol's windows slide once the clock passes by this much"
-    )
-    clock: Literal["wall", "event"] = Field(
-        "wall",
-        description="what slides quiet windows: the wall clock (live feeds) or only trade times "
-        "(replays: deterministic emissions)",
     )
 
 
@@ -264,7 +273,6 @@ class Settings(_Section):
     bus: BusConfig = Field(default_factory=BusConfig)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     rabbitmq: RabbitMQConfig = Field(default_factory=RabbitMQConfig)
-    analyzer: AnalyzerConfig = Field(default_factory=AnalyzerConfig)
     watchlists: dict[str, StrList] = Field(
         default_factory=dict, description="extra named watchlists, cycled with Tab on screen"
     )
@@ -303,6 +311,15 @@ class Settings(_Section):
             if secs < 1:
                 raise ValueError(f"window {w!r} is shorter than 1s")
         return v
+
+    @model_validator(mode="after")
+    def _interval_fits(self) -> Settings:
+        if self.emit_interval_ms > max(self.windows_ms):
+            raise ValueError(
+                f"emit_interval {self.emit_interval:g}s is longer than the longest window: "
+                "every trade must fall in the window of the next snapshot"
+            )
+        return self
 
     @property
     def windows_ms(self) -> list[int]:
@@ -391,9 +408,19 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
             continue
         dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
         if dotted not in known:
-            raise ConfigError(f"{name}: unknown setting {dotted!r} (from the environment)")
+            hint = f"; {MOVED[dotted]}" if dotted in MOVED else ""
+            raise ConfigError(f"{name}: unknown setting {dotted!r} (from the environment{hint})")
         out[dotted] = value
     return out
+
+
+#: Settings of earlier versions and what replaced them (None: gone, with the reason).
+MOVED = {
+    "analyzer": "the [analyzer] section is gone: lateness is now source.lateness, and windows "
+    "slide on the watermark records of the log (analyzer.clock is no more)",
+    "analyzer.lateness": "now source.lateness",
+    "analyzer.clock": "gone: quiet windows slide on the watermark records of the log",
+}
 
 
 def _format_error(err: ValidationError, origins: Mapping[str, str]) -> str:
@@ -403,6 +430,8 @@ def _format_error(err: ValidationError, origins: Mapping[str, str]) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown setting"
+            if key in MOVED:
+                msg += f" ({MOVED[key]})"
         where = origins.get(key) or origins.get(key.rsplit(".", 1)[0], "")
         lines.append(f"{key}: {msg}" + (f" (from {where})" if where else ""))
     return "invalid configuration:\n  " + "\n  ".join(lines)

@@ -33,7 +33,7 @@ def status_line(st: PipelineStats, final: bool = False) -> str:
         state = "done"
     else:
         state = "DOWN" if src.connections else "connecting"
-    gap = f" gap max {src.max_gap:.2f}s" if src.reconnects else ""
+    gap = f" gap max {src.max_gap:.2f}s" if src.max_gap else ""
     drops = " ".join(f"{k}={v}" for k, v in sorted(st.drops.items()) if v) or "none"
     restarts = sum(s.restarts for s in st.stages)
     link = "" if bus.connected or final else " DOWN"
@@ -41,12 +41,15 @@ def status_line(st: PipelineStats, final: bool = False) -> str:
         link += f" ({bus.last_error[:120]})"
     influx = st.sinks.get("influx")
     sink = f" | influx {influx['state']} pending {influx['pending']}" if influx else ""
+    backlog = "" if bus.backlog is None else f" backlog {bus.backlog:,}"
+    behind = "" if an.behind is None else f" behind {an.behind:,.1f}s"
     return (
-        f"{time.strftime('%H:%M:%S')} "
+        f"{time.strftime('%H:%M:%S', time.localtime(st.at))} "
         f"src {src.kind} {state} {src.frames_per_s:,.0f} fr/s {src.trades_per_s:,.0f} tr/s "
         f"reconnects {src.reconnects}{gap} | "
-        f"bus {bus.kind}{link} q {bus.queue_depth}/{bus.queue_capacity} | "
-        f"analyzer {an.trades_per_s:,.0f} tr/s {an.symbols} sym total {an.trades:,} | "
+        f"bus {bus.kind}{link} q {bus.queue_depth}/{bus.queue_capacity}{backlog} | "
+        f"analyzer {an.trades_per_s:,.0f} tr/s {an.symbols} sym total {an.trades:,} "
+        f"late {an.late:,} future {an.future_time:,} too_old {an.too_old:,}{behind} | "
         f"latency p50 {_ms(an.latency_p50)} p99 {_ms(an.latency_p99)} | "
         f"drops {drops}{sink}" + (f" | stage restarts {restarts}" if restarts else "")
     )
@@ -74,7 +77,7 @@ async def run_headless(settings: Settings, out: TextIO = sys.stdout) -> int:
     async def report() -> None:
         while True:
             await asyncio.sleep(interval)
-            print(status_line(pipeline.stats), file=out, flush=True)
+            print(status_line(pipeline.fresh_stats()), file=out, flush=True)
 
     reporter = asyncio.create_task(report())
     # A process with a source ends with a finite one (a replay); the others run until stopped.

@@ -69,7 +69,9 @@ class ListSink:
         return None
 
 
-def make_recording(path: Path, seed: int = 11) -> dict[str, list[tuple[int, float, float]]]:
+def make_recording(
+    path: Path, seed: int = 11, frames: int = 400
+) -> dict[str, list[tuple[int, float, float]]]:
     """Writes a deterministic recording (with duplicates and bad frames) and returns the good,
     de-duplicated trades per symbol, as the oracle sees them."""
     rng = random.Random(seed)
@@ -78,11 +80,11 @@ def make_recording(path: Path, seed: int = 11) -> dict[str, list[tuple[int, floa
     t = 1_764_000_000_000
     prices = {"AAPL": 190.0, "MSFT": 420.0, "BTC:USD": 0.5}
     pending_dupes: list[dict[str, Any]] = []
-    for i in range(400):
+    for i in range(frames):
         data = pending_dupes
         pending_dupes = []
         for _ in range(rng.randint(1, 12)):
-            t += rng.randint(0, 400)
+            t += rng.randint(0, 60)  # dense: a resent copy comes within the dedup horizon
             sym = rng.choice(list(prices))
             prices[sym] = max(0.01, round(prices[sym] + rng.choice((-0.01, 0.0, 0.01)), 2))
             vol = rng.randint(1, 500) if ":" not in sym else round(rng.random(), 4)
@@ -91,10 +93,11 @@ def make_recording(path: Path, seed: int = 11) -> dict[str, list[tuple[int, floa
             truth[sym].append((t, prices[sym], float(vol)))
             if rng.random() < 0.05:
                 pending_dupes.append(dict(trade))
-        rec.write(orjson.dumps({"type": "trade", "data": data}).decode(), 1000.0 + i)
+        recv = (t + rng.randint(1, 80)) / 1000  # received a little after the last trade
+        rec.write(orjson.dumps({"type": "trade", "data": data}).decode(), recv)
         if i % 50 == 7:
-            rec.write('{"type":"trade","data":[{"s":"AAPL","p":"bad","t":1,"v":1}]}', 1000.0)
-            rec.write("{not json", 1000.0)
-            rec.write('{"type":"ping"}', 1000.0)
+            rec.write('{"type":"trade","data":[{"s":"AAPL","p":"bad","t":1,"v":1}]}', recv)
+            rec.write("{not json", recv)
+            rec.write('{"type":"ping"}', recv)
     rec.close()
     return truth

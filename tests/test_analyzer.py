@@ -35,7 +35,7 @@ def ends(snaps: Sequence[SymbolSnapshot]) -> list[int]:
 
 def test_metrics_of_one_window() -> None:
     a = Analyzer([10_000])
-    a.ingest(batch("A", [(1_000, 10.0, 1.0), (2_000, 12.0, 3.0), (3_000, 9.0, 0.0)]))
+    a.trades(batch("A", [(1_000, 10.0, 1.0), (2_000, 12.0, 3.0), (3_000, 9.0, 0.0)]))
     w = live(a).windows[0]
     assert w == WindowMetrics(
         window_ms=10_000,
@@ -57,8 +57,8 @@ def test_metrics_of_one_window() -> None:
 
 def test_window_is_open_at_start_and_closed_at_end() -> None:
     a = Analyzer([1_000], emit_interval_ms=1_000)
-    a.ingest(batch("A", [(1_000, 1.0, 1.0), (1_500, 2.0, 1.0), (2_000, 3.0, 1.0)]))
-    snaps = a.ingest(batch("A", [(2_001, 4.0, 1.0)]))
+    a.trades(batch("A", [(1_000, 1.0, 1.0), (1_500, 2.0, 1.0), (2_000, 3.0, 1.0)]))
+    snaps = a.trades(batch("A", [(2_001, 4.0, 1.0)]))
     # boundary 2000 covers (1000, 2000]: the trade at exactly 1000 is out, the one at 2000 in
     assert ends(snaps) == [2_000]
     w = snaps[0].windows[0]
@@ -67,43 +67,43 @@ def test_window_is_open_at_start_and_closed_at_end() -> None:
 
 def test_ties_first_received_is_first_last_received_is_last() -> None:
     a = Analyzer([10_000])
-    a.ingest(batch("A", [(1_000, 5.0, 1.0), (1_000, 6.0, 1.0), (2_000, 7.0, 1.0)]))
-    a.ingest(batch("A", [(2_000, 8.0, 1.0)]))
+    a.trades(batch("A", [(1_000, 5.0, 1.0), (1_000, 6.0, 1.0), (2_000, 7.0, 1.0)]))
+    a.trades(batch("A", [(2_000, 8.0, 1.0)]))
     w = live(a).windows[0]
     assert (w.first, w.last) == (5.0, 8.0)
     assert live(a).last_price == 8.0
     # an out-of-order trade equal to an existing time goes after it: still not first
-    a.ingest(batch("A", [(1_000, 4.0, 1.0)]))
+    a.trades(batch("A", [(1_000, 4.0, 1.0)]))
     w = live(a).windows[0]
     assert (w.first, w.last, w.min) == (5.0, 8.0, 4.0)
 
 
 def test_zero_volume_gives_no_vwap() -> None:
     a = Analyzer([10_000])
-    a.ingest(batch("A", [(1_000, 5.0, 0.0), (1_500, 6.0, 0.0)]))
+    a.trades(batch("A", [(1_000, 5.0, 0.0), (1_500, 6.0, 0.0)]))
     w = live(a).windows[0]
     assert (w.count, w.volume, w.vwap, w.mean) == (2, 0.0, None, 5.5)
 
 
 def test_volume_leaving_the_window_gives_exact_zero() -> None:
     a = Analyzer([1_000])
-    a.ingest(batch("A", [(1_000, 5.0, 0.1), (1_001, 5.0, 0.2), (1_700, 5.0, 0.0)]))
-    a.ingest(batch("A", [(2_500, 5.0, 0.0)]))
+    a.trades(batch("A", [(1_000, 5.0, 0.1), (1_001, 5.0, 0.2), (1_700, 5.0, 0.0)]))
+    a.trades(batch("A", [(2_500, 5.0, 0.0)]))
     w = live(a).windows[0]
     assert (w.count, w.volume, w.vwap) == (2, 0.0, None)
 
 
 def test_zero_first_price_gives_no_change_pct() -> None:
     a = Analyzer([10_000])
-    a.ingest(batch("A", [(1_000, 0.0, 1.0), (1_500, 2.0, 1.0)]))
+    a.trades(batch("A", [(1_000, 0.0, 1.0), (1_500, 2.0, 1.0)]))
     w = live(a).windows[0]
     assert (w.change, w.change_pct) == (2.0, None)
 
 
 def test_empty_window_keeps_last_trade() -> None:
     a = Analyzer([1_000, 5_000])
-    a.ingest(batch("A", [(1_000, 5.0, 2.0)]))
-    snaps = a.advance_to(4_000)
+    a.trades(batch("A", [(1_000, 5.0, 2.0)]))
+    snaps = a.watermark(4_000)
     assert ends(snaps) == [1_000, 2_000, 3_000, 4_000]
     last = snaps[-1]
     assert last.windows[0] == WindowMetrics(
@@ -115,7 +115,7 @@ def test_empty_window_keeps_last_trade() -> None:
 
 def test_multiple_windows_in_given_order() -> None:
     a = Analyzer([5_000, 1_000, 3_000])
-    a.ingest(batch("A", [(t, float(t), 1.0) for t in range(1_000, 6_001, 500)]))
+    a.trades(batch("A", [(t, float(t), 1.0) for t in range(1_000, 6_001, 500)]))
     windows = live(a).windows
     assert [w.window_ms for w in windows] == [5_000, 1_000, 3_000]
     assert [w.count for w in windows] == [10, 2, 6]
@@ -128,17 +128,17 @@ def test_multiple_windows_in_given_order() -> None:
 
 def test_first_boundary_is_the_first_covering_the_first_trade() -> None:
     a = Analyzer([60_000])
-    a.ingest(batch("A", [(1_000, 1.0, 1.0)]))
-    a.ingest(batch("B", [(1_001, 1.0, 1.0)]))
-    assert ends(a.ingest(batch("A", [(1_001, 1.0, 1.0)]))) == [1_000]
-    assert ends(a.ingest(batch("B", [(2_000, 1.0, 1.0)]))) == []  # t == B does not emit B
-    assert ends(a.ingest(batch("B", [(2_001, 1.0, 1.0)]))) == [2_000]
+    a.trades(batch("A", [(1_000, 1.0, 1.0)]))
+    a.trades(batch("B", [(1_001, 1.0, 1.0)]))
+    assert ends(a.trades(batch("A", [(1_001, 1.0, 1.0)]))) == [1_000]
+    assert ends(a.trades(batch("B", [(2_000, 1.0, 1.0)]))) == []  # t == B does not emit B
+    assert ends(a.trades(batch("B", [(2_001, 1.0, 1.0)]))) == [2_000]
 
 
 def test_batch_is_split_at_boundaries() -> None:
     a = Analyzer([60_000])
-    a.ingest(batch("A", [(500, 1.0, 1.0)]))
-    snaps = a.ingest(
+    a.trades(batch("A", [(500, 1.0, 1.0)]))
+    snaps = a.trades(
         batch("A", [(900, 2.0, 1.0), (1_000, 3.0, 1.0), (1_200, 4.0, 1.0), (3_500, 5.0, 1.0)])
     )
     assert ends(snaps) == [1_000, 2_000, 3_000]
@@ -151,8 +151,8 @@ def test_batch_is_split_at_boundaries() -> None:
 
 def test_unsorted_batch_emits_when_a_later_trade_arrives() -> None:
     a = Analyzer([60_000])
-    a.ingest(batch("A", [(500, 1.0, 1.0)]))
-    snaps = a.ingest(batch("A", [(1_500, 2.0, 1.0), (800, 3.0, 1.0), (2_500, 4.0, 1.0)]))
+    a.trades(batch("A", [(500, 1.0, 1.0)]))
+    snaps = a.trades(batch("A", [(1_500, 2.0, 1.0), (800, 3.0, 1.0), (2_500, 4.0, 1.0)]))
     assert ends(snaps) == [1_000, 2_000]
     assert [s.windows[0].count for s in snaps] == [1, 3]  # 800 came after 1000 was emitted
     assert a.late == 1
@@ -160,9 +160,9 @@ def test_unsorted_batch_emits_when_a_later_trade_arrives() -> None:
 
 def test_advance_to_emits_all_symbols_in_boundary_order() -> None:
     a = Analyzer([60_000])
-    a.ingest(batch("A", [(500, 1.0, 1.0)]))
-    a.ingest(batch("B", [(1_500, 1.0, 1.0)]))
-    snaps = a.advance_to(3_000)
+    a.trades(batch("A", [(500, 1.0, 1.0)]))
+    a.trades(batch("B", [(1_500, 1.0, 1.0)]))
+    snaps = a.watermark(3_000)
     assert [(s.symbol, s.ts_ms) for s in snaps] == [
         ("A", 1_000),
         ("A", 2_000),
@@ -170,31 +170,31 @@ def test_advance_to_emits_all_symbols_in_boundary_order() -> None:
         ("A", 3_000),
         ("B", 3_000),
     ]
-    assert a.advance_to(3_999) == []
-    assert ends(a.ingest(batch("A", [(4_500, 1.0, 1.0)]))) == [4_000]
+    assert a.watermark(3_999) == []
+    assert ends(a.trades(batch("A", [(4_500, 1.0, 1.0)]))) == [4_000]
 
 
 def test_quiet_symbol_gives_one_empty_snapshot() -> None:
     a = Analyzer([2_000])
-    a.ingest(batch("A", [(500, 1.0, 1.0)]))
-    snaps = a.advance_to(10_000)
+    a.trades(batch("A", [(500, 1.0, 1.0)]))
+    snaps = a.watermark(10_000)
     assert ends(snaps) == [1_000, 2_000, 3_000]
     assert [s.windows[0].count for s in snaps] == [1, 1, 0]
-    assert a.advance_to(20_000) == []
+    assert a.watermark(20_000) == []
     # trades resume: the boundaries after them are emitted again, starting with the first one
-    snaps = a.ingest(batch("A", [(20_500, 2.0, 1.0), (22_100, 3.0, 1.0)]))
+    snaps = a.trades(batch("A", [(20_500, 2.0, 1.0), (22_100, 3.0, 1.0)]))
     assert ends(snaps) == [21_000, 22_000]
     assert [s.windows[0].count for s in snaps] == [1, 1]
-    snaps = a.ingest(batch("A", [(30_000, 4.0, 1.0)]))
+    snaps = a.trades(batch("A", [(30_000, 4.0, 1.0)]))
     assert ends(snaps) == [23_000, 24_000, 25_000]  # 25000 empty, then silence until 29000
     assert [s.windows[0].count for s in snaps] == [1, 1, 0]
 
 
 def test_long_idle_gap_is_cheap() -> None:
     a = Analyzer([60_000, 300_000])
-    a.ingest(batch("A", [(500, 1.0, 1.0)]))
-    snaps = a.advance_to(10**12)
-    snaps += a.ingest(batch("A", [(10**12 + 5, 2.0, 1.0)]))
+    a.trades(batch("A", [(500, 1.0, 1.0)]))
+    snaps = a.watermark(10**12)
+    snaps += a.trades(batch("A", [(10**12 + 5, 2.0, 1.0)]))
     # 300 boundaries until the 5m window empties, one empty snapshot, then the new trade's:
     # not the 10**9 boundaries of the gap.
     assert len(snaps) == 301
@@ -203,8 +203,8 @@ def test_long_idle_gap_is_cheap() -> None:
 
 def test_emission_with_other_interval() -> None:
     a = Analyzer([1_000], emit_interval_ms=250)
-    a.ingest(batch("A", [(100, 1.0, 1.0)]))
-    snaps = a.ingest(batch("A", [(600, 2.0, 1.0)]))
+    a.trades(batch("A", [(100, 1.0, 1.0)]))
+    snaps = a.trades(batch("A", [(600, 2.0, 1.0)]))
     assert ends(snaps) == [250, 500]
 
 
@@ -214,27 +214,29 @@ def test_emission_with_other_interval() -> None:
 def test_live_end_is_latest_trade_or_last_boundary() -> None:
     a = Analyzer([1_000])
     assert a.live("A") is None
-    a.ingest(batch("A", [(1_200, 1.0, 1.0), (1_700, 2.0, 1.0)]))
+    a.trades(batch("A", [(1_200, 1.0, 1.0), (1_700, 2.0, 1.0)]))
     assert live(a).ts_ms == 1_700
-    a.advance_to(2_500)
+    a.watermark(2_500)
     snap = live(a)
     assert snap.ts_ms == 2_000
     assert snap.windows[0].count == 2
-    a.advance_to(2_900)  # the last boundary emitted is still 2000
+    a.watermark(2_900)  # the last boundary emitted is still 2000
     assert live(a).ts_ms == 2_000
-    a.advance_to(3_000)
+    a.watermark(3_000)
     assert (live(a).ts_ms, live(a).windows[0].count) == (3_000, 0)
 
 
 def test_live_all_and_symbols() -> None:
     a = Analyzer([1_000])
-    assert a.ingest(SymbolBatch("Z")) == []
+    assert a.trades(SymbolBatch("Z")) == []
     assert a.symbols == [] and a.watermark_ms is None
-    a.ingest(batch("B", [(5_000, 1.0, 1.0)]))
-    a.ingest(batch("A", [(4_000, 1.0, 1.0)]))
+    a.trades(batch("B", [(5_000, 1.0, 1.0)]))
+    a.trades(batch("A", [(4_000, 1.0, 1.0)]))
     assert a.symbols == ["B", "A"]
     assert [s.symbol for s in a.live_all()] == ["B", "A"]
-    assert a.watermark_ms == 5_000
+    assert a.watermark_ms is None  # trades move no clock: only watermark records do
+    a.watermark(4_500)
+    assert a.watermark_ms == 4_500
     assert a.ingested == 2
 
 
@@ -243,31 +245,31 @@ def test_live_all_and_symbols() -> None:
 
 def test_late_trade_is_applied_and_counted() -> None:
     a = Analyzer([10_000])
-    a.ingest(batch("A", [(1_500, 1.0, 1.0)]))
-    first = a.ingest(batch("A", [(2_500, 2.0, 1.0)]))
+    a.trades(batch("A", [(1_500, 1.0, 1.0)]))
+    first = a.trades(batch("A", [(2_500, 2.0, 1.0)]))
     assert ends(first) == [2_000]
-    a.ingest(batch("A", [(1_800, 3.0, 5.0)]))  # boundary 2000 already emitted
+    a.trades(batch("A", [(1_800, 3.0, 5.0)]))  # boundary 2000 already emitted
     assert a.late == 1
     assert first[0].windows[0].count == 1  # the emitted snapshot is not revised
     w = live(a).windows[0]
     assert (w.count, w.volume, w.max, w.last) == (3, 7.0, 3.0, 2.0)
-    snaps = a.ingest(batch("A", [(3_100, 4.0, 1.0)]))
+    snaps = a.trades(batch("A", [(3_100, 4.0, 1.0)]))
     assert snaps[0].windows[0].count == 3
 
 
 def test_in_order_trade_before_an_idle_boundary_is_late() -> None:
     a = Analyzer([10_000])
-    a.ingest(batch("A", [(1_500, 1.0, 1.0)]))
-    a.advance_to(5_000)
-    a.ingest(batch("A", [(4_000, 2.0, 1.0), (4_500, 3.0, 1.0), (5_500, 4.0, 1.0)]))
+    a.trades(batch("A", [(1_500, 1.0, 1.0)]))
+    a.watermark(5_000)
+    a.trades(batch("A", [(4_000, 2.0, 1.0), (4_500, 3.0, 1.0), (5_500, 4.0, 1.0)]))
     assert a.late == 2
     assert live(a).windows[0].count == 4
 
 
 def test_too_old_trade_is_dropped() -> None:
     a = Analyzer([1_000, 3_000])
-    a.ingest(batch("A", [(10_000, 1.0, 1.0)]))
-    a.ingest(batch("A", [(7_000, 2.0, 1.0), (7_001, 3.0, 1.0)]))  # 7000 = 10000 - 3000
+    a.trades(batch("A", [(10_000, 1.0, 1.0)]))
+    a.trades(batch("A", [(7_000, 2.0, 1.0), (7_001, 3.0, 1.0)]))  # 7000 = 10000 - 3000
     assert (a.too_old, a.late, a.ingested) == (1, 0, 3)
     windows = live(a).windows
     assert [w.count for w in windows] == [1, 2]
@@ -276,30 +278,30 @@ def test_too_old_trade_is_dropped() -> None:
 
 def test_out_of_order_inserts_are_exact() -> None:
     a = Analyzer([1_000])
-    a.ingest(batch("A", [(1_000, 5.0, 1.0), (1_400, 6.0, 1.0), (1_800, 7.0, 1.0)]))
+    a.trades(batch("A", [(1_000, 5.0, 1.0), (1_400, 6.0, 1.0), (1_800, 7.0, 1.0)]))
     assert live(a).windows[0].count == 3
-    a.ingest(batch("A", [(1_200, 1.0, 2.0), (1_900, 9.0, 1.0), (1_100, 8.0, 1.0)]))
+    a.trades(batch("A", [(1_200, 1.0, 2.0), (1_900, 9.0, 1.0), (1_100, 8.0, 1.0)]))
     w = live(a).windows[0]
     assert (w.count, w.first, w.last, w.min, w.max) == (6, 5.0, 9.0, 1.0, 9.0)
     assert w.volume == 7.0
     assert (live(a).last_price, live(a).last_trade_ms) == (9.0, 1_900)
-    a.ingest(batch("A", [(2_300, 3.0, 1.0)]))
+    a.trades(batch("A", [(2_300, 3.0, 1.0)]))
     w = live(a).windows[0]
     assert (w.count, w.first, w.min) == (4, 6.0, 3.0)
 
 
-def test_forget_drops_the_symbol() -> None:
+def test_a_dropped_partition_forgets_its_symbols() -> None:
     a = Analyzer([60_000])
-    a.ingest(batch("A", [(500, 1.0, 1.0)]))
-    a.ingest(batch("B", [(500, 1.0, 1.0)]))
-    a.forget("A")
-    a.forget("nope")
-    assert a.symbols == ["B"]
+    a.trades(batch("A", [(500, 1.0, 1.0)]), partition=0)
+    a.trades(batch("B", [(500, 1.0, 1.0)]), partition=1)
+    a.drop_partition(0)
+    a.drop_partition(7)
+    assert a.symbols == ["B"] and a.partitions == [1]
     assert a.live("A") is None
-    assert ends(a.advance_to(1_000)) == [1_000]
-    a.ingest(batch("A", [(5_500, 2.0, 1.0)]))
+    assert ends(a.watermark(1_000, partition=1)) == [1_000]
+    # a later record of the partition starts it afresh
+    assert a.trades(batch("A", [(5_500, 2.0, 1.0)]), partition=0) == []
     assert live(a).windows[0].count == 1
-    assert ends(a.ingest(batch("A", [(6_500, 2.0, 1.0)]))) == [6_000]
 
 
 def test_invalid_arguments() -> None:
@@ -309,6 +311,8 @@ def test_invalid_arguments() -> None:
         Analyzer([0])
     with pytest.raises(ValueError):
         Analyzer([1_000], emit_interval_ms=0)
+    with pytest.raises(ValueError, match="longer than the longest window"):
+        Analyzer([1_000], emit_interval_ms=2_000)
     store = SymbolWindows([1_000])
     store.query(5)
     with pytest.raises(ValueError):
@@ -318,9 +322,9 @@ def test_invalid_arguments() -> None:
 def test_lists_are_compacted() -> None:
     a = Analyzer([1_000])
     for k in range(200):
-        a.ingest(batch("A", [(k * 100 + i, float(i % 7), 1.0) for i in range(100)]))
+        a.trades(batch("A", [(k * 100 + i, float(i % 7), 1.0) for i in range(100)]))
         a.live("A")
-    store = a._syms["A"].store
+    store = a.partition(0).syms["A"].store
     assert len(store) < 12_000
     w = live(a).windows[0]
     assert (w.count, w.min, w.max, w.volume) == (1_000, 0.0, 6.0, 1_000.0)
@@ -372,7 +376,7 @@ def drift_check(n: int, batch_size: int, seed: int) -> None:
         v_all.extend(v)
         for k, i in enumerate(range(0, c1 - c0, batch_size)):
             j = i + batch_size
-            snaps = a.ingest(SymbolBatch("X", t[i:j], p[i:j], v[i:j]))
+            snaps = a.trades(SymbolBatch("X", t[i:j], p[i:j], v[i:j]))
             snap = a.live("X")
             assert snap is not None
             if c0 + i > 60_000 and k % 53 == 0:
@@ -404,12 +408,12 @@ def test_live_closes_are_bucket_last_prices() -> None:
 
     az = Analyzer([10_000], emit_interval_ms=1000)
     # trades at 1.5 s, 2.5 s, 2.9 s, 7.1 s (prices 1, 2, 3, 4); window (0, 10 s] at end 10 s
-    az.ingest(
+    az.trades(
         SymbolBatch(
-            "X", [1500, 2500, 2900, 7100], [1.0, 2.0, 3.0, 4.0], [1.0] * 4, [None] * 4, [(0.0, 4)]
+            "X", [1500, 2500, 2900, 7100], [1.0, 2.0, 3.0, 4.0], [1.0] * 4, [None] * 4, [(7.2, 4)]
         )
     )
-    az.advance_to(10_000)
+    az.watermark(10_000)
     snap = az.live("X", points=5)
     assert snap is not None and snap.ts_ms == 10_000
     # buckets end at 2, 4, 6, 8, 10 s: closes 1, 3, 3, 4, 4

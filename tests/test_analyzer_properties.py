@@ -1,9 +1,15 @@
-"""Property tests: the analyzer against an independent, trade-by-trade brute-force reference.
+"""Property tests: the analyzer against an independent, trade-by-trade brute-force reference, and
+the promise that its output is a pure function of the log.
 
 The reference applies the rules of `stockup_tui.engine.analyzer.analyzer` literally, one trade at a
 time in the order received, and computes every snapshot with plain loops over the trades applied
 so far. Any difference in emitted snapshots, live snapshots or counters is a bug in one of the
 fast paths (batch splitting, bulk window updates, segments, dirty rebuilds, compaction).
+
+Then, over the same random logs (absurd timestamps, duplicated batches, watermark records,
+out-of-order trades included): a restart from the checkpoint taken after any record emits
+exactly what the analyzer that never stopped emitted, and several partitions read in any
+interleaving give the same snapshots.
 """
 
 from __future__ import annotations
@@ -67,24 +73,31 @@ def brute_metrics(trades: Sequence[tuple[int, int, float, float]], end: int, wid
 
 @dataclass
 class RefSymbol:
+    next_b: int
+    closed: float = float("-inf")
     trades: list[tuple[int, int, float, float]] = field(default_factory=list)
-    max_t: int | None = None
-    next_b: int = 0
-    last_emitted: int | None = None
-    prev_empty: bool = False
     last: tuple[int, float] | None = None
 
 
 class Reference:
-    """The rules, one trade and one boundary at a time, with brute-force metrics."""
+    """The rules of one partition, one trade and one boundary at a time, brute-force metrics."""
 
-    def __init__(self, windows_ms: Sequence[int], interval: int) -> None:
+    def __init__(self, windows_ms: Sequence[int], interval: int, max_future: int) -> None:
         self.windows = list(windows_ms)
         self.longest = max(windows_ms)
         self.interval = interval
+        self.max_future = max_future
         self.syms: dict[str, RefSymbol] = {}
+        self.wm: int | None = None
+        self.seen: set[tuple[str, str, int]] = set()
         self.seq = 0
-        self.late = self.too_old = self.ingested = 0
+        self.late = self.too_old = self.ingested = self.future = self.dupes = 0
+
+    def ceil(self, t: int) -> int:
+        return math.ceil(t / self.interval) * self.interval
+
+    def first_open(self) -> int | None:
+        return None if self.wm is None else self.wm // self.interval * self.interval + self.interval
 
     def snapshot(self, name: str, end: int) -> dict:
         s = self.syms[name]
@@ -96,51 +109,75 @@ class Reference:
             "windows": [brute_metrics(s.trades, end, w) for w in self.windows],
         }
 
-    def _emit(self, name: str, stop: int, inclusive: bool, out: list[dict]) -> None:
+    def _close(self, name: str, stop: int, out: list[dict]) -> bool:
+        """Closes boundaries up to `stop` inclusive; True if the symbol went quiet."""
         s = self.syms[name]
-        while s.next_b < stop or (inclusive and s.next_b == stop):
+        while s.next_b <= stop:
             snap = self.snapshot(name, s.next_b)
-            empty = all(w["count"] == 0 for w in snap["windows"])
-            if not (empty and s.prev_empty):
-                out.append(snap)
-                s.last_emitted = s.next_b
-                s.prev_empty = empty
+            out.append(snap)
+            s.closed = s.next_b
             s.next_b += self.interval
+            if all(w["count"] == 0 for w in snap["windows"]):
+                return True
+        return False
 
-    def ingest(self, batch: SymbolBatch) -> list[dict]:
+    def trades(self, batch: SymbolBatch) -> list[dict]:
         out: list[dict] = []
-        for t, p, v in zip(batch.t, batch.p, batch.v, strict=True):
+        name = batch.symbol
+        if batch.bid is not None:
+            key = (batch.bid[0], name, batch.bid[1])
+            if key in self.seen:
+                self.dupes += len(batch.t)
+                return out
+            self.seen.add(key)
+        recv = [when for when, n in batch.recv for _ in range(n)] or [None] * len(batch.t)
+        for t, p, v, r in zip(batch.t, batch.p, batch.v, recv, strict=True):
             self.ingested += 1
-            if batch.symbol not in self.syms:
-                first_b = math.ceil(t / self.interval) * self.interval
-                self.syms[batch.symbol] = RefSymbol(next_b=first_b)
-            s = self.syms[batch.symbol]
-            if s.max_t is not None and t <= s.max_t - self.longest:
+            if r is not None and t > r * 1000 + self.max_future:
+                self.future += 1
+                continue
+            s = self.syms.get(name)
+            if s is None:
+                first = self.first_open()
+                if first is not None and t <= first - self.longest:
+                    self.too_old += 1
+                    continue
+                s = self.syms[name] = RefSymbol(
+                    next_b=self.ceil(t) if first is None else max(self.ceil(t), first)
+                )
+            elif t <= s.next_b - self.longest:
                 self.too_old += 1
                 continue
-            self._emit(batch.symbol, t, False, out)
-            if s.last_emitted is not None and t <= s.last_emitted:
+            if s.next_b < t and self._close(name, self.ceil(t) - self.interval, out):
+                s.next_b = self.ceil(t)  # quiet in between: the rest were empty
+            wm_closed = -math.inf if self.wm is None else self.wm // self.interval * self.interval
+            if t <= max(s.closed, wm_closed):
                 self.late += 1
             self.seq += 1
             s.trades.append((t, self.seq, p, v))
-            s.max_t = t if s.max_t is None else max(s.max_t, t)
             if s.last is None or t >= s.last[0]:
                 s.last = (t, p)
         return out
 
-    def advance_to(self, ts: int) -> list[dict]:
+    def watermark(self, wm: int, final: bool) -> list[dict]:
+        self.wm = wm if self.wm is None else max(self.wm, wm)
+        last_b = self.wm // self.interval * self.interval
         out: list[dict] = []
-        for name in self.syms:
-            self._emit(name, ts, True, out)
-        out.sort(key=lambda snap: snap["ts_ms"])
+        for name in list(self.syms):
+            s = self.syms[name]
+            assert s.last is not None
+            stop = max(last_b, self.ceil(s.last[0])) if final else last_b
+            if self._close(name, stop, out):
+                del self.syms[name]
+        out.sort(key=lambda snap: (snap["ts_ms"], snap["symbol"]))
         return out
 
     def live(self, name: str) -> dict | None:
         s = self.syms.get(name)
         if s is None:
             return None
-        end = s.max_t if s.last_emitted is None else max(s.max_t, s.last_emitted)
-        return self.snapshot(name, end)
+        assert s.last is not None
+        return self.snapshot(name, max(s.last[0], s.next_b - self.interval))
 
 
 # -- comparison -----------------------------------------------------------------------------------
@@ -192,27 +229,40 @@ def small_structures() -> Iterator[None]:
             setattr(window, name, value)
 
 
-# -- random streams -------------------------------------------------------------------------------
+# -- random logs ----------------------------------------------------------------------------------
 
 SYMBOLS = ("AAA", "BBB", "CCC")
 PRICES = (0.0, 1.0, 1.5, 2.0, 99.99, 100.0, 100.01, 1e-4, 1e5)
+T0 = 1_000_000  # the logs' receive clock starts here (ms)
+
+# A log record: ("t", SymbolBatch) or ("w", wm_ms, final) or ("live", symbol).
+Record = tuple
 
 
 @st.composite
-def streams(draw: st.DrawFn) -> tuple[list[int], int, list[tuple]]:
-    """Windows, interval and a list of operations over a few symbols, mostly in time order."""
+def logs(draw: st.DrawFn) -> tuple[list[int], int, int, list[Record]]:
+    """Windows, interval, max_future and one partition's records: batches stamped with a receive
+    clock that moves on, watermarks behind it, duplicated batches, absurd and late timestamps."""
     windows = draw(st.lists(st.sampled_from([50, 100, 250, 400, 1000]), min_size=1, max_size=3))
-    interval = draw(st.sampled_from([10, 50, 100, 170]))
-    clock = {s: draw(st.integers(0, 2000)) for s in SYMBOLS}
-    ops: list[tuple] = []
-    for _ in range(draw(st.integers(1, 40))):
-        kind = draw(st.sampled_from(["batch"] * 6 + ["advance", "live"]))
+    interval = draw(st.sampled_from([i for i in (10, 50, 100, 170, 600) if i <= max(windows)]))
+    max_future = draw(st.sampled_from([0, 20, 100]))
+    lateness = draw(st.sampled_from([0, 30, 200]))
+    clock = T0 + draw(st.integers(0, 2000))
+    records: list[Record] = []
+    sent: list[SymbolBatch] = []
+    seq = 0
+    for _ in range(draw(st.integers(1, 45))):
+        kind = draw(st.sampled_from(["batch"] * 6 + ["wm", "wm", "dup", "live", "final"]))
+        clock += draw(st.sampled_from([0, 1, 10, 40, 90, 300, 1500]))
         if kind == "batch":
             sym = draw(st.sampled_from(SYMBOLS))
             trades = []
-            for _ in range(draw(st.integers(0, 12))):
-                step = draw(st.sampled_from([0, 0, 1, 3, 10, 40, 90, 300, -5, -60, -600]))
-                clock[sym] = max(0, clock[sym] + step)
+            for _ in range(draw(st.integers(0, 10))):
+                lag = draw(st.sampled_from([0, 0, 1, 3, 10, 40, 90, 300, 700, -60, -150]))
+                if draw(st.integers(0, 40)) == 0:
+                    t = draw(st.sampled_from([1, clock + 3_600_000, clock - 3_600_000]))
+                else:
+                    t = max(1, clock - lag)
                 price = draw(
                     st.one_of(
                         st.sampled_from(PRICES),
@@ -220,79 +270,257 @@ def streams(draw: st.DrawFn) -> tuple[list[int], int, list[tuple]]:
                     )
                 )
                 volume = draw(st.sampled_from([0.0, 1.0, 2.0, 100.0, 0.5, 1e6]))
-                trades.append((clock[sym], price, volume))
-            ops.append(("batch", sym, trades))
-        elif kind == "advance":
-            base = max(clock.values())
-            ops.append(("advance", base + draw(st.integers(-200, 3000))))
-        else:
-            ops.append(("live", draw(st.sampled_from(SYMBOLS))))
-    return windows, interval, ops
-
-
-def run_stream(windows: list[int], interval: int, ops: list[tuple]) -> None:
-    analyzer = Analyzer(windows, emit_interval_ms=interval)
-    ref = Reference(windows, interval)
-    for k, op in enumerate(ops):
-        where = f"op {k} {op[:2]}"
-        if op[0] == "batch":
-            _, sym, trades = op
+                trades.append((t, price, volume))
+            seq += 1
             batch = SymbolBatch(
-                sym, [t for t, _, _ in trades], [p for _, p, _ in trades], [v for *_, v in trades]
+                sym,
+                [t for t, _, _ in trades],
+                [p for _, p, _ in trades],
+                [v for *_, v in trades],
+                [None] * len(trades),
+                [(clock / 1000, len(trades))] if trades else [],
+                ("producer", seq),
             )
-            assert_all(analyzer.ingest(batch), ref.ingest(batch), where)
-        elif op[0] == "advance":
-            assert_all(analyzer.advance_to(op[1]), ref.advance_to(op[1]), where)
+            sent.append(batch)
+            records.append(("t", batch))
+        elif kind == "dup" and sent:
+            records.append(("t", draw(st.sampled_from(sent))))
+        elif kind in ("wm", "final"):
+            back = draw(st.sampled_from([0, 0, 0, 500]))  # now and then an older watermark
+            records.append(("w", max(1, clock - lateness - back), kind == "final"))
+        elif kind == "live":
+            records.append(("live", draw(st.sampled_from(SYMBOLS))))
+    return windows, interval, max_future, records
+
+
+def run_against_reference(
+    windows: list[int], interval: int, max_future: int, records: list[Record]
+) -> None:
+    analyzer = Analyzer(windows, emit_interval_ms=interval, max_future_ms=max_future)
+    ref = Reference(windows, interval, max_future)
+    for k, rec in enumerate(records):
+        where = f"record {k} {rec[0]}"
+        if rec[0] == "t":
+            assert_all(analyzer.trades(rec[1], offset=k), ref.trades(rec[1]), where)
+        elif rec[0] == "w":
+            got = analyzer.watermark(rec[1], offset=k, final=rec[2])
+            assert_all(got, ref.watermark(rec[1], rec[2]), where)
         else:
-            assert_snapshot(analyzer.live(op[1]), ref.live(op[1]), where)
-        assert (analyzer.late, analyzer.too_old, analyzer.ingested) == (
+            if rec[1] in ref.syms:
+                assert_snapshot(analyzer.live(rec[1]), ref.live(rec[1]), where)
+        c = analyzer.counters
+        assert (c.late, c.too_old, c.ingested, c.future_time, c.bus_duplicate) == (
             ref.late,
             ref.too_old,
             ref.ingested,
+            ref.future,
+            ref.dupes,
         ), where
-    for sym in SYMBOLS:
+    for sym in ref.syms:
         assert_snapshot(analyzer.live(sym), ref.live(sym), f"final live {sym}")
     assert analyzer.symbols == list(ref.syms)
-    maxima = [s.max_t for s in ref.syms.values()]
-    assert analyzer.watermark_ms == (max(maxima) if maxima else None)
 
 
-@settings(max_examples=120, deadline=None)
-@given(streams())
-def test_matches_reference(stream: tuple[list[int], int, list[tuple]]) -> None:
-    run_stream(*stream)
+@settings(max_examples=150, deadline=None)
+@given(logs())
+def test_matches_reference(log: tuple[list[int], int, int, list[Record]]) -> None:
+    run_against_reference(*log)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(streams())
-def test_matches_reference_with_tiny_segments(stream: tuple[list[int], int, list[tuple]]) -> None:
+@given(logs())
+def test_matches_reference_with_tiny_segments(
+    log: tuple[list[int], int, int, list[Record]],
+) -> None:
     with small_structures():
-        run_stream(*stream)
+        run_against_reference(*log)
 
 
-@pytest.mark.parametrize("seed", range(2))
-def test_long_random_stream_with_tiny_segments(seed: int) -> None:
-    """Long streams reach states the short hypothesis examples do not (many compactions)."""
-    rng = random.Random(seed)
-    clock = dict.fromkeys(SYMBOLS, 10_000)
-    ops: list[tuple] = []
-    for _ in range(1500):
+def random_log(rng: random.Random, n: int, late_share: float = 0.03) -> list[Record]:
+    """A long log: bursts per symbol, watermarks every few records, some late and absurd trades."""
+    clock = T0
+    records: list[Record] = []
+    seq = 0
+    for _ in range(n):
         r = rng.random()
-        if r < 0.85:
+        clock += rng.choice([0, 1, 5, 20, 20, 50])
+        if r < 0.8:
             sym = rng.choice(SYMBOLS)
             trades = []
             for _ in range(rng.randint(1, 30)):
-                clock[sym] += rng.choice([0, 1, 5, 20, 20, 50]) if rng.random() > 0.03 else -300
+                clock += rng.choice([0, 1, 3])
+                t = clock - (rng.choice([0, 0, 1, 5, 60]) if rng.random() > late_share else 900)
+                if rng.random() < 0.002:
+                    t = rng.choice([1, clock + 10**7])
                 price = rng.choice([round(rng.uniform(90, 110), 2), rng.choice(PRICES)])
-                trades.append((clock[sym], price, rng.choice([0.0, 1.0, 7.0, 250.0])))
-            ops.append(("batch", sym, trades))
-        elif r < 0.93:
-            ops.append(("live", rng.choice(SYMBOLS)))
+                trades.append((t, price, rng.choice([0.0, 1.0, 7.0, 250.0])))
+            seq += 1
+            records.append(
+                (
+                    "t",
+                    SymbolBatch(
+                        sym,
+                        [t for t, _, _ in trades],
+                        [p for _, p, _ in trades],
+                        [v for *_, v in trades],
+                        [None] * len(trades),
+                        [(clock / 1000, len(trades))],
+                        ("p", seq),
+                    ),
+                )
+            )
+        elif r < 0.86 and records:
+            old = rng.choice(records[-50:])
+            if old[0] == "t":
+                records.append(old)  # a redelivered batch
+        elif r < 0.9:
+            records.append(("live", rng.choice(SYMBOLS)))
         else:
-            ops.append(("advance", max(clock.values()) + rng.randint(-500, 2500)))
+            records.append(("w", clock - 40, False))
+    return records
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_long_random_log_with_tiny_segments(seed: int) -> None:
+    """Long logs reach states the short hypothesis examples do not (many compactions)."""
+    records = random_log(random.Random(seed), 1500)
     with small_structures():
-        run_stream([300, 1000, 2500], 100, ops)
-    run_stream([300, 1000, 2500], 100, ops)
+        run_against_reference([300, 1000, 2500], 100, 50, records)
+    run_against_reference([300, 1000, 2500], 100, 50, records)
+
+
+# -- the output is a pure function of the log -----------------------------------------------------
+
+
+def emissions(
+    analyzer: Analyzer, records: Sequence[Record], start: int, partition: int = 0
+) -> list[list[SymbolSnapshot]]:
+    """Feeds `records[start:]` (offsets = positions) and returns each record's snapshots."""
+    out = []
+    for k in range(start, len(records)):
+        rec = records[k]
+        if rec[0] == "t":
+            out.append(analyzer.trades(rec[1], partition, k))
+        elif rec[0] == "w":
+            out.append(analyzer.watermark(rec[1], partition, k, final=rec[2]))
+        else:
+            out.append([])
+    return out
+
+
+def restarted(
+    windows: list[int], interval: int, max_future: int, records: Sequence[Record], cut: int
+) -> list[list[SymbolSnapshot]]:
+    """A second analyzer killed after record `cut - 1` and started again from its checkpoint:
+    replays from the checkpoint without emitting, then goes on. Returns what it emits from
+    record `cut` on."""
+    first = Analyzer(windows, emit_interval_ms=interval, max_future_ms=max_future)
+    emissions(first, records[:cut], 0)
+    cp = first.checkpoint(0, cut)
+    assert cp.replay_from <= cut
+    second = Analyzer(windows, emit_interval_ms=interval, max_future_ms=max_future)
+    second.start_partition(0, cp.watermark_ms)
+    for k in range(cp.replay_from, cut):
+        rec = records[k]
+        if rec[0] == "t":
+            assert second.trades(rec[1], 0, k, emit=False) == []
+        elif rec[0] == "w":
+            assert second.watermark(rec[1], 0, k, emit=False, final=rec[2]) == []
+    return emissions(second, records, cut)
+
+
+def assert_same(got: list[list[SymbolSnapshot]], want: list[list[SymbolSnapshot]], where: str):
+    for k, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert [(s.symbol, s.ts_ms) for s in g] == [(s.symbol, s.ts_ms) for s in w], (where, k)
+        assert g == w, (where, k)  # exact: the same floats, so InfluxDB overwrites alike
+
+
+@settings(max_examples=150, deadline=None)
+@given(logs(), st.data())
+def test_restart_from_any_checkpoint_emits_the_same(
+    log: tuple[list[int], int, int, list[Record]], data: st.DataObject
+) -> None:
+    windows, interval, max_future, records = log
+    whole = emissions(Analyzer(windows, interval, max_future), records, 0)
+    cut = data.draw(st.integers(0, len(records)))
+    got = restarted(windows, interval, max_future, records, cut)
+    assert_same(got, whole[cut:], f"cut at {cut}")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_restart_at_every_record_of_a_long_log(seed: int) -> None:
+    rng = random.Random(seed)
+    records = random_log(rng, 700, late_share=0.1)
+    whole = emissions(Analyzer([300, 1000], 100, 50), records, 0)
+    for cut in range(0, len(records), 7):
+        got = restarted([300, 1000], 100, 50, records, cut)
+        assert_same(got, whole[cut:], f"cut at {cut}")
+
+
+def test_replay_from_the_checkpoint_is_bounded() -> None:
+    """The checkpoint keeps about the longest window (plus two intervals) of records, not the
+    whole history, once watermarks flow."""
+    records = random_log(random.Random(5), 3000)
+    analyzer = Analyzer([300], 100, 50)
+    emissions(analyzer, records, 0)
+    cp = analyzer.checkpoint(0, len(records))
+    span = sum(1 for rec in records[cp.replay_from :] if rec[0] == "t")
+    assert 0 < span < 200, span
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(logs(), min_size=2, max_size=3), st.randoms(use_true_random=False))
+def test_partitions_read_in_any_order_give_the_same_snapshots(
+    parts: list[tuple[list[int], int, int, list[Record]]], rng: random.Random
+) -> None:
+    """Several partitions, each its own log, read one after the other and then interleaved in
+    a random order: every partition's snapshots are the same."""
+    windows, interval, max_future, _ = parts[0]
+    logs_ = [records for *_, records in parts]
+    alone = [
+        emissions(Analyzer(windows, interval, max_future), records, 0, n)
+        for n, records in enumerate(logs_)
+    ]
+    order = [n for n, records in enumerate(logs_) for _ in records]
+    rng.shuffle(order)
+    mixed = Analyzer(windows, interval, max_future)
+    got: list[list[list[SymbolSnapshot]]] = [[] for _ in logs_]
+    position = [0] * len(logs_)
+    for n in order:
+        k = position[n]
+        position[n] += 1
+        got[n].extend(emissions_one(mixed, logs_[n][k], n, k))
+    for n in range(len(logs_)):
+        assert_same(got[n], alone[n], f"partition {n}")
+
+
+def emissions_one(analyzer: Analyzer, rec: Record, partition: int, offset: int) -> list:
+    if rec[0] == "t":
+        return [analyzer.trades(rec[1], partition, offset)]
+    if rec[0] == "w":
+        return [analyzer.watermark(rec[1], partition, offset, final=rec[2])]
+    return [[]]
+
+
+def test_one_absurd_timestamp_costs_one_drop_and_nothing_else() -> None:
+    """A trade an hour ahead, or at 1970, first or in the middle: one counted drop; every
+    other snapshot is what it is without it."""
+    clean = random_log(random.Random(9), 400, late_share=0.0)
+    for position in (0, 1, 200):
+        for absurd in (1, T0 + 3_600_000, 4_102_444_800_000):
+            records = list(clean)
+            bad = SymbolBatch("AAA", [absurd], [1.0], [1.0], [None], [(T0 / 1000, 1)], ("x", 1))
+            records.insert(position, ("w", T0 - 40, False))
+            records.insert(position + 1, ("t", bad))
+            baseline = list(clean)
+            baseline.insert(position, ("w", T0 - 40, False))
+            a = Analyzer([300, 1000], 100, 50)
+            b = Analyzer([300, 1000], 100, 50)
+            got = [s for batch in emissions(a, records, 0) for s in batch]
+            want = [s for batch in emissions(b, baseline, 0) for s in batch]
+            assert got == want, (position, absurd)
+            drops = a.counters.future_time + a.counters.too_old
+            assert drops == b.counters.future_time + b.counters.too_old + 1, (position, absurd)
 
 
 # -- pandas as a second oracle --------------------------------------------------------------------
@@ -308,7 +536,7 @@ def test_live_matches_pandas_rolling() -> None:
     analyzer = Analyzer([60_000])
     lives = []
     for ti, pi, vi in zip(t, p, v, strict=True):
-        analyzer.ingest(SymbolBatch("X", [ti], [pi], [vi]))
+        analyzer.trades(SymbolBatch("X", [ti], [pi], [vi]))
         live = analyzer.live("X")
         assert live is not None
         lives.append(live.windows[0])

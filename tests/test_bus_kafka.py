@@ -23,7 +23,7 @@ from stockup_tui.config import Settings
 from stockup_tui.engine.bus.kafka import KafkaBus
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.pipeline import Pipeline
-from tests.helpers import ListSink, close, make_recording, wait_until
+from tests.helpers import ListSink, make_recording, wait_until
 from tests.services import require_kafka
 
 pytestmark = pytest.mark.kafka
@@ -71,7 +71,6 @@ def replay_settings(
         symbols=["AAPL"],
         windows=["1m", "5m"],
         source={"kind": "replay", "replay": path, "replay_speed": speed},
-        analyzer={"clock": "event", "lateness": "1h"},
         **data,
     )
 
@@ -88,7 +87,6 @@ async def run_memory_replay(path: Path) -> ListSink:
             "symbols": ["AAPL"],
             "windows": ["1m", "5m"],
             "source": {"kind": "replay", "replay": path},
-            "analyzer": {"clock": "event", "lateness": "1h"},
         }
     )
     pipe = Pipeline.from_settings(s, sinks=[sink])
@@ -174,8 +172,8 @@ async def test_two_analyzers_share_the_partitions_and_take_over_when_one_stops(
     kafka: dict[str, Any],
 ) -> None:
     s = kafka_settings(kafka, role="analyzer")
-    first = KafkaBus(s, Drops(), publish=False, consume=True, replay_ms=60_000)
-    second = KafkaBus(s, Drops(), publish=False, consume=True, replay_ms=60_000)
+    first = KafkaBus(s, Drops(), publish=False, consume=True)
+    second = KafkaBus(s, Drops(), publish=False, consume=True)
     await first.start()
     await second.start()
     try:
@@ -204,9 +202,6 @@ def write_config(path: Path, section: dict[str, Any], group: str, log_file: Path
         'windows = ["1m", "5m"]',
         "[bus]",
         'kind = "kafka"',
-        "[analyzer]",
-        'clock = "event"',
-        'lateness = "1h"',
         "[log]",
         f'file = "{log_file}"',
         "[kafka]",
@@ -227,19 +222,22 @@ def read_snapshots(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
     return out
 
 
-def committed_watermarks(bootstrap: str, group: str) -> dict[int, int]:
-    """Partition -> watermark in the group's committed offsets (what a restart rewinds to)."""
+def committed_checkpoints(bootstrap: str, group: str) -> dict[int, tuple[int, Any]]:
+    """Partition -> (committed offset, checkpoint) of a group (what a restart rewinds to)."""
     from kafka import KafkaAdminClient
 
-    from stockup_tui.engine.bus.kafka_consumer import watermark_of
+    from stockup_tui.engine.bus.kafka_consumer import checkpoint_of
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         offsets = admin.list_group_offsets({group: None}).get(group) or {}
     finally:
         admin.close()
-    found = {tp.partition: watermark_of(om.metadata) for tp, om in offsets.items()}
-    return {part: wm for part, wm in found.items() if wm is not None}
+    found = {
+        tp.partition: (om.offset, checkpoint_of(om.metadata, om.offset))
+        for tp, om in offsets.items()
+    }
+    return {part: got for part, got in found.items() if got[1] is not None}
 
 
 def start_analyzer(config: Path, out: Path) -> subprocess.Popen[bytes]:
@@ -264,29 +262,14 @@ def start_analyzer(config: Path, out: Path) -> subprocess.Popen[bytes]:
     )
 
 
-EXACT_FIELDS = ("window_ms", "count", "first", "last", "min", "max", "change")
-SUM_FIELDS = ("volume", "mean", "vwap", "change_pct", "rate")
-
-
 def same_metrics(want: dict[str, Any] | None, got: dict[str, Any]) -> bool:
-    """Counts and prices identical; sums equal up to float rounding (a restarted analyzer adds
-    the same trades in a different order, so the last bit of a float sum may differ)."""
-    if want is None or (want["last_price"], want["last_trade_ms"]) != (
-        got["last_price"],
-        got["last_trade_ms"],
-    ):
-        return False
-    for a, b in zip(want["windows"], got["windows"], strict=True):
-        if any(a[f] != b[f] for f in EXACT_FIELDS):
-            return False
-        if not all(close(a[f], b[f]) for f in SUM_FIELDS):
-            return False
-    return True
+    """The very same snapshot: the output is a function of the log, to the last bit."""
+    return want == got
 
 
 def last_boundaries(truth: dict[str, list[tuple[int, float, float]]]) -> dict[str, int]:
-    """The last boundary each symbol's own trades cross (what an event-clock run emits last)."""
-    return {sym: (trades[-1][0] - 1) // 1000 * 1000 for sym, trades in truth.items()}
+    """The boundary holding each symbol's last trade: the end of a replay closes it."""
+    return {sym: -(-trades[-1][0] // 1000) * 1000 for sym, trades in truth.items()}
 
 
 @pytest.mark.slow
@@ -322,9 +305,9 @@ async def test_killed_analyzer_restarts_with_exact_metrics(
             lambda: len(read_snapshots(before)) >= 60, timeout=60, what="the victim to emit"
         )
         await wait_until(
-            lambda: committed_watermarks(kafka["bootstrap_servers"], kafka["group_id"]),
+            lambda: committed_checkpoints(kafka["bootstrap_servers"], kafka["group_id"]),
             timeout=30,
-            what="the victim to commit offsets with its watermark",
+            what="the victim to commit offsets with its checkpoint",
         )
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
@@ -354,9 +337,9 @@ async def test_killed_analyzer_restarts_with_exact_metrics(
     assert not mismatched, mismatched[:5]
     # Together the two lives of the victim cover the whole run.
     assert set(ref) <= set(emitted_before) | set(got)
-    # The restart rewound to its committed watermark and replayed up to its committed offsets.
+    # The restart rewound to its checkpoints and replayed up to its committed offsets.
     assigned = [line for line in logs.read_text().splitlines() if "partitions assigned" in line]
-    assert re.search(r": \d+", assigned[-1].partition("replaying up to")[2]), assigned[-1]
+    assert re.search(r"\d+\.\.\d+", assigned[-1].partition("replaying")[2]), assigned[-1]
 
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -583,3 +566,32 @@ async def test_a_broker_down_at_start_costs_nothing_once_it_is_up(
         await pipe.stop(timeout=60)
     assert pipe.analyzer.ingested == sum(len(v) for v in truth.values())
     assert_same_as_reference(sink, await run_memory_replay(path))
+
+
+async def test_a_new_group_catches_up_on_the_whole_topic_exactly(
+    kafka: dict[str, Any], tmp_path: Path
+) -> None:
+    """An analyzer started after the fact on a topic that already holds a whole recording (a
+    new group: the topic from its start) emits every snapshot of it, each the offline one."""
+    path = tmp_path / "session.jsonl"
+    make_recording(path, seed=13, frames=3000)  # several minutes of event time, three symbols
+    query = Pipeline.from_settings(replay_settings(kafka, path, role="query"))
+    await query.start()
+    await query.wait_source_done()
+    await query.stop()
+    want = {snapshot_key(s): s for s in (await run_memory_replay(path)).snapshots}
+    sink = ListSink()
+    analyzer = Pipeline.from_settings(replay_settings(kafka, path, role="analyzer"), sinks=[sink])
+    await analyzer.start()
+    try:
+        await wait_until(
+            lambda: set(want) <= {snapshot_key(s) for s in sink.snapshots},
+            timeout=90,
+            what="every snapshot of the recording",
+        )
+    finally:
+        await analyzer.stop()
+    got = {snapshot_key(s): s for s in sink.snapshots}
+    assert len(got) == len(sink.snapshots)  # none twice
+    assert got == want
+    assert analyzer.analyzer.too_old == 0 and analyzer.analyzer.late == 0

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from stockup_tui.config import ConfigError, Settings
+from stockup_tui.engine.analyzer.partition import Checkpoint
 from stockup_tui.engine.bus.base import Delivery, Message
 from stockup_tui.engine.bus.factory import create_bus
 from stockup_tui.engine.bus.rabbitmq import RabbitMQBus
@@ -46,25 +47,32 @@ def payloads(n: int, start: int = 0, symbol: bytes = b"AAPL") -> list[Message]:
     return [Message(symbol, b"m%06d" % i, 1) for i in range(start, start + n)]
 
 
+def nothing_to_replay(d: Delivery) -> Checkpoint:
+    """The checkpoint of an analyzer that needs none of what it has read."""
+    return Checkpoint(d.messages[-1].offset + 1, 1_000)
+
+
 class Collector:
-    """Consumes a bus in the background, acking each delivery with a watermark (a number, or
-    a function of the delivery)."""
+    """Consumes a bus in the background, acking each delivery with the checkpoint a function of
+    the delivery gives (as the analyzer would)."""
 
     def __init__(
-        self, bus: RabbitMQBus, watermark: int | Callable[[Delivery], int] | None = 1_000
+        self, bus: RabbitMQBus, checkpoint: Callable[[Delivery], Checkpoint] = nothing_to_replay
     ) -> None:
         self.bus = bus
+        self.checkpoint = checkpoint
         self.messages: list[Message] = []
+        self.starts: list[dict[int, int | None]] = []
         self.deliveries = 0
-        self.watermark = watermark
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        wm = self.watermark
         async for d in self.bus.consume():
             self.messages.extend(d.messages)
             self.deliveries += 1
-            await self.bus.ack(d, wm(d) if callable(wm) else wm)
+            if d.starts:
+                self.starts.append(dict(d.starts))
+            await self.bus.ack(d, {0: self.checkpoint(d)})
 
     @property
     def bodies(self) -> list[bytes]:
@@ -76,7 +84,7 @@ async def test_round_trip_in_order_with_confirms(tmp_path: Path, queue_type: str
     require_rabbitmq()
     sec = rmq.names(queue_type, tmp_path)
     try:
-        bus = RabbitMQBus(settings(sec), Drops(), replay_ms=60_000)
+        bus = RabbitMQBus(settings(sec), Drops())
         await bus.start()
         assert bus.stats.connected, bus.stats.last_error
         got = Collector(bus)
@@ -98,45 +106,48 @@ async def test_round_trip_in_order_with_confirms(tmp_path: Path, queue_type: str
         rmq.delete_all(sec)
 
 
-async def test_stream_consumer_starts_at_its_start_not_at_old_history(
-    section: dict[str, Any],
-) -> None:
+async def test_a_fresh_stream_consumer_reads_the_whole_stream(section: dict[str, Any]) -> None:
+    """No checkpoint: the whole retained stream, as a new Kafka group reads its topic, so a new
+    analyzer emits the same history as any other."""
     first = RabbitMQBus(settings(section, role="query"), Drops(), consume=False)
     await first.start()
     await first.publish(payloads(50))
     await first.close()
     assert first.stats.published_messages == 50
     section["checkpoint"] = section["checkpoint"] + ".other"  # no checkpoint: a fresh analyzer
-    bus = RabbitMQBus(settings(section), Drops(), replay_ms=60_000)
-    bus.consumer.started_at = bus.consumer.started_at.replace(year=2100)  # "now" is later
+    bus = RabbitMQBus(settings(section), Drops())
     await bus.start()
     got = Collector(bus)
     await bus.publish(payloads(5, 1000))
     await bus.close()
     await asyncio.wait_for(got.task, 15)
-    assert got.bodies == [m.payload for m in payloads(5, 1000)]
+    assert got.bodies == [m.payload for m in payloads(50) + payloads(5, 1000)]
+    assert [m.offset for m in got.messages] == list(range(55))
+    assert not any(m.replay for m in got.messages)
 
 
 async def test_analyzer_restart_replays_from_the_checkpoint(section: dict[str, Any]) -> None:
-    """Stream recovery: the restarted consumer attaches at `replay_from` and marks everything
-    up to the checkpointed offset as a replay; later messages are live."""
-    replay_ms = 10_000
-    bus = RabbitMQBus(settings(section), Drops(), replay_ms=replay_ms)
+    """Stream recovery: the restarted consumer attaches at the checkpoint's `replay_from`,
+    starts the analyzer at the checkpoint's watermark and marks everything up to the last
+    processed offset as a replay; later messages are live."""
+    bus = RabbitMQBus(settings(section), Drops())
     await bus.start()
-    # 60 messages, one second of event time apart: the watermark follows the message number.
-    got = Collector(bus, lambda d: 1_000_000 + int(d.messages[-1].payload[1:]) * 1000)
+
+    def keep_the_last_ten(d: Delivery) -> Checkpoint:  # as if the windows held ten messages
+        last = d.messages[-1].offset
+        return Checkpoint(max(0, last - 9), 1_000_000 + last * 1000)
+
+    got = Collector(bus, keep_the_last_ten)
     for i, m in enumerate(payloads(60)):  # one by one: a checkpoint after each message
         await bus.publish([m])
         await wait_until(lambda i=i: len(got.messages) > i, 20, f"message {i}")
     await bus.close()
     await asyncio.wait_for(got.task, 10)
     cp = CheckpointFile(Path(section["checkpoint"]), section["vhost"], section["queue"]).load()
-    assert cp is not None and cp.offset == 59 and cp.watermark_ms == 1_059_000
-    # Everything before replay_from is older than watermark - replay_ms, nothing after it is.
-    assert 1_000_000 + (cp.replay_from - 1) * 1000 <= cp.watermark_ms - replay_ms
-    assert cp.replay_from >= 59 - replay_ms // 1000 - 1
+    assert cp is not None and cp.offset == 59
+    assert (cp.replay_from, cp.watermark_ms) == (50, 1_059_000)
 
-    again = RabbitMQBus(settings(section), Drops(), replay_ms=replay_ms)
+    again = RabbitMQBus(settings(section), Drops())
     await again.start()
     got2 = Collector(again)
     await wait_until(lambda: len(got2.messages) >= 60 - cp.replay_from, 20, "the replay")
@@ -149,12 +160,13 @@ async def test_analyzer_restart_replays_from_the_checkpoint(section: dict[str, A
     assert all(m.replay for m in got2.messages[: len(expected)])
     assert got2.bodies[len(expected) :] == [b"m000060", b"m000061", b"m000062"]
     assert not any(m.replay for m in got2.messages[len(expected) :])
+    assert got2.starts == [{0: 1_059_000}]  # the analyzer's state starts there, once
 
 
 async def test_stale_checkpoint_of_a_recreated_stream_is_ignored(
     section: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    bus = RabbitMQBus(settings(section), Drops(), replay_ms=1000)
+    bus = RabbitMQBus(settings(section), Drops())
     await bus.start()
     got = Collector(bus)
     await bus.publish(payloads(20))
@@ -168,7 +180,7 @@ async def test_stale_checkpoint_of_a_recreated_stream_is_ignored(
     await fresh.close()
 
     caplog.set_level(logging.WARNING)
-    again = RabbitMQBus(settings(section), Drops(), replay_ms=1000)
+    again = RabbitMQBus(settings(section), Drops())
     await again.start()
     got2 = Collector(again)
     await wait_until(lambda: len(got2.messages) >= 25, 20, "the new stream from its start")
@@ -238,7 +250,7 @@ async def test_wrong_credentials_give_a_clear_error_once_and_keep_retrying(
 ) -> None:
     caplog.set_level(logging.INFO, logger="stockup_tui")
     section["password"] = "not-the-password"
-    bus = RabbitMQBus(settings(section), Drops(), replay_ms=1000)
+    bus = RabbitMQBus(settings(section), Drops())
     await bus.start()
     err = bus.stats.last_error or ""
     assert not bus.stats.connected

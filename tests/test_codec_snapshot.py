@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stockup_tui.engine.analyzer.partition import Checkpoint
 from stockup_tui.engine.bus.kafka import parse_control
-from stockup_tui.engine.bus.kafka_consumer import watermark_of
+from stockup_tui.engine.bus.kafka_consumer import checkpoint_metadata, checkpoint_of
 from stockup_tui.engine.codec import CodecError, decode_snapshot, encode_snapshot
 from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics
 
@@ -82,7 +83,20 @@ def test_control_messages_are_validated_like_the_config() -> None:
         parse_control(orjson.dumps({"v": 1, "symbols": ["A"] * 1001}))
 
 
-def test_the_commit_metadata_carries_the_watermark() -> None:
-    assert watermark_of('{"wm": 1764000000000}') == 1764000000000
-    for other in (None, "", "garbage", '{"wm": "1"}', '{"wm": -5}', "[1]"):
-        assert watermark_of(other) is None
+def test_the_commit_metadata_carries_the_checkpoint() -> None:
+    for cp in (Checkpoint(120, 1764000000000), Checkpoint(0, None)):
+        meta = checkpoint_metadata(cp)
+        assert len(meta) < 100
+        assert checkpoint_of(meta, 500) == cp
+    # Not ours, from an older version, or pointing after the committed offset: no checkpoint.
+    for other in (
+        None,
+        "",
+        "garbage",
+        '{"wm": 1764000000000}',
+        '{"v": 2, "r": "1"}',
+        '{"v": 2, "r": 600}',
+        '{"v": 2, "r": 5, "w": -1}',
+        "[1]",
+    ):
+        assert checkpoint_of(other, 500) is None

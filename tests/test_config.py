@@ -55,6 +55,18 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     assert f"{key}:" in str(err.value)
 
 
+def test_settings_of_earlier_versions_say_what_replaced_them(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, '[analyzer]\nlateness = "2s"\n'), environ={})
+    assert "source.lateness" in str(err.value)
+
+
+def test_emit_interval_longer_than_the_longest_window_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, 'windows = ["2s"]\nemit_interval = "5s"\n'), environ={})
+    assert "emit_interval" in str(err.value) and "longest window" in str(err.value)
+
+
 def test_unknown_env_variable_is_named() -> None:
     with pytest.raises(ConfigError, match="STOCKUP_BUS__KINDZ"):
         load_config(environ={"STOCKUP_BUS__KINDZ": "x"})

@@ -93,11 +93,15 @@ def test_clear_and_bad_horizon() -> None:
             DuplicateFilter(bad)
 
 
-def test_default_clock_is_monotonic_now() -> None:
+def test_without_a_start_the_first_frame_starts_the_clock() -> None:
     f = DuplicateFilter()
     assert f.horizon == 2.0
-    f.rotate_if_due(0.0)  # long before the first rotation is due
+    f.rotate_if_due(1_764_000_000.0)  # a receive time: the schedule starts here
     assert f.rotations == 0
+    f.rotate_if_due(1_764_000_001.9)
+    assert f.rotations == 0
+    f.rotate_if_due(1_764_000_002.0)
+    assert f.rotations == 1
 
 
 def test_memory_bounded_by_two_generations() -> None:

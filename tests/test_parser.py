@@ -33,21 +33,11 @@ TRADE_REASONS = {
 }
 
 
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make(dedup: bool = True, **kw) -> tuple[FrameParser, Drops, FakeClock]:
-    clock = FakeClock()
+def make(dedup: bool = True, **kw) -> tuple[FrameParser, Drops, None]:
+    """A parser whose duplicate filter runs on the receive times the tests give (from 1.0 s)."""
     drops = Drops()
-    f = DuplicateFilter(2.0, now=clock.now) if dedup else None
-    return FrameParser(drops, f, clock=clock, **kw), drops, clock
+    f = DuplicateFilter(2.0, now=1.0) if dedup else None
+    return FrameParser(drops, f, **kw), drops, None
 
 
 def frame(*trades: object) -> str:
@@ -370,15 +360,12 @@ def test_duplicate_seen_on_slow_then_fast_path() -> None:
 
 
 def test_resend_after_two_horizons_is_kept() -> None:
-    p, drops, clock = make()
+    p, drops, _ = make()
     p.parse(frame(GOOD), 1.0)
-    clock.now += 1.9
-    p.parse(frame(GOOD), 2.0)
+    p.parse(frame(GOOD), 2.9)
     assert drops.get("duplicate") == 1
-    clock.now += 4.1  # two rotations since the last copy
-    p.parse(frame(trade(t=T0 + 9)), 3.0)
-    clock.now += 2.1
-    p.parse(frame(GOOD), 4.0)
+    p.parse(frame(trade(t=T0 + 9)), 7.0)  # two rotations since the last copy
+    p.parse(frame(GOOD), 9.1)
     assert drops.get("duplicate") == 1
     assert p.trades == 3
 
@@ -496,3 +483,26 @@ def test_frames_from_orjson_and_json_agree() -> None:
     a.parse(orjson.dumps({"type": "trade", "data": data}).decode(), 1.0)
     b.parse(json.dumps({"type": "trade", "data": data}, indent=2), 1.0)
     assert a.take() == b.take()
+
+
+# --- timestamps against the receive time -----------------------------------------------------
+
+
+def test_times_far_from_the_receive_time_are_dropped_with_their_reason() -> None:
+    """Judged against the frame's receive time: one bad trade costs one counted drop."""
+    p, drops, _ = make(max_future_ms=5_000, max_age_ms=60_000)
+    recv = T0 / 1000
+    good = [trade(t=T0 - 60_000 + 1), trade(t=T0), trade(t=T0 + 5_000)]
+    bad = [trade(t=T0 + 5_001), trade(t=T0 + 3_600_000), trade(t=T0 - 60_000), trade(t=1)]
+    for warm in (False, True):  # the first sight of a symbol, then the fast path
+        p.parse(frame(*good, *bad), recv)
+        assert [p.take()[0].t] == [[t["t"] for t in good]]
+        assert drops.get("future_time") == 2 * (1 + warm)
+        assert drops.get("too_old") == 2 * (1 + warm)
+        p.dedup.clear()
+
+
+def test_without_bounds_any_time_before_2200_is_kept() -> None:
+    p, drops, _ = make()
+    p.parse(frame(trade(t=1), trade(t=codec.MAX_TIME_MS)), 1.0)
+    assert p.trades == 2 and drops.total == 0

@@ -126,14 +126,14 @@ async def test_a_batch_the_analyzer_chokes_on_is_counted_not_fatal(
 ) -> None:
     from stockup_tui.engine.analyzer import Analyzer
 
-    original = Analyzer.ingest
+    original = Analyzer.trades
 
-    def choke_on_msft(self: Analyzer, batch: Any) -> list[SymbolSnapshot]:
+    def choke_on_msft(self: Analyzer, batch: Any, *args: Any) -> list[SymbolSnapshot]:
         if batch.symbol == "MSFT":
             raise ValueError("injected analyzer bug")
-        return original(self, batch)
+        return original(self, batch, *args)
 
-    monkeypatch.setattr(Analyzer, "ingest", choke_on_msft)
+    monkeypatch.setattr(Analyzer, "trades", choke_on_msft)
     s = settings(symbols=["AAPL", "MSFT"], windows=["1m"], simulator={"rate": 2000})
     pipe = Pipeline.from_settings(s)
     await pipe.start()

@@ -37,6 +37,8 @@ from tests import helpers
 from tests.helpers import wait_until
 from tests.services import require_influx, require_victoria, services_required
 
+pytestmark = pytest.mark.influx
+
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "grafana" / "dashboards"
 INFLUX_CTL = os.environ.get("TEST_INFLUX_CTL", str(ROOT / "scripts" / "influxdb.sh"))
@@ -125,7 +127,7 @@ def make_recent_recording(
     t = (int(time.time()) - 600) * 1000 - frames * 400
     prices = {s: (0.0000123 if i == 2 else 100.0 + 50 * i) for i, s in enumerate(symbols)}
     n = 0
-    for i in range(frames):
+    for _ in range(frames):
         data = []
         for _ in range(rng.randint(1, 8)):
             t += rng.randint(0, 300)
@@ -137,7 +139,8 @@ def make_recent_recording(
             n += 1
             if rng.random() < 0.05:
                 data.append(dict(trade))  # the feed's duplicates: dropped, never stored
-        rec.write(orjson.dumps({"type": "trade", "data": data}).decode(), 1000.0 + i)
+        # received a little after its last trade, as a live feed would
+        rec.write(orjson.dumps({"type": "trade", "data": data}).decode(), (t + 40) / 1000)
     rec.close()
     return n
 

@@ -1,10 +1,14 @@
-"""The one message format of every bus (memory, Kafka, RabbitMQ): one `SymbolBatch` per message.
+"""The one message format of every bus (memory, Kafka, RabbitMQ): a trade batch or a watermark.
 
-A message is a versioned JSON object encoded with orjson::
+A message is a versioned JSON object encoded with orjson, either one `SymbolBatch`::
 
     {"v": 1, "kind": "trades", "s": "AAPL", "t": [ms, ...], "p": [price, ...],
      "q": [volume, ...], "c": [["1", "12"] | null, ...], "r": [[recv_epoch_s, n], ...],
      "id": ["producer", seq]}
+
+or one `Watermark`, written by the query side into every partition::
+
+    {"v": 1, "kind": "wm", "wm": ms, "final": false}
 
 ``id`` (optional) names the batch: the producer's random id and a sequence number that grows with
 every batch it publishes; the analyzer applies a batch id at most once.
@@ -26,10 +30,11 @@ from math import isfinite
 
 import orjson
 
-from .model import SymbolBatch, SymbolSnapshot, WindowMetrics
+from .model import SymbolBatch, SymbolSnapshot, Watermark, WindowMetrics
 
 SCHEMA_VERSION = 1
 KIND_TRADES = "trades"
+KIND_WATERMARK = "wm"
 
 MAX_SYMBOL_LEN = 50
 #: Prices above this are treated as garbage: it keeps `price * volume` sums far from overflow.
@@ -92,6 +97,16 @@ def encode_batch(batch: SymbolBatch) -> bytes:
     )
 
 
+def encode_watermark(mark: Watermark) -> bytes:
+    return orjson.dumps(
+        {"v": SCHEMA_VERSION, "kind": KIND_WATERMARK, "wm": mark.wm_ms, "final": mark.final}
+    )
+
+
+#: The key of watermark records (they go to every partition explicitly, not by key).
+WATERMARK_KEY = b""
+
+
 def message_key(batch: SymbolBatch) -> bytes:
     """The partition key: the symbol in UTF-8, so one symbol's batches stay in order."""
     return batch.symbol.encode()
@@ -137,9 +152,28 @@ def _load(payload: bytes | bytearray | memoryview | str) -> dict:
     return obj
 
 
-def decode_batch(payload: bytes | bytearray | memoryview | str) -> SymbolBatch:
-    """Parse and fully validate one message; raise `CodecError` on anything unexpected."""
+_WATERMARK_KEYS = frozenset(("v", "kind", "wm", "final"))
+
+
+def decode_record(payload: bytes | bytearray | memoryview | str) -> SymbolBatch | Watermark:
+    """Parse and fully validate one bus message; raise `CodecError` on anything unexpected."""
     obj = _load(payload)
+    if obj.get("kind") == KIND_WATERMARK:
+        if obj.keys() != _WATERMARK_KEYS:
+            raise _schema(f"watermark fields {sorted(obj)} != {sorted(_WATERMARK_KEYS)}")
+        wm, final = obj["wm"], obj["final"]
+        if type(wm) is not int or not 0 < wm <= MAX_TIME_MS or type(final) is not bool:
+            raise _schema(f"watermark {wm!r:.40} / final {final!r:.10} invalid")
+        return Watermark(wm, final)
+    return _batch(obj)
+
+
+def decode_batch(payload: bytes | bytearray | memoryview | str) -> SymbolBatch:
+    """Parse and fully validate one trades message; raise `CodecError` on anything else."""
+    return _batch(_load(payload))
+
+
+def _batch(obj: dict) -> SymbolBatch:
     keys = obj.keys()
     if keys != _KEYS and keys != _KEYS_ID:
         raise _schema(f"fields {sorted(obj)} != {sorted(_KEYS)} (+ optional id)")

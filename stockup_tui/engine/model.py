@@ -35,6 +35,19 @@ class SymbolBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class Watermark:
+    """The query side's event-time progress, written into every partition of the bus.
+
+    `wm_ms` is its receive clock minus the allowed lateness: the analyzer closes every boundary
+    up to it, for every symbol of the partition, so quiet symbols slide as the log says and not
+    as a clock at the analyzer says. `final` marks the end of a finite source (a replay).
+    """
+
+    wm_ms: int
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class WindowMetrics:
     """Exact metrics over the trades of one symbol with `end - window_ms < t <= end`.
 

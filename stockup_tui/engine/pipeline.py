@@ -2,9 +2,14 @@
 
 Data flows one way. The source hands raw frames to the parser (validation, duplicate filter),
 which groups good trades per symbol; the publisher flushes those groups to the bus as encoded
-messages whenever `max_batch` trades are pending or `flush_interval` has passed. The analyzer
-stage consumes deliveries, applies them to the windows, hands emitted snapshots to the sinks and
-acknowledges. A stats tick once a second turns counters into one immutable `PipelineStats`.
+messages whenever `max_batch` trades are pending or `flush_interval` has passed. Each time the
+receive clock passes a multiple of the emit interval, the publisher also writes a watermark
+(clock minus `source.lateness`) into every partition, after the trades received before it: the
+analyzer slides quiet symbols on those records alone, so its output is a function of the log.
+The receive clock is the wall clock for a live feed and the recorded times for a replay (whose
+end writes a final watermark). The analyzer stage consumes deliveries, applies them to the
+windows, hands emitted snapshots to the sinks and acknowledges with a checkpoint per partition.
+A stats tick once a second turns counters into one immutable `PipelineStats`.
 
 Each stage runs under a supervisor: an exception is counted, logged and the stage restarted with
 exponential backoff; nothing hangs silently. `stop()` drains: the source stops, pending trades
@@ -22,14 +27,20 @@ from dataclasses import dataclass, replace
 
 from stockup_tui.config import ConfigError, Settings, SimulatorConfig
 from stockup_tui.engine.analyzer import Analyzer
-from stockup_tui.engine.analyzer.batch_ids import BatchIds
-from stockup_tui.engine.bus.base import Bus, Message
+from stockup_tui.engine.bus.base import ALL_PARTITIONS, Bus, Message
 from stockup_tui.engine.bus.factory import create_bus
-from stockup_tui.engine.codec import CodecError, decode_batch, encode_batch, message_key
+from stockup_tui.engine.codec import (
+    WATERMARK_KEY,
+    CodecError,
+    decode_record,
+    encode_batch,
+    encode_watermark,
+    message_key,
+)
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.heap import release_free_heap
 from stockup_tui.engine.latency import RecentLatency
-from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.model import SymbolBatch, SymbolSnapshot, Watermark
 from stockup_tui.engine.process import ProcessMeter
 from stockup_tui.engine.simulator import SimulatorSettings, SimulatorThread
 from stockup_tui.engine.sinks.base import Sink
@@ -88,7 +99,6 @@ class Pipeline:
         recorder: FrameRecorder | None = None,
         live_interval: float = 0.1,
         live_points: int = 0,
-        live_clock: bool = True,
     ) -> None:
         self.settings = settings
         self.drops = drops or Drops()
@@ -101,8 +111,19 @@ class Pipeline:
             if settings.source.dedup_horizon > 0
             else None
         )
-        self.parser = FrameParser(self.drops, dedup, settings.source.max_frame_bytes)
-        self.analyzer = Analyzer(settings.windows_ms, settings.emit_interval_ms)
+        interval = settings.emit_interval_ms
+        self._lateness_ms = round(settings.source.lateness * 1000)
+        max_future_ms = round(settings.source.max_future * 1000)
+        self.parser = FrameParser(
+            self.drops,
+            dedup,
+            settings.source.max_frame_bytes,
+            max_future_ms=max_future_ms,
+            # Older than this behind the receive clock, no window still open can hold a trade
+            # (the analyzer would call it too_old too; see engine/analyzer/analyzer.py).
+            max_age_ms=self._lateness_ms + max(settings.windows_ms) + 2 * interval,
+        )
+        self.analyzer = Analyzer(settings.windows_ms, interval, max_future_ms)
         self.snapshots = SnapshotStore()
         self.sinks: list[Sink] = [self.snapshots, *sinks]
         bus_sink = getattr(bus, "metrics_sink", None)  # Kafka: snapshots to the metrics topic
@@ -111,18 +132,15 @@ class Pipeline:
         self.latency = RecentLatency()
         self.live_interval = live_interval
         self.live_points = live_points  # price-series points per window in live snapshots
-        # Live feeds slide quiet windows on the wall clock; replays only on event time.
-        self._live_clock = live_clock
-        self._lateness_ms = round(settings.analyzer.lateness * 1000)
         self._flush_lock = asyncio.Lock()
-        self._removed: set[str] = set()
-        # Batch ids: this process's producer id and sequence; what the analyzer applied.
+        # Batch ids: this process's producer id and sequence.
         self._producer_id = os.urandom(8).hex()
         self._seq = 0
-        self.batch_ids = BatchIds()
-        self._owner: dict[str, int] = {}  # symbol -> partition it arrives on
+        # The receive clock (epoch seconds) and when the next watermark is due on it.
+        self._clock = 0.0
+        self._wm_due = 0.0
+        self.watermarks = 0  # watermark records published
         self.replayed = 0  # trades applied without emitting while recovering
-        self._replayed_symbols: set[str] = set()  # replayed since the last live batch
         self._stages: dict[str, _Stage] = {}
         self._rates = RateMeter()
         self._process = ProcessMeter()
@@ -202,7 +220,6 @@ class Pipeline:
             recorder=recorder,
             live_interval=live_interval,
             live_points=live_points,
-            live_clock=settings.analyzer.clock == "wall" and src.kind != "replay",
         )
         if influx is not None:
             influx.stats_source = lambda: pipeline.stats
@@ -257,6 +274,9 @@ class Pipeline:
         self._cancel("source")
         self._cancel("publisher")
         await self._flush()
+        if self._publishes and self._live_clock and not self._source_done.is_set():
+            # A live stop closes what the clock has passed; a restart goes on from there.
+            await self._advance_clock(time.time())
         await self.bus.close()
         try:
             await asyncio.wait_for(self._analyzer_done.wait(), timeout)
@@ -292,12 +312,8 @@ class Pipeline:
         publish_control = getattr(self.bus, "publish_control", None)
         if share and publish_control is not None and self.settings.role != "query":
             publish_control(new)
-        removed = set(self.settings.symbols) - set(new)
-        # Trades of a removed symbol still in flight must not bring it back: they are counted
-        # as `unsubscribed` and skipped until the symbol is added again.
-        self._removed = (self._removed | removed) - set(new)
-        for sym in removed:
-            self.analyzer.forget(sym)
+        # The analyzer keeps what the log holds (a removed symbol's windows empty out and it goes
+        # quiet by itself); the screen shows the watchlist only.
         self.settings.symbols = new
         self.source.set_symbols(new)
 
@@ -348,11 +364,26 @@ class Pipeline:
 
     # -- stages ----------------------------------------------------------------------------
 
+    @property
+    def _publishes(self) -> bool:
+        return self.settings.role in ("all", "query")
+
+    @property
+    def _live_clock(self) -> bool:
+        """The receive clock follows the wall clock between frames (not for a replay)."""
+        return not isinstance(self.source, ReplaySource)
+
     async def _run_source(self) -> None:
         await self.source.run(self._on_frame)
-        self._source_done.set()
+        if not self._source_done.is_set():
+            await self._flush()
+            # The end of a finite source: the analyzer closes every symbol's last boundary.
+            await self._publish_watermark(self._clock, final=True)
+            self._source_done.set()
 
     async def _on_frame(self, frame: str | bytes, recv_time: float) -> None:
+        if recv_time >= self._wm_due:
+            await self._advance_clock(recv_time)  # before this frame's trades
         parser = self.parser
         parser.parse(frame, recv_time)
         if parser.pending >= self.settings.bus.max_batch:
@@ -360,10 +391,35 @@ class Pipeline:
 
     async def _run_flusher(self) -> None:
         interval = self.settings.bus.flush_interval
+        live = self._live_clock
         while True:
             await asyncio.sleep(interval)
             if self.parser.pending:
                 await self._flush()
+            if live:
+                now = time.time()
+                if now >= self._wm_due:
+                    await self._advance_clock(now)
+
+    async def _advance_clock(self, clock: float) -> None:
+        """The receive clock passed a multiple of the emit interval: the trades received so far
+        go out, then a watermark behind the clock by `source.lateness`."""
+        if clock < self._clock:
+            return  # the wall clock stepped back: the next frames catch up
+        await self._flush()
+        await self._publish_watermark(clock)
+        step = self.settings.emit_interval_ms
+        self._wm_due = (int(clock * 1000) // step + 1) * step / 1000
+
+    async def _publish_watermark(self, clock: float, final: bool = False) -> None:
+        self._clock = max(self._clock, clock)
+        wm = int(self._clock * 1000) - self._lateness_ms
+        if wm <= 0:
+            return
+        payload = encode_watermark(Watermark(wm, final))
+        async with self._flush_lock:
+            await self.bus.publish([Message(WATERMARK_KEY, payload, 0, ALL_PARTITIONS)])
+        self.watermarks += 1
 
     async def _flush(self) -> None:
         """Moves pending trades to the bus; the lock keeps per-symbol order across flushes."""
@@ -385,56 +441,61 @@ class Pipeline:
         bus = self.bus
         drops = self.drops
         latency = self.latency
-        batch_ids = self.batch_ids
-        owner = self._owner
+        live_latency = self._live_clock
+        counters = analyzer.counters
+        counted = {"too_old": 0, "future_time": 0, "bus_duplicate": 0}
         async for delivery in bus.consume():
+            for partition in delivery.revoked:
+                analyzer.drop_partition(partition)
             if delivery.revoked:
-                self._forget_partitions(delivery.revoked)
+                log.info("partitions %s revoked", sorted(delivery.revoked))
+            for partition, watermark in delivery.starts.items():
+                analyzer.start_partition(partition, watermark)
             emitted: list[SymbolSnapshot] = []
             received: dict[float, int] = {}  # receive time -> trades, summed over the delivery
+            done: dict[int, int] = {}  # partition -> next offset
             for msg in delivery.messages:
+                part = msg.partition
+                done[part] = msg.offset + 1
+                emit = not msg.replay
                 try:
-                    batch = decode_batch(msg.payload)
+                    record = decode_record(msg.payload)
                 except CodecError as exc:
-                    if not msg.replay:
+                    if emit:
                         drops.add(f"bus_{exc.reason}", detail=str(exc))
                         await bus.dead_letter(msg, exc.reason)
                     continue
-                symbol = batch.symbol
-                if symbol in self._removed:
-                    if not msg.replay:
-                        drops.add("unsubscribed", len(batch))
-                    continue
-                bid = batch.bid
-                if bid is not None and not batch_ids.first_time(bid[0], symbol, bid[1]):
-                    if not msg.replay:
-                        drops.add("bus_duplicate", len(batch))
-                    continue
-                owner[symbol] = msg.partition
-                if msg.replay:  # rebuilding state after a restart: already emitted before
-                    try:
-                        analyzer.ingest(batch)
-                    except Exception:
-                        log.exception("analyzer failed on a replayed batch of %s", symbol)
-                    analyzer.ingested -= len(batch)
-                    self.replayed += len(batch)
-                    self._replayed_symbols.add(symbol)
-                    continue
-                if self._replayed_symbols:
-                    emitted.extend(self._end_replay())
                 try:
-                    emitted.extend(analyzer.ingest(batch))
-                except Exception as exc:  # a bug must cost this batch (counted), not the stream
-                    log.exception("analyzer failed on a batch of %s", batch.symbol)
-                    drops.add("analyzer_error", len(batch), detail=f"{type(exc).__name__}: {exc}")
+                    if type(record) is SymbolBatch:
+                        snaps = analyzer.trades(record, part, msg.offset, emit)
+                        if not emit:
+                            self.replayed += len(record)
+                        elif live_latency:
+                            for recv, n in record.recv:
+                                received[recv] = received.get(recv, 0) + n
+                    else:
+                        assert type(record) is Watermark
+                        snaps = analyzer.watermark(
+                            record.wm_ms, part, msg.offset, emit, record.final
+                        )
+                except Exception as exc:  # a bug must cost this record (counted), not the stream
+                    log.exception("analyzer failed on a record of partition %d", part)
+                    if emit:
+                        n = len(record) if type(record) is SymbolBatch else 1
+                        drops.add("analyzer_error", n, detail=f"{type(exc).__name__}: {exc}")
                     continue
-                for recv, n in batch.recv:
-                    received[recv] = received.get(recv, 0) + n
+                if snaps:
+                    emitted.extend(snaps)
             if received:
                 latency.record_received(received, time.time())
             if emitted:
                 self._write_sinks(emitted)
-            await bus.ack(delivery, analyzer.watermark_ms)
+            for reason, before in counted.items():  # the analyzer's drops, logged like all
+                now = getattr(counters, reason)
+                if now != before:
+                    drops.add(reason, now - before)
+                    counted[reason] = now
+            await bus.ack(delivery, {p: analyzer.checkpoint(p, n) for p, n in done.items()})
         self._analyzer_done.set()
 
     async def _run_monitor(self) -> None:
@@ -456,55 +517,28 @@ class Pipeline:
                 log.info("watchlist from the control topic: %s", ", ".join(symbols))
                 self.set_symbols(symbols, share=False)
 
-    def _forget_partitions(self, partitions: tuple[int, ...]) -> None:
-        """Another analyzer owns these partitions now: drop their symbols' windows here."""
-        gone = set(partitions)
-        for symbol in [s for s, part in self._owner.items() if part in gone]:
-            del self._owner[symbol]
-            self.analyzer.forget(symbol)
-            self.batch_ids.forget(symbol)
-        log.info("partitions %s revoked", sorted(gone))
-
     async def _run_clock(self) -> None:
-        """Slides quiet windows, refreshes live snapshots and the stats, on fixed timers."""
+        """Refreshes live snapshots and the stats, on fixed timers (the screen's, not the
+        analyzer's: nothing here changes what is emitted)."""
         live_every = max(1, round(self.live_interval / 0.05))
-        stats_every = 20
         trim_every = 200  # 10 s: see engine/heap.py
         tick = 0
         while True:
             await asyncio.sleep(0.05)
             tick += 1
             if tick % live_every == 0 and self.settings.role != "monitor":
-                self._advance_quiet_windows()
                 self._refresh_live()
-            if tick % stats_every == 0:
-                self.stats = self._build_stats()
-                self.latency.rotate()
+            self.fresh_stats()  # by the clock, not by ticks: a busy loop makes ticks late
             if tick % trim_every == 0:
                 release_free_heap()
 
-    def _end_replay(self) -> list[SymbolSnapshot]:
-        """First live batch after a replay. The previous run emitted the replayed symbols'
-        boundaries up to its watermark - lateness from complete windows; the rebuilt windows
-        only hold the replayed span, so those boundaries are passed over, not emitted again.
-        Boundaries of other symbols crossed meanwhile are returned for emission as usual."""
-        replayed, self._replayed_symbols = self._replayed_symbols, set()
-        wm = self.analyzer.watermark_ms
-        if wm is None:
-            return []
-        crossed = self.analyzer.advance_to(wm - self._lateness_ms)
-        return [snap for snap in crossed if snap.symbol not in replayed]
-
-    def _advance_quiet_windows(self) -> None:
-        if self._replayed_symbols:  # replaying: windows are partly rebuilt, emit nothing yet
-            return
-        wm = self.analyzer.watermark_ms
-        now_ms = int(time.time() * 1000) if self._live_clock else 0
-        clock = max(wm or 0, now_ms)
-        if clock:
-            emitted = self.analyzer.advance_to(clock - self._lateness_ms)
-            if emitted:
-                self._write_sinks(emitted)
+    def fresh_stats(self, max_age: float = 1.0) -> PipelineStats:
+        """The stats, rebuilt first when older than `max_age` seconds (never stale figures:
+        under load the timer that rebuilds them runs late)."""
+        if time.time() - self.stats.at >= max_age:
+            self.stats = self._build_stats()
+            self.latency.rotate()
+        return self.stats
 
     def _refresh_live(self) -> None:
         self.snapshots.replace(self.analyzer.live_all(self.live_points))
@@ -560,6 +594,7 @@ class Pipeline:
                 publish_errors=b.publish_errors,
                 last_error=b.last_error,
                 details=tuple(b.details.items()),
+                backlog=b.backlog,
             ),
             analyzer=AnalyzerFigures(
                 trades=a.ingested,
@@ -573,8 +608,11 @@ class Pipeline:
                 latency_p50_all=p50_all,
                 latency_p99_all=p99_all,
                 replayed=self.replayed,
+                future_time=self.drops.get("future_time"),
+                too_old=self.drops.get("too_old"),
+                behind=None if a.watermark_ms is None else max(0.0, now - a.watermark_ms / 1000),
             ),
-            drops={**self.drops.snapshot(), **({"too_old": a.too_old} if a.too_old else {})},
+            drops=self.drops.snapshot(),
             stages=tuple(st.state for st in self._stages.values()),
             sinks={sink.name: sink.figures() for sink in self.sinks},
             process=self._process.sample(),

@@ -53,6 +53,9 @@ class BusFigures:
     publish_errors: int
     last_error: str | None
     details: tuple[tuple[str, str], ...] = ()  # bus-specific lines (lag, confirms, group, ...)
+    # Messages this process still has to read from the bus (Kafka lag, the memory queue), or
+    # None when the bus cannot tell.
+    backlog: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,11 @@ class AnalyzerFigures:
     latency_p50_all: float | None  # over the whole run
     latency_p99_all: float | None
     replayed: int = 0  # trades applied without emitting while recovering after a restart
+    future_time: int = 0  # dropped: stamped too far after their receive time
+    too_old: int = 0  # dropped: older than every window still to be emitted
+    # How far the analyzer's event time (its lowest partition watermark) is behind the wall
+    # clock, seconds: lateness plus the backlog, for a live feed. None before a watermark.
+    behind: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

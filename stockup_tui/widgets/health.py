@@ -315,6 +315,7 @@ def render_bus(bus: BusFigures) -> Content:
             ("cons", fmt_per_s(bus.consumed_per_s), Level.IDLE),
         ),
         _row(("queue", queue, queue_level(bus.queue_depth, bus.queue_capacity))),
+        _row(("backlog", DASH if bus.backlog is None else fmt_figure(bus.backlog), Level.IDLE)),
         _row(("errors", fmt_figure(bus.publish_errors), count_level(bus.publish_errors))),
     ]
     rows.extend(_row((label, value, Level.IDLE)) for label, value in bus.details)
@@ -348,6 +349,14 @@ def render_analyzer(an: AnalyzerFigures, process: ProcessFigures | None = None) 
         _row(
             ("late", fmt_figure(an.late), Level.IDLE),
             ("snaps", fmt_figure(an.snapshots), Level.IDLE),
+        ),
+        _row(
+            ("future", fmt_figure(an.future_time), count_level(an.future_time)),
+            ("too old", fmt_figure(an.too_old), count_level(an.too_old)),
+        ),
+        _row(
+            ("behind", DASH if an.behind is None else fmt_duration(an.behind), Level.IDLE),
+            ("replay", fmt_figure(an.replayed), Level.IDLE),
         ),
         _row(
             ("lat p50", fmt_latency(an.latency_p50), Level.IDLE),

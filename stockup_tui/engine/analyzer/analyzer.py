@@ -1,6 +1,11 @@
-"""Exact event-time sliding windows per symbol, emitted at epoch-aligned boundaries.
+"""Exact event-time sliding windows per symbol; the output is a pure function of the input log.
 
-Rules (the README quotes them):
+The analyzer reads the records of each bus partition in log order (`partition.py` applies the
+rules to one partition): trade batches, keyed by symbol so that all of a symbol's trades are in
+one partition, and watermark records that the query side writes into every partition. Nothing
+else moves it: not the wall clock, not another partition, not the order partitions are read in.
+Restarts replay from a checkpoint to the same state (`Partition.checkpoint`). The rules (the
+README quotes them):
 
 * **Window.** A window of length W ending at E covers exactly the trades of the symbol with
   ``E - W < t <= E``. Metrics: count; volume = sum v; first = price of the earliest trade (ties:
@@ -8,227 +13,191 @@ Rules (the README quotes them):
   mean = sum p / count; vwap = sum(p*v) / sum v (None if the volume is 0); change = last - first;
   change_pct = change / first * 100 (None if first is 0); rate = count / (W / 1000) trades per
   second. An empty window has count 0, volume 0.0, rate 0.0 and every price field None.
-  `SymbolSnapshot.last_price` / `last_trade_ms` describe the latest trade ever seen for the
-  symbol (largest t, ties: last received), even when the windows are empty.
-* **Emission.** Boundaries are the multiples of `emit_interval_ms` (epoch aligned). For each symbol,
-  boundary B is emitted (a snapshot with ``ts_ms == B``, every window ending at B) when a trade of
-  that symbol with ``t > B`` is about to be applied, or when ``advance_to(ts)`` is called with
-  ``ts >= B``. A batch is therefore split: its trades with ``t <= B`` are applied, B is emitted,
-  then the rest follows. Every crossed boundary is emitted, in order, starting with the first
-  boundary at or after the symbol's first trade (the first boundary whose windows contain it),
-  except a boundary whose windows are all empty when the previous snapshot emitted for the symbol
-  also had all windows empty: a quiet symbol yields one empty snapshot, not an endless series.
-* **Live.** ``live(symbol)`` is the snapshot at ``E = max(latest t of the symbol, last boundary
-  emitted for it)``: it reflects every trade applied so far, and successive live and emitted
-  snapshots of a symbol never go back in E.
-* **Out of order.** Trades of a symbol normally come with non-decreasing t. A trade with t below
-  an earlier one is inserted at its sorted place (after equal times) and the windows stay exact.
-  A trade with t at or before the last boundary already emitted for its symbol is still applied
-  (later snapshots whose windows cover it count it) and counted in `late`; snapshots already
-  emitted are not revised. A trade with ``t <= symbol's max t - longest window`` can never be in
-  a future window: it is dropped and counted in `too_old`. `ingested` counts every trade passed
-  to `ingest`, dropped or not.
+  `last_price` / `last_trade_ms` describe the symbol's latest trade (largest t, ties: last
+  received) since it last went quiet.
+* **Boundaries.** The multiples of `emit_interval_ms`. A symbol's boundary B is *closed* (its
+  snapshot, every window ending at B, is emitted) when the first of these comes in its
+  partition: a trade of the symbol with ``t > B`` (its own event time), or a watermark record
+  with ``wm >= B`` (quiet symbols slide and emit too). A batch is therefore split: its trades
+  with ``t <= B`` are applied, B is closed, then the rest follows. Boundaries close in order.
+* **Quiet symbols.** A symbol's first boundary is the first one at or after its first trade
+  that the partition's watermark has not closed yet. Boundaries close one by one from there,
+  until one whose windows are all empty: that snapshot is emitted, the symbol goes quiet and
+  its state is dropped; nothing more is emitted for it until it trades again (then it starts
+  afresh as above).
+* **Watermarks.** A watermark record ``wm`` says: the query side's receive clock has passed
+  ``wm + lateness`` (see `source.lateness`). The partition keeps the largest seen. A `final`
+  watermark (the end of a replay) also closes each symbol's boundary holding its latest trade,
+  so the last state of every symbol is emitted. The snapshots a watermark closes come in
+  boundary order, then symbol name order.
+* **Untrusted times.** A trade stamped more than `max_future_ms` after the receive time its
+  batch records is dropped (`future_time`). A trade at or before ``next boundary - longest
+  window`` of its symbol (for a symbol without state: of the first boundary the watermark left
+  open) can reach no window still to be emitted: dropped (`too_old`). Neither moves any clock,
+  so one absurd timestamp costs one counted drop and nothing else.
+* **Late trades.** A trade at or before a boundary already closed for its symbol, but not too
+  old, is applied at its sorted place (after equal times) and counted in `late`: snapshots
+  already emitted are not revised, later ones include it.
 * **Exactness.** Every snapshot equals a recomputation over the trades applied so far: counts,
   first/last/min/max exact; volume, mean and vwap within 1e-9 relative (the running sums are
   kept within 1e-12 relative of `math.fsum`, however many trades go through).
 
-Trade times are integer epoch milliseconds. Batches (`SymbolBatch`) whose times are sorted and
-not earlier than the symbol's latest trade take the fast path: a C-level sortedness check, one
-list `extend` per column and a `bisect` per boundary crossed; metrics are computed in bulk per
-emitted or live snapshot (see `window.py`). Anything else is applied trade by trade in the order
-received.
+Trade times are integer epoch milliseconds. Batches whose times are sorted and not earlier than
+the symbol's latest take the fast path: a C-level sortedness check, one `extend` per column and a
+`bisect` per boundary crossed; metrics are computed in bulk per snapshot (see `window.py`).
+Anything else is applied trade by trade in the order received.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from stockup_tui.engine.analyzer.window import SymbolWindows
+from stockup_tui.engine.analyzer.partition import Checkpoint, Counters, Partition
 from stockup_tui.engine.model import SymbolBatch, SymbolSnapshot
 
-_NEG_INF = float("-inf")
-
-
-class _Symbol:
-    """Boundary bookkeeping of one symbol around its window store."""
-
-    __slots__ = (
-        "last_emitted",
-        "last_price",
-        "last_trade_ms",
-        "max_t",
-        "name",
-        "next_b",
-        "prev_empty",
-        "store",
-    )
-
-    def __init__(self, name: str, windows_ms: Sequence[int], next_b: int) -> None:
-        self.name = name
-        self.store = SymbolWindows(windows_ms)
-        self.max_t: float = _NEG_INF  # largest t applied
-        self.next_b = next_b  # next boundary to emit; invariant: next_b >= max_t
-        self.last_emitted: float = _NEG_INF  # last boundary emitted
-        self.prev_empty = False  # whether the last emitted snapshot had all windows empty
-        self.last_price: float | None = None
-        self.last_trade_ms: int | None = None
-
-    def snapshot(self, end: float, points: int = 0) -> SymbolSnapshot:
-        return SymbolSnapshot(
-            self.name,
-            int(end),
-            self.last_price,
-            self.last_trade_ms,
-            self.store.query(end, points),
-        )
+#: Default bound on how far after its receive time a trade may be stamped.
+DEFAULT_MAX_FUTURE_MS = 5_000
 
 
 class Analyzer:
-    """Routes trades to per-symbol windows and emits snapshots at event-time boundaries."""
+    """The partitions this process owns, each an independent `Partition`."""
 
-    def __init__(self, windows_ms: Sequence[int], emit_interval_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        windows_ms: Sequence[int],
+        emit_interval_ms: int = 1000,
+        max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
+    ) -> None:
         windows = [int(w) for w in windows_ms]
         if not windows or min(windows) <= 0:
             raise ValueError(f"window lengths must be positive, got {list(windows_ms)}")
         if emit_interval_ms <= 0:
             raise ValueError(f"emit interval must be positive, got {emit_interval_ms}")
+        if emit_interval_ms > max(windows):
+            # Every trade must fall in the window of the first boundary after it.
+            raise ValueError(
+                f"emit interval {emit_interval_ms} ms is longer than the longest window"
+            )
+        if max_future_ms < 0:
+            raise ValueError(f"max_future must not be negative, got {max_future_ms}")
         self.windows_ms: tuple[int, ...] = tuple(windows)
         self.emit_interval_ms = int(emit_interval_ms)
-        self._longest = max(windows)
-        self._syms: dict[str, _Symbol] = {}
-        self._watermark: float = _NEG_INF
-        self.late = 0
-        self.too_old = 0
-        self.ingested = 0
+        self.max_future_ms = int(max_future_ms)
+        self.counters = Counters()
+        self._parts: dict[int, Partition] = {}
 
-    # -- introspection -------------------------------------------------------------------------
+    # -- partitions --------------------------------------------------------------------------
+
+    def partition(self, number: int) -> Partition:
+        part = self._parts.get(number)
+        if part is None:
+            part = self.start_partition(number, None)
+        return part
+
+    def start_partition(self, number: int, watermark_ms: int | None) -> Partition:
+        """(Re)starts a partition from nothing at `watermark_ms` (a checkpoint's, or None)."""
+        part = self._parts[number] = Partition(
+            self.windows_ms,
+            self.emit_interval_ms,
+            self.max_future_ms,
+            self.counters,
+            watermark_ms,
+        )
+        return part
+
+    def drop_partition(self, number: int) -> None:
+        """Forgets a partition another analyzer owns now."""
+        self._parts.pop(number, None)
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(self._parts)
+
+    def checkpoint(self, number: int, next_offset: int) -> Checkpoint:
+        return self.partition(number).checkpoint(next_offset)
+
+    # -- records -----------------------------------------------------------------------------
+
+    def trades(
+        self, batch: SymbolBatch, partition: int = 0, offset: int = -1, emit: bool = True
+    ) -> list[SymbolSnapshot]:
+        """Applies a trade batch of `partition`; returns the snapshots closed (none if not
+        `emit`: a replay rebuilding state)."""
+        part = self._parts.get(partition)
+        if part is None:
+            part = self.start_partition(partition, None)
+        return part.trades(batch, offset, emit)
+
+    def watermark(
+        self,
+        wm_ms: int,
+        partition: int = 0,
+        offset: int = -1,
+        emit: bool = True,
+        final: bool = False,
+    ) -> list[SymbolSnapshot]:
+        """Applies a watermark record of `partition` (see the module docstring)."""
+        part = self._parts.get(partition)
+        if part is None:
+            part = self.start_partition(partition, None)
+        return part.watermark(wm_ms, offset, emit, final)
+
+    # -- counters ----------------------------------------------------------------------------
+
+    @property
+    def ingested(self) -> int:
+        return self.counters.ingested
+
+    @property
+    def bus_duplicate(self) -> int:
+        return self.counters.bus_duplicate
+
+    @property
+    def late(self) -> int:
+        return self.counters.late
+
+    @property
+    def too_old(self) -> int:
+        return self.counters.too_old
+
+    @property
+    def future_time(self) -> int:
+        return self.counters.future_time
 
     @property
     def symbols(self) -> list[str]:
-        """Symbols with state, in order of first trade."""
-        return list(self._syms)
+        """Symbols with window state, partition by partition, in order of first trade."""
+        return [name for part in self._parts.values() for name in part.syms]
 
     @property
     def watermark_ms(self) -> int | None:
-        """Largest trade time applied over all symbols (None before the first trade)."""
-        return None if self._watermark == _NEG_INF else int(self._watermark)
+        """The lowest watermark over the partitions owned (None before every one has one)."""
+        marks = [part.wm for part in self._parts.values()]
+        if not marks or min(marks) == float("-inf"):
+            return None
+        return int(min(marks))
 
-    # -- ingestion -----------------------------------------------------------------------------
-
-    def ingest(self, batch: SymbolBatch) -> list[SymbolSnapshot]:
-        """Apply one symbol's trades; return the snapshots of the boundaries crossed, in order."""
-        t = batch.t
-        n = len(t)
-        if not n:
-            return []
-        self.ingested += n
-        t0 = t[0]
-        interval = self.emit_interval_ms
-        sym = self._syms.get(batch.symbol)
-        if sym is None:
-            sym = self._syms[batch.symbol] = _Symbol(
-                batch.symbol, self.windows_ms, -(-t0 // interval) * interval
-            )
-        if t0 < sym.max_t or (n > 1 and sorted(t) != t):  # C-level sortedness check
-            return self._ingest_slow(sym, batch)
-        p = batch.p
-        tn = t[-1]
-        if t0 <= sym.last_emitted:
-            self.late += bisect_right(t, sym.last_emitted)
-        if tn > self._watermark:
-            self._watermark = tn
-        # The whole batch goes into the store at once: a query at boundary B only consumes the
-        # stored trades with t <= B, which are exactly those applied before B is emitted.
-        sym.store.extend(t, p, batch.v)
-        out: list[SymbolSnapshot] = []
-        nb = sym.next_b
-        if tn > nb:
-            i = 0
-            while tn > nb:
-                i = bisect_right(t, nb, i)  # t[i] > nb: nb is emitted before t[i] is applied
-                if i:
-                    sym.max_t = sym.last_trade_ms = t[i - 1]
-                    sym.last_price = p[i - 1]
-                # every boundary strictly before t[i]
-                self._emit_through(sym, -(-t[i] // interval) * interval - interval, out)
-                nb = sym.next_b
-        sym.max_t = sym.last_trade_ms = tn
-        sym.last_price = p[-1]
-        return out
-
-    def _ingest_slow(self, sym: _Symbol, batch: SymbolBatch) -> list[SymbolSnapshot]:
-        """Apply trades one at a time in the order received (unsorted or out-of-order batch)."""
-        out: list[SymbolSnapshot] = []
-        interval = self.emit_interval_ms
-        longest = self._longest
-        store = sym.store
-        for tk, pk, vk in zip(batch.t, batch.p, batch.v, strict=True):
-            if tk >= sym.max_t:
-                if tk > sym.next_b:
-                    self._emit_through(sym, -(-tk // interval) * interval - interval, out)
-                if tk <= sym.last_emitted:
-                    self.late += 1
-                store.extend((tk,), (pk,), (vk,))
-                sym.max_t = sym.last_trade_ms = tk
-                sym.last_price = pk
-                if tk > self._watermark:
-                    self._watermark = tk
-            elif tk <= sym.max_t - longest:
-                self.too_old += 1
-            else:
-                if tk <= sym.last_emitted:
-                    self.late += 1
-                store.insert(tk, pk, vk)
-        return out
-
-    def _emit_through(self, sym: _Symbol, last_b: float, out: list[SymbolSnapshot]) -> None:
-        """Emit the symbol's pending boundaries up to `last_b` (a boundary) into `out`."""
-        interval = self.emit_interval_ms
-        longest = self._longest
-        nb = sym.next_b
-        while nb <= last_b:
-            # Every applied trade has t <= nb, so the windows are all empty iff the latest is
-            # outside the longest one.
-            empty = sym.max_t <= nb - longest
-            if empty and sym.prev_empty:
-                # Nothing is applied between here and last_b: all of those are empty too.
-                nb = last_b + interval
-                break
-            out.append(sym.snapshot(nb))
-            sym.last_emitted = nb
-            sym.prev_empty = empty
-            nb += interval
-        sym.next_b = nb
-
-    def advance_to(self, ts_ms: int) -> list[SymbolSnapshot]:
-        """Emit every symbol's boundaries up to `ts_ms` (idle time), ordered by boundary."""
-        interval = self.emit_interval_ms
-        last_b = ts_ms // interval * interval
-        out: list[SymbolSnapshot] = []
-        for sym in self._syms.values():
-            if sym.next_b <= last_b:
-                self._emit_through(sym, last_b, out)
-        out.sort(key=lambda s: s.ts_ms)  # stable: symbols keep their order within a boundary
-        return out
-
-    # -- queries -------------------------------------------------------------------------------
+    # -- queries -----------------------------------------------------------------------------
 
     def live(self, symbol: str, points: int = 0) -> SymbolSnapshot | None:
-        """Current snapshot of `symbol` (None if unknown), at its latest trade or boundary.
-
-        `points` > 0 adds each window's price series (`WindowMetrics.closes`) for the screen.
-        """
-        sym = self._syms.get(symbol)
-        if sym is None:
-            return None
-        end = sym.max_t if sym.max_t > sym.last_emitted else sym.last_emitted
-        return sym.snapshot(end, points)
+        """Current snapshot of `symbol` (None if unknown): at its latest trade or closed
+        boundary, or the last one emitted if it went quiet. `points` > 0 adds each window's
+        price series (`WindowMetrics.closes`) for the screen."""
+        for part in self._parts.values():
+            snap = part.live(symbol, points)
+            if snap is not None:
+                return snap
+        return None
 
     def live_all(self, points: int = 0) -> list[SymbolSnapshot]:
-        """Live snapshots of every symbol, in order of first trade."""
-        return [s for s in (self.live(name, points) for name in self._syms) if s is not None]
+        """Live snapshots of every symbol, active ones first."""
+        return list(self._iter_live(points))
 
-    def forget(self, symbol: str) -> None:
-        """Drop all state of `symbol`; a later trade starts it afresh."""
-        self._syms.pop(symbol, None)
+    def _iter_live(self, points: int) -> Iterator[SymbolSnapshot]:
+        for part in self._parts.values():
+            for name in part.syms:
+                snap = part.live(name, points)
+                if snap is not None:
+                    yield snap
+        for part in self._parts.values():
+            yield from (snap for name, snap in part.quiet.items() if name not in part.syms)

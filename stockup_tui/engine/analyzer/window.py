@@ -1,39 +1,41 @@
-"""Per-symbol sliding-window state: exact metrics with no per-trade Python work.
+"""Per-symbol sliding-window state: exact metrics with no per-trade Python work, and snapshots that
+depend only on the trades in the window, never on the order or the moments they were queried.
 
-The trades of one symbol live in parallel lists (`ts`, `px`, `vol`, and `pv` = px*vol computed
-once at ingest rather than at every add and evict) sorted by time, ties in the order received.
-Indices are *absolute* (`base` + list position) so that the consumed head can be cut off with one
-`del lst[:k]` without renumbering anything.
+The trades of one symbol live in parallel typed arrays (`ts`, `px`, `vol`, and `pv` = px*vol
+computed once at ingest) sorted by time, ties in the order received. Indices are *absolute*
+(`base` + array position) so that the dead head can be cut off with one `del` without
+renumbering anything.
 
-A query at window end `E` catches every window up in bulk:
-
-* The *tail* (trades with ``t <= E``) is shared by all windows; the newly covered slice is reduced
-  once with C-level `math.fsum` / `min` / `max` and the result is reused by every window.
-* Each window's *head* (first trade with ``t > E - W``) moves forward with `bisect_right`; the
-  evicted slice is reduced the same way and subtracted.
-* The running sums (volume, price, price*volume) therefore only see two float operations per
-  query, not per trade. Each keeps a rigorous bound on its accumulated rounding error; once the
-  bound exceeds ``1e-12`` of the sum it is recomputed exactly with `fsum` over the whole window.
-  That keeps the sums within 1e-12 relative forever (no drift) at an amortized cost near zero,
-  and makes a sum that cancels to zero exactly zero.
-* min/max use *segments*: the window is covered by consecutive index ranges, each with its own
+* **Sums (volume, price, price*volume) are history-free.** Trades are grouped in *buckets*, one
+  per emit interval of event time: bucket k holds the trades with ``k - interval < t <= k``.
+  Each bucket is reduced once with C-level `math.fsum` and turned into an exact integer (the sum
+  times 2**100, exact for any value above 2**-100); the store keeps the running integer total of
+  the buckets (a prefix sum), so the sum over the whole buckets of a window is a difference of two
+  integers; a window whose ends are not boundaries (the screen's live snapshots) adds the `fsum`
+  of the partial bucket at each end. Integer sums cannot drift, cancel to an
+  exact zero and do not depend on how the buckets were reached: an analyzer replaying the log
+  after a restart computes the very same floats as the one that never stopped, so a snapshot
+  emitted twice is the same bytes. A trade inserted into a bucket already reduced (out of order)
+  changes that bucket's value; the prefixes after it are recomputed at the next query.
+* **count, first and last** come from the window's head and tail indices (`bisect_right`).
+* **min/max use segments**: the window is covered by consecutive index ranges, each with its own
   min and max (a deque per field, so the window extreme is one C-level `min` over a few dozen
   floats). New trades merge into the last segment until it reaches a size cap; whole segments are
   evicted from the front. When the head cuts into the first segment, its extreme is recomputed
   only if the cut part held it, and the remainder is split into finer segments so that a trending
-  price (extreme always at the front) does not rescan a large segment on every query.
-* Out-of-order inserts into data a query already consumed mark the store *dirty*; the next query
-  rebuilds every window from the lists. Simple and exact beats clever on this rare path.
+  price (extreme always at the front) does not rescan a large segment on every query. An
+  out-of-order insert into data a query already consumed marks the store *dirty*: the next
+  query rebuilds the segments from the arrays. Extremes are exact values, whatever the path.
 
-Queries must come with a non-decreasing `E`: heads and tails only move forward. The analyzer
-guarantees that (see its module docstring). Trades later than `E` may already be stored (a batch
-that crosses a boundary is stored whole); a later query consumes them.
+Queries must come with a non-decreasing end `E`: heads and tails only move forward. Trades later
+than `E` may already be stored (a batch that crosses a boundary is stored whole); a later query
+consumes them.
 """
 
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Sequence
 from math import fsum
@@ -41,13 +43,14 @@ from operator import mul
 
 from stockup_tui.engine.model import WindowMetrics
 
-_U = 2.0**-53  # unit roundoff: one rounding changes a value by at most _U * |result|
-_REL_BOUND = 1e-12  # recompute a sum exactly once its error bound exceeds this fraction of it
+_SCALE = 2.0**100  # bucket sums become exact integers of 2**-100
+_UNSCALE = 2.0**-100
 _COMPACT_MIN = 4096  # do not compact the arrays for fewer dead trades than this
 # Compact once the dead prefix is this fraction of the stored trades: a small fraction keeps the
 # resident size close to the window's own (flat memory), at the price of a C memmove of the live
 # part every 1/_COMPACT_FRACTION of a window (a few percent of the analyzer's time).
 _COMPACT_FRACTION = 8
+_BUCKETS_COMPACT = 256  # drop reduced buckets from the front in chunks of at least this many
 _SEG_FLOOR = 256  # smallest cap on the length of an appended segment
 _SEG_SHIFT = 4  # segment cap = window length >> _SEG_SHIFT, so about 16 segments per window
 _FINE = 64  # below this size a segment is not split further
@@ -55,23 +58,9 @@ _SPLIT_PARTS = 8  # a re-scanned first segment is split into this many parts
 
 
 class _Window:
-    """Running state of one window length over the symbol's lists (absolute indices)."""
+    """Running min/max state of one window length over the symbol's arrays (absolute indices)."""
 
-    __slots__ = (
-        "empty",
-        "err_p",
-        "err_pv",
-        "err_v",
-        "head",
-        "per_sec",
-        "seg_max",
-        "seg_min",
-        "seg_start",
-        "sum_p",
-        "sum_pv",
-        "sum_v",
-        "width",
-    )
+    __slots__ = ("empty", "head", "per_sec", "seg_max", "seg_min", "seg_start", "width")
 
     def __init__(self, width: int) -> None:
         if width <= 0:
@@ -96,12 +85,9 @@ class _Window:
         self.seg_start: deque[int] = deque()
         self.seg_min: deque[float] = deque()
         self.seg_max: deque[float] = deque()
-        self.reset()
 
     def reset(self) -> None:
-        """Forget the content (the window is empty): exact zero sums, no segments."""
-        self.sum_v = self.sum_p = self.sum_pv = 0.0
-        self.err_v = self.err_p = self.err_pv = 0.0
+        """Forget the content (the window is empty): no segments."""
         self.seg_start.clear()
         self.seg_min.clear()
         self.seg_max.clear()
@@ -110,14 +96,37 @@ class _Window:
 class SymbolWindows:
     """Trades of one symbol plus the state of each of its windows.
 
-    `windows_ms` fixes the order of `WindowMetrics` in every query result.
+    `windows_ms` fixes the order of `WindowMetrics` in every query result; `interval_ms` is the
+    bucket width of the sums (the emit interval, so that windows ending at boundaries are whole
+    buckets when their length is a multiple of it).
     """
 
-    __slots__ = ("base", "dirty", "last_end", "longest", "pv", "px", "tail", "ts", "vol", "windows")
+    __slots__ = (
+        "_drop",
+        "_pref",
+        "_pref_from",
+        "_summed",
+        "_summed_to",
+        "_vals",
+        "base",
+        "bk",
+        "dirty",
+        "interval",
+        "last_end",
+        "longest",
+        "pv",
+        "px",
+        "tail",
+        "ts",
+        "vol",
+        "windows",
+    )
 
-    def __init__(self, windows_ms: Sequence[int]) -> None:
+    def __init__(self, windows_ms: Sequence[int], interval_ms: int = 1000) -> None:
         if not windows_ms:
             raise ValueError("at least one window length is required")
+        if interval_ms <= 0:
+            raise ValueError(f"interval must be positive, got {interval_ms}")
         # Typed arrays: 8 bytes a value instead of a pointer plus a float object (about 4x less
         # memory for a full 5-minute window), and C-level extend/slice/min/fsum all the same.
         self.ts = array("q")
@@ -130,6 +139,16 @@ class SymbolWindows:
         self.dirty = False
         self.windows = [_Window(w) for w in windows_ms]
         self.longest = max(self.windows, key=lambda w: w.width)
+        self.interval = interval_ms
+        # Reduced buckets: end times, exact integer sums (volume, price, price*volume) and their
+        # running totals; `_drop` is the running total before the first bucket kept.
+        self.bk = array("q")
+        self._vals: list[tuple[int, int, int]] = []
+        self._pref: list[tuple[int, int, int]] = []
+        self._drop = (0, 0, 0)
+        self._pref_from = 0  # prefixes from this bucket on are stale (an out-of-order insert)
+        self._summed = 0  # absolute index one past the last trade of a reduced bucket
+        self._summed_to: float = float("-inf")  # every bucket ending at or before is reduced
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -142,6 +161,12 @@ class SymbolWindows:
         self.px.extend(p)
         self.vol.extend(v)
         self.pv.extend(map(mul, p, v))
+        if t and t[0] <= self._summed_to:  # at the time of a boundary already reduced
+            m = bisect_right(t, self._summed_to)
+            self._summed += m
+            interval = self.interval
+            for k in sorted({-(-x // interval) * interval for x in t[:m]}):
+                self._rereduce(k)
 
     def insert(self, t: int, p: float, v: float) -> None:
         """Insert one out-of-order trade at its sorted place, after equal times.
@@ -158,13 +183,132 @@ class SymbolWindows:
             self.px.append(p)
             self.vol.append(v)
             self.pv.append(p * v)
+        else:
+            ts.insert(pos, t)
+            self.px.insert(pos, p)
+            self.vol.insert(pos, v)
+            self.pv.insert(pos, p * v)
+            if self.base + pos < self.tail:
+                self.dirty = True  # indices of consumed data shifted: rebuild the segments
+        if t <= self._summed_to:  # its bucket was reduced without it
+            self._summed += 1
+            self._rereduce(t)
+
+    def _rereduce(self, t: int) -> None:
+        """Reduce the bucket holding `t` again; later prefixes are refreshed at the next query."""
+        interval = self.interval
+        k = -(-t // interval) * interval
+        value = self._reduce(k - interval, k)
+        bk = self.bk
+        i = bisect_left(bk, k)
+        if i < len(bk) and bk[i] == k:
+            self._vals[i] = value
+        else:
+            bk.insert(i, k)
+            self._vals.insert(i, value)
+            self._pref.insert(i, value)
+        if i < self._pref_from:
+            self._pref_from = i
+
+    # -- bucket sums -------------------------------------------------------------------------
+
+    def _reduce(self, lo: float, hi: float) -> tuple[int, int, int]:
+        """Exact integer sums of the trades with ``lo < t <= hi`` (one fsum per column)."""
+        ts = self.ts
+        i = bisect_right(ts, lo)
+        j = bisect_right(ts, hi, i)
+        if i == j:
+            return (0, 0, 0)
+        return (
+            int(fsum(memoryview(self.vol)[i:j]) * _SCALE),
+            int(fsum(memoryview(self.px)[i:j]) * _SCALE),
+            int(fsum(memoryview(self.pv)[i:j]) * _SCALE),
+        )
+
+    def _reduce_to(self, boundary: float) -> None:
+        """Reduce every bucket ending at or before `boundary` not reduced yet."""
+        if boundary <= self._summed_to:
             return
-        ts.insert(pos, t)
-        self.px.insert(pos, p)
-        self.vol.insert(pos, v)
-        self.pv.insert(pos, p * v)
-        if self.base + pos < self.tail:
-            self.dirty = True  # indices of consumed data shifted: rebuild at the next query
+        ts = self.ts
+        base = self.base
+        i = self._summed - base
+        j = bisect_right(ts, boundary, i)
+        if j > i:
+            interval = self.interval
+            vol = memoryview(self.vol)  # zero-copy reads, see `_advance`
+            px = memoryview(self.px)
+            pv = memoryview(self.pv)
+            bk = self.bk
+            vals = self._vals
+            pref = self._pref
+            self._refresh_prefixes()
+            sv, sp, spv = pref[-1] if pref else self._drop
+            while i < j:
+                k = -(-ts[i] // interval) * interval
+                e = bisect_right(ts, k, i, j)
+                v = int(fsum(vol[i:e]) * _SCALE)
+                p = int(fsum(px[i:e]) * _SCALE)
+                q = int(fsum(pv[i:e]) * _SCALE)
+                sv += v
+                sp += p
+                spv += q
+                bk.append(k)
+                vals.append((v, p, q))
+                pref.append((sv, sp, spv))
+                i = e
+            self._pref_from = len(pref)
+            self._summed = base + j
+        self._summed_to = boundary
+
+    def _refresh_prefixes(self) -> None:
+        start = self._pref_from
+        pref = self._pref
+        if start >= len(pref):
+            return
+        sv, sp, spv = pref[start - 1] if start else self._drop
+        vals = self._vals
+        for i in range(start, len(pref)):
+            v, p, q = vals[i]
+            sv += v
+            sp += p
+            spv += q
+            pref[i] = (sv, sp, spv)
+        self._pref_from = len(pref)
+
+    def _pref_at(self, k: float) -> tuple[int, int, int]:
+        """Integer sums of the reduced buckets ending at or before boundary `k`."""
+        i = bisect_right(self.bk, k) - 1
+        return self._pref[i] if i >= 0 else self._drop
+
+    def _sums(self, lo: float, hi: float) -> tuple[int, int, int]:
+        """Integer sums of the trades with ``lo < t <= hi``: the whole buckets inside from the
+        prefixes, the partial ones at the edges (live queries only) with their own `fsum`."""
+        interval = self.interval
+        a = -(-lo // interval) * interval  # first boundary at or after lo
+        b = hi // interval * interval  # last boundary at or before hi
+        if a >= b:
+            return self._reduce(lo, hi)
+        va, pa, qa = self._pref_at(a)
+        vb, pb, qb = self._pref_at(b)
+        sv, sp, spv = vb - va, pb - pa, qb - qa
+        if a != lo:
+            v, p, q = self._reduce(lo, a)
+            sv, sp, spv = sv + v, sp + p, spv + q
+        if b != hi:
+            v, p, q = self._reduce(b, hi)
+            sv, sp, spv = sv + v, sp + p, spv + q
+        return sv, sp, spv
+
+    def _drop_buckets(self, upto: float) -> None:
+        """Forget reduced buckets ending at or before `upto` (before every future window)."""
+        n = bisect_right(self.bk, upto)
+        if n >= _BUCKETS_COMPACT:
+            self._refresh_prefixes()
+            self._drop = self._pref[n - 1]
+            del self.bk[:n]
+            del self._vals[:n]
+            del self._pref[:n]
+            self._pref_from = max(0, self._pref_from - n)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -176,6 +320,9 @@ class SymbolWindows:
         """
         if end < self.last_end:
             raise ValueError(f"window end went back from {self.last_end} to {end}")
+        interval = self.interval
+        self._reduce_to(end // interval * interval)
+        self._refresh_prefixes()
         if self.dirty:
             self._rebuild(end)
         else:
@@ -191,9 +338,10 @@ class SymbolWindows:
             if not count:
                 out.append(w.empty)
                 continue
+            isv, isp, ispv = self._sums(end - w.width, end)
+            sv = isv * _UNSCALE
             first = px[h]
             last = px[b - 1]
-            sv = w.sum_v
             change = last - first
             out.append(
                 WindowMetrics(
@@ -204,15 +352,18 @@ class SymbolWindows:
                     last,
                     min(w.seg_min),
                     max(w.seg_max),
-                    w.sum_p / count,
-                    w.sum_pv / sv if sv else None,
+                    isp * _UNSCALE / count,
+                    ispv * _UNSCALE / sv if sv else None,
                     change,
                     change / first * 100 if first else None,
                     count / w.per_sec,
                     self._closes(end, w.width, h, b, points) if points else (),
                 )
             )
-        head = self.longest.head - base
+        # Keep the bucket the longest window's start falls in: its partial sum is still read.
+        cut_t = (end - self.longest.width) // interval * interval
+        self._drop_buckets(cut_t - interval)
+        head = bisect_right(self.ts, cut_t, 0, self.longest.head - base)
         if head > _COMPACT_MIN and _COMPACT_FRACTION * head > len(self.ts):
             del self.ts[:head]
             del self.px[:head]
@@ -235,15 +386,13 @@ class SymbolWindows:
         return tuple(out)
 
     def _advance(self, end: float) -> None:
-        """Move the shared tail and every head to `end`, updating sums and segments in bulk."""
+        """Move the shared tail and every head to `end`, updating the segments in bulk."""
         ts = self.ts
         # Zero-copy views for the bulk reads below: slicing the arrays themselves would copy
         # each range into a temporary buffer, and those transient allocations (up to a window's
-        # size at a sum refresh) leave the C heap fragmented: resident memory creeps up.
-        # The views die with this call, before anything resizes the arrays.
+        # size) leave the C heap fragmented: resident memory creeps up. The views die with this
+        # call, before anything resizes the arrays.
         px = memoryview(self.px)
-        vol = memoryview(self.vol)
-        pv = memoryview(self.pv)
         base = self.base
         a = self.tail - base
         n = len(ts)
@@ -252,36 +401,18 @@ class SymbolWindows:
         added = b > a
         if added:
             pa = px[a:b]
-            add_v = fsum(vol[a:b])
-            add_p = fsum(pa)
-            add_pv = fsum(pv[a:b])
             add_min = min(pa)
             add_max = max(pa)
-            abs_add_v = abs(add_v)
-            abs_add_p = abs(add_p)
-            abs_add_pv = abs(add_pv)
         self.tail = new_tail
         for w in self.windows:
             old_h = w.head - base
             h = bisect_right(ts, end - w.width, old_h, b)
-            if h == b:  # window empty: exact zeros, no segments
+            if h == b:  # window empty: no segments
                 if old_h < b or added:
                     w.reset()
                 w.head = new_tail
                 continue
-            sv = w.sum_v
-            sp = w.sum_p
-            spv = w.sum_pv
-            ev = w.err_v
-            ep = w.err_p
-            epv = w.err_pv
             if added:
-                sv += add_v
-                sp += add_p
-                spv += add_pv
-                ev += _U * (abs_add_v + abs(sv))
-                ep += _U * (abs_add_p + abs(sp))
-                epv += _U * (abs_add_pv + abs(spv))
                 starts = w.seg_start
                 cap = (new_tail - w.head) >> _SEG_SHIFT
                 if starts and base + a - starts[-1] < (cap if cap > _SEG_FLOOR else _SEG_FLOOR):
@@ -296,35 +427,10 @@ class SymbolWindows:
                     w.seg_min.append(add_min)
                     w.seg_max.append(add_max)
             if h > old_h:
-                pr = px[old_h:h]
-                rem_v = fsum(vol[old_h:h])
-                rem_p = fsum(pr)
-                rem_pv = fsum(pv[old_h:h])
-                sv -= rem_v
-                sp -= rem_p
-                spv -= rem_pv
-                ev += _U * (abs(rem_v) + abs(sv))
-                ep += _U * (abs(rem_p) + abs(sp))
-                epv += _U * (abs(rem_pv) + abs(spv))
-                self._evict(w, base + h, new_tail, pr)
-            if ev > _REL_BOUND * abs(sv):
-                sv = fsum(vol[h:b])
-                ev = _U * abs(sv)
-            if ep > _REL_BOUND * abs(sp):
-                sp = fsum(px[h:b])
-                ep = _U * abs(sp)
-            if epv > _REL_BOUND * abs(spv):
-                spv = fsum(pv[h:b])
-                epv = _U * abs(spv)
-            w.sum_v = sv
-            w.sum_p = sp
-            w.sum_pv = spv
-            w.err_v = ev
-            w.err_p = ep
-            w.err_pv = epv
+                self._evict(w, base + h, new_tail, px[old_h:h])
             w.head = base + h
 
-    def _evict(self, w: _Window, head: int, tail: int, removed: list[float]) -> None:
+    def _evict(self, w: _Window, head: int, tail: int, removed: Sequence[float]) -> None:
         """Drop segments before absolute index `head` (< `tail`); fix the cut first segment.
 
         `removed` holds the prices from the old head to `head`, which is exactly the cut part of
@@ -364,11 +470,9 @@ class SymbolWindows:
             maxs.appendleft(max(part))
 
     def _rebuild(self, end: float) -> None:
-        """Recompute every window exactly from the lists (after an out-of-order insert)."""
+        """Recompute every window's segments from the arrays (after an out-of-order insert)."""
         ts = self.ts
         px = memoryview(self.px)  # zero-copy reads, see `_advance`
-        vol = memoryview(self.vol)
-        pv = memoryview(self.pv)
         base = self.base
         b = bisect_right(ts, end)
         self.tail = base + b
@@ -378,12 +482,6 @@ class SymbolWindows:
             w.head = base + h
             if h == b:
                 continue
-            w.sum_v = fsum(vol[h:b])
-            w.sum_p = fsum(px[h:b])
-            w.sum_pv = fsum(pv[h:b])
-            w.err_v = _U * abs(w.sum_v)
-            w.err_p = _U * abs(w.sum_p)
-            w.err_pv = _U * abs(w.sum_pv)
             step = max(_SEG_FLOOR, (b - h) >> _SEG_SHIFT)
             for s in range(h, b, step):
                 part = px[s : min(s + step, b)]

@@ -1,22 +1,31 @@
 """The message bus contract that the memory, Kafka and RabbitMQ buses implement.
 
 A message is one `SymbolBatch` encoded by `stockup_tui.engine.codec` (versioned JSON, never
-pickle) and keyed by its symbol, so every trade of a symbol stays in order on one partition.
-Consumers acknowledge a delivery only after its effects are done (at-least-once). Every message
-carries a batch id (producer, sequence) in its payload; the analyzer stage skips a batch it has
-already applied (`BatchIds`), so redeliveries and republished batches are never counted twice.
+pickle) and keyed by its symbol, so every trade of a symbol stays in order on one partition, or
+one `Watermark` that the query side publishes to every partition (`partition=ALL_PARTITIONS`).
+Publishing keeps the order of the messages within each partition, across reconnects too: the
+analyzer's output is a function of that order. Consumers acknowledge a delivery only after its
+effects are done (at-least-once). Every batch carries an id (producer, sequence); the analyzer
+skips a batch it has already applied, so redeliveries and republished batches count once.
 
-Recovery contract for the network buses: on start (or a new Kafka assignment) the bus rewinds to
-about `replay_ms` before the last acknowledged watermark and marks the messages up to the last
-acknowledged position with `replay=True`; the analyzer applies those to its windows without
-emitting, so its first snapshots after a restart are already exact.
+Recovery contract for the network buses: with each acknowledgement the bus stores, per
+partition, the analyzer's `Checkpoint` (where to replay from, and the watermark there) next to
+the position. On start (or a new Kafka assignment) it rewinds each partition to the checkpoint's
+`replay_from`, says so in `Delivery.starts`, and marks the messages before the acknowledged
+position with `replay=True`; the analyzer applies those without emitting, so it reaches the
+very state it had and its next snapshots are the ones it would have emitted anyway.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from stockup_tui.engine.analyzer.partition import Checkpoint
+
+#: `Message.partition` of a published watermark: the bus writes it into every partition.
+ALL_PARTITIONS = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +33,9 @@ class Message:
     key: bytes
     payload: bytes
     trades: int = 0  # trades inside, so that a message dropped on a full buffer is counted
-    partition: int = 0  # Kafka partition (0 elsewhere): the analyzer tracks symbol ownership
+    partition: int = 0  # Kafka partition (0 elsewhere); ALL_PARTITIONS for a watermark
     replay: bool = False  # rebuild state only: already processed before a restart
+    offset: int = -1  # position in its partition (Kafka offset, stream offset, a counter)
 
 
 @dataclass(slots=True)
@@ -35,6 +45,9 @@ class Delivery:
     messages: Sequence[Message]
     token: object = None  # bus-specific position (offsets, delivery tags)
     revoked: tuple[int, ...] = ()  # partitions taken away before these messages (rebalance)
+    # Partitions (re)read from a checkpoint from here on: their state starts afresh at the
+    # watermark given (None: no checkpoint, the partition is read from its beginning).
+    starts: Mapping[int, int | None] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -49,6 +62,7 @@ class BusStats:
     queue_capacity: int = 0
     publish_errors: int = 0
     last_error: str | None = None
+    backlog: int | None = None  # messages still to read for this consumer, when known
     # Bus-specific health lines for the screen, e.g. {"lag": "p0 12, p1 0", "confirm p99": "4 ms"}
     details: dict[str, str] = field(default_factory=dict)
 
@@ -68,8 +82,9 @@ class Bus(Protocol):
         """Yields deliveries until the bus is closed and drained."""
         ...
 
-    async def ack(self, delivery: Delivery, watermark_ms: int | None = None) -> None:
-        """Marks the delivery done; network buses store `watermark_ms` with the position."""
+    async def ack(self, delivery: Delivery, checkpoints: Mapping[int, Checkpoint]) -> None:
+        """Marks the delivery done; network buses store each partition's checkpoint with the
+        position (see the recovery contract above)."""
         ...
 
     async def dead_letter(self, message: Message, reason: str) -> None:

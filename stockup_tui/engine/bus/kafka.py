@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import orjson
 
 from stockup_tui.config import Settings, normalize_symbol
-from stockup_tui.engine.bus.base import BusStats, Delivery, Message
+from stockup_tui.engine.analyzer.partition import Checkpoint
+from stockup_tui.engine.bus.base import ALL_PARTITIONS, BusStats, Delivery, Message
 from stockup_tui.engine.bus.kafka_consumer import KafkaReader
+from stockup_tui.engine.bus.kafka_member import InstanceId, claim_instance_id
 from stockup_tui.engine.bus.kafka_metrics import KafkaMetricsSink
 from stockup_tui.engine.bus.kafka_producer import KafkaPublisher, Outgoing
 from stockup_tui.engine.bus.kafka_watch import TopicWatcher
@@ -61,13 +63,12 @@ class KafkaBus:
         *,
         publish: bool = True,
         consume: bool = True,
-        replay_ms: int = 0,
     ) -> None:
         self.cfg = settings.kafka
         self.drops = drops
         self._publishes = publish
         self._consumes = consume
-        self.replay_ms = replay_ms
+        self.member: InstanceId | None = None
         # The analyzer needs a producer too: for the dead-letter topic.
         self.publisher = KafkaPublisher(self.cfg, settings.bus.buffer_bytes)
         self.reader: KafkaReader | None = None
@@ -89,12 +90,13 @@ class KafkaBus:
         self._started = True
         self.publisher.start()
         if self._consumes:
+            self.member = claim_instance_id(self.cfg)
             self.reader = KafkaReader(
                 self.cfg,
-                self.replay_ms,
                 asyncio.get_running_loop(),
                 self._queue,
                 metrics=self.metrics_sink,
+                member=self.member,
             )
             self.reader.start()
 
@@ -122,7 +124,12 @@ class KafkaBus:
 
     async def publish(self, messages: list[Message]) -> None:
         topic = self.cfg.topic
-        items = [Outgoing(topic, m.key, m.payload, None, m.trades) for m in messages]
+        items = [
+            Outgoing(topic, m.key, m.payload, None, m.trades)
+            if m.partition != ALL_PARTITIONS
+            else Outgoing(topic, None, m.payload, None, 0, partition=ALL_PARTITIONS)
+            for m in messages
+        ]
         rest = self.publisher.offer(items)
         if rest:
             deadline = time.monotonic() + PUBLISH_BLOCK_S
@@ -157,9 +164,9 @@ class KafkaBus:
                 return
             yield item
 
-    async def ack(self, delivery: Delivery, watermark_ms: int | None = None) -> None:
+    async def ack(self, delivery: Delivery, checkpoints: Mapping[int, Checkpoint]) -> None:
         if self.reader is not None and isinstance(delivery.token, dict):
-            self.reader.ack(delivery.token, watermark_ms)
+            self.reader.ack(delivery.token, checkpoints)
 
     # -- the metrics and control topics ----------------------------------------------------
 
@@ -215,7 +222,7 @@ class KafkaBus:
         pub = self.publisher
         rd = self.reader
         st.connected = (pub.connected or not self._publishes) and (rd is None or rd.connected)
-        st.published_messages = self.published
+        st.published_messages = pub.acked_main  # acknowledged by the broker
         st.publish_errors = pub.errors
         st.queue_depth = pub.pending_bytes
         st.consumed_messages = rd.consumed if rd else 0
@@ -233,10 +240,12 @@ class KafkaBus:
             )
             details["ack"] = f"p50 {_ms(p50)}  p99 {_ms(p99)}"
         if rd is not None:
-            details["group"] = f"{self.cfg.group_id}: partitions {list(rd.assignment)}"
+            member = f" as {rd.instance_id}" if rd.instance_id else ""
+            details["group"] = f"{self.cfg.group_id}{member}: partitions {list(rd.assignment)}"
             total = sum(rd.lag.values())
             per = ", ".join(f"p{p} {n:,}" for p, n in sorted(rd.lag.items()))
             details["lag"] = f"{total:,} ({per})" if per else "-"
+            st.backlog = total if rd.lag else None
             c50 = rd.commit_latency.percentile(0.5)
             details["commits"] = f"{rd.commits:,} (p50 {_ms(c50)}, errors {rd.commit_errors})"
         if self.dead_lettered:

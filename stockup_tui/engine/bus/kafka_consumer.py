@@ -1,12 +1,18 @@
 """The Kafka consuming side: one thread owns the KafkaConsumer, the event loop gets deliveries.
 
 Offsets are committed only for deliveries the analyzer has acknowledged (its effects done), with
-the analyzer's watermark in the commit metadata. When a partition is assigned (start-up or a
-rebalance), the reader looks that metadata up and rewinds the partition to the first message
-produced at or after ``watermark - replay_ms`` (`offsets_for_times`); everything before the
-committed offset is delivered with `replay=True`, so the analyzer rebuilds its windows without
-emitting and its first snapshots are already exact. A partition with no commit (a new group)
-starts at ``now - replay_ms`` and processes everything from there normally: no warm-up either.
+the analyzer's checkpoint in the commit metadata: the offset to replay from and the watermark
+there. When a partition is assigned (start-up or a rebalance), the reader looks that metadata up,
+seeks the partition to the checkpoint's offset, tells the analyzer to start the partition afresh
+at its watermark (`Delivery.starts`) and delivers everything before the committed offset with
+`replay=True`: the analyzer rebuilds exactly the state it had, without emitting, and its next
+snapshots are the ones it would have emitted anyway. A partition without a commit (a new group)
+is read from its beginning: the whole retained log, so a new analyzer emits the same history as
+any other.
+
+Membership is static by default (`group_instance_id`, see `kafka_member.py`): a restarted
+analyzer gets its partitions back at once instead of waiting for the session timeout, and a
+planned stop removes it from the group at once (static members do not leave by themselves).
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from stockup_tui.config import KafkaConfig
+from stockup_tui.engine.analyzer.partition import Checkpoint
 from stockup_tui.engine.bus.base import Delivery, Message
 from stockup_tui.engine.bus.kafka_common import (
     client_config,
@@ -28,6 +36,7 @@ from stockup_tui.engine.bus.kafka_common import (
     hand_to_loop,
     servers,
 )
+from stockup_tui.engine.bus.kafka_member import InstanceId
 from stockup_tui.engine.bus.kafka_metrics import KafkaMetricsSink
 from stockup_tui.engine.latency import LatencyHistogram
 
@@ -40,16 +49,34 @@ COMMIT_EVERY_S = 0.1
 DRAIN_TIMEOUT_S = 15.0
 
 
-def watermark_of(metadata: str | None) -> int | None:
-    """The watermark stored with a commit, or None (no commit, or not ours)."""
+METADATA_VERSION = 2
+
+
+def checkpoint_metadata(cp: Checkpoint) -> str:
+    """The commit metadata holding a checkpoint (well under the broker's 4 KiB limit)."""
+    data: dict[str, int] = {"v": METADATA_VERSION, "r": cp.replay_from}
+    if cp.watermark_ms is not None:
+        data["w"] = cp.watermark_ms
+    return orjson.dumps(data).decode()
+
+
+def checkpoint_of(metadata: str | None, committed: int) -> Checkpoint | None:
+    """The checkpoint stored with a commit at offset `committed`, or None (none, not ours, or
+    from an older version)."""
     if not metadata:
         return None
     try:
         data = orjson.loads(metadata)
     except orjson.JSONDecodeError:
         return None
-    wm = data.get("wm") if isinstance(data, dict) else None
-    return wm if type(wm) is int and wm > 0 else None
+    if not isinstance(data, dict) or data.get("v") != METADATA_VERSION:
+        return None
+    start, wm = data.get("r"), data.get("w")
+    if type(start) is not int or not 0 <= start <= committed:
+        return None
+    if wm is not None and (type(wm) is not int or wm <= 0):
+        return None
+    return Checkpoint(start, wm)
 
 
 class KafkaReader:
@@ -58,19 +85,20 @@ class KafkaReader:
     def __init__(
         self,
         cfg: KafkaConfig,
-        replay_ms: int,
         loop: asyncio.AbstractEventLoop,
         queue: asyncio.Queue[Delivery | None],
         metrics: KafkaMetricsSink | None = None,
+        member: InstanceId | None = None,
     ) -> None:
         self.cfg = cfg
-        self.replay_ms = replay_ms
+        self._member = member
+        self.instance_id = member.value if member else None  # static membership (None: dynamic)
         self._loop = loop
         self._queue = queue
         # With a metrics sink, offsets are committed inside its producer transaction.
         self._metrics = metrics
         self._lock = threading.Lock()
-        self._acked: dict[int, tuple[int, int | None]] = {}  # partition -> (offset, watermark)
+        self._acked: dict[int, tuple[int, Checkpoint]] = {}  # partition -> (next offset, cp)
         self._delivered = 0
         self._acks = 0
         self._stop = threading.Event()
@@ -78,6 +106,7 @@ class KafkaReader:
         self._revoked: list[int] = []
         self._assigned: list[Any] = []  # TopicPartitions assigned, not yet recovered
         self._replay_until: dict[int, int] = {}
+        self._starts: dict[int, int | None] = {}  # partitions rewound, for the next delivery
         self._thread: threading.Thread | None = None
         self.connected = False
         self.last_error: str | None = None
@@ -97,10 +126,13 @@ class KafkaReader:
         self._thread = threading.Thread(target=self._run, name="kafka-consumer", daemon=True)
         self._thread.start()
 
-    def ack(self, token: dict[int, int], watermark_ms: int | None) -> None:
+    def ack(self, token: dict[int, int], checkpoints: Mapping[int, Checkpoint]) -> None:
         with self._lock:
             for partition, offset in token.items():
-                self._acked[partition] = (offset, watermark_ms)
+                cp = checkpoints.get(partition)
+                # Still replaying: the commit there already says more than this one would.
+                if cp is not None and offset + 1 > self._replay_until.get(partition, -1):
+                    self._acked[partition] = (offset + 1, cp)
             self._acks += 1
 
     def drain_and_stop(self) -> None:
@@ -111,18 +143,18 @@ class KafkaReader:
         """Commit what was acknowledged and end the stream now."""
         self._stop.set()
 
-    def join(self, timeout: float) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
     # -- consumer thread -------------------------------------------------------------------
 
     def _consumer(self) -> Any:
         from kafka import KafkaConsumer
 
+        session_ms = round(self.cfg.session_timeout * 1000)
         return KafkaConsumer(
             **client_config(self.cfg),
             group_id=self.cfg.group_id,
+            group_instance_id=self.instance_id,
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=max(1000, session_ms // 4),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -195,7 +227,8 @@ class KafkaReader:
     def _deliver(self, records: dict[Any, list[Any]]) -> None:
         revoked = tuple(self._revoked)
         self._revoked.clear()
-        if not records and not revoked:
+        starts, self._starts = self._starts, {}
+        if not records and not revoked and not starts:
             return
         messages: list[Message] = []
         token: dict[int, int] = {}
@@ -204,11 +237,13 @@ class KafkaReader:
             until = self._replay_until.get(part, -1)
             for rec in recs:
                 messages.append(
-                    Message(rec.key or b"", rec.value or b"", 0, part, rec.offset < until)
+                    Message(
+                        rec.key or b"", rec.value or b"", 0, part, rec.offset < until, rec.offset
+                    )
                 )
             token[part] = recs[-1].offset
         self.consumed += len(messages)
-        delivery = Delivery(messages=messages, token=token, revoked=revoked)
+        delivery = Delivery(messages=messages, token=token, revoked=revoked, starts=starts)
         self._delivered += 1
         self._put(delivery)
 
@@ -233,9 +268,9 @@ class KafkaReader:
         assigned = {tp.partition for tp in consumer.assignment()}
         offsets = {
             TopicPartition(self.cfg.topic, part): OffsetAndMetadata(
-                offset + 1, orjson.dumps({"wm": wm}).decode() if wm else "", -1
+                offset, checkpoint_metadata(cp), -1
             )
-            for part, (offset, wm) in acked.items()
+            for part, (offset, cp) in acked.items()
             if part in assigned
         }
         if not offsets and metrics is None:
@@ -305,9 +340,31 @@ class KafkaReader:
                 consumer.close(autocommit=False)
             except Exception as exc:
                 self._error(exc, "close failed")
+            if self.instance_id is not None:
+                self._leave_group()
+        if self._member is not None:
+            self._member.release()  # the next analyzer on this host may take the id
         self.connected = False
         if not self._loop.is_closed():
             self._put(None)
+
+    def _leave_group(self) -> None:
+        """A static member stays in the group until its session times out; a planned stop
+        removes it now, so that the others take its partitions at once."""
+        from kafka import KafkaAdminClient
+        from kafka.admin import MemberToRemove
+
+        try:
+            admin = KafkaAdminClient(**client_config(self.cfg))
+            try:
+                admin.remove_group_members(
+                    self.cfg.group_id, [MemberToRemove(group_instance_id=self.instance_id)]
+                )
+            finally:
+                admin.close()
+            log.info("Kafka consumer: left group %s (%s)", self.cfg.group_id, self.instance_id)
+        except Exception as exc:  # the others take over after the session timeout instead
+            self._error(exc, "leaving the group failed")
 
     def _error(self, exc: BaseException, what: str) -> None:
         msg = f"{what}: {describe_error(exc)}"
@@ -333,31 +390,41 @@ class KafkaReader:
         self._assigned.extend(assigned)
 
     def _recover(self, consumer: Any) -> None:
-        """Rewinds newly assigned partitions (see the module docstring)."""
+        """Rewinds newly assigned partitions to their checkpoints (see the module docstring)."""
         assigned = list(self._assigned)  # cleared only once every call below has worked
-        now_ms = int(time.time() * 1000)
-        seek_to: dict[Any, int] = {}
+        plan: dict[Any, tuple[int | None, int, int | None]] = {}  # tp -> (seek, until, wm)
         for tp in assigned:
             committed = consumer.committed(tp, metadata=True)
-            if committed is not None and committed.offset >= 0:
-                wm = watermark_of(committed.metadata)
-                self._replay_until[tp.partition] = committed.offset
-                seek_to[tp] = (wm or now_ms) - self.replay_ms
+            if committed is None or committed.offset < 0:
+                plan[tp] = (None, -1, None)  # a new group: the partition from its beginning
+                continue
+            cp = checkpoint_of(committed.metadata, committed.offset)
+            if cp is None:
+                log.warning(
+                    "Kafka partition %d: the commit at offset %d holds no checkpoint of this "
+                    "version; going on from there with empty windows",
+                    tp.partition,
+                    committed.offset,
+                )
+                plan[tp] = (committed.offset, committed.offset, None)
             else:
-                self._replay_until[tp.partition] = -1  # nothing was processed before
-                seek_to[tp] = now_ms - self.replay_ms
-        found = consumer.offsets_for_times(seek_to)
-        ends = consumer.end_offsets(list(assigned))
-        for tp in assigned:
-            hit = found.get(tp)
-            offset = hit.offset if hit is not None else ends[tp]
-            until = self._replay_until[tp.partition]
-            # Never start after the committed offset, whatever the timestamps say.
-            consumer.seek(tp, min(offset, until) if until >= 0 else offset)
+                plan[tp] = (cp.replay_from, committed.offset, cp.watermark_ms)
+        first = [tp for tp, (seek, _, _) in plan.items() if seek is None]
+        if first:
+            consumer.seek_to_beginning(*first)
+        for tp, (seek, until, wm) in plan.items():
+            if seek is not None:
+                consumer.seek(tp, seek)
+            self._replay_until[tp.partition] = until
+            self._starts[tp.partition] = wm
         log.info(
-            "Kafka partitions assigned: %s (replaying up to %s)",
+            "Kafka partitions assigned: %s (replaying %s)",
             sorted(tp.partition for tp in assigned),
-            {tp.partition: self._replay_until[tp.partition] for tp in assigned},
+            {
+                tp.partition: f"{seek}..{until}"
+                for tp, (seek, until, _) in plan.items()
+                if seek is not None and until > seek
+            },
         )
         done = {tp.partition for tp in assigned}
         self._assigned = [tp for tp in self._assigned if tp.partition not in done]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stockup_tui.config import KafkaConfig
+from stockup_tui.engine.bus.base import ALL_PARTITIONS
 from stockup_tui.engine.bus.kafka_common import (
     client_config,
     describe_error,
@@ -41,6 +42,7 @@ class Outgoing:
     headers: list[tuple[str, bytes]] | None = None
     trades: int = 0
     enqueued: float = 0.0  # monotonic, for the produce latency figure
+    partition: int | None = None  # explicit; ALL_PARTITIONS: one copy to every partition
 
 
 class KafkaPublisher:
@@ -55,13 +57,16 @@ class KafkaPublisher:
         self._unacked_bytes = 0  # queued + in flight
         self.unacked_trades = 0
         self._in_flight = 0
+        self._fanout = 1  # partitions of the topic, once known
         self._closing = False
+        self._draining = False  # close() waits for the last acks: retry without long backoffs
         self._thread: threading.Thread | None = None
         self._ready = False  # a producer exists
         self.producer: Any = None  # kafka-python's, once connected (for its metrics)
         self._last_ack = time.monotonic()
         self.sent = 0
         self.acked = 0
+        self.acked_main = 0  # records of the trades topic (batches and watermark copies)
         self.acked_bytes = 0
         self.acked_trades = 0
         self.errors = 0
@@ -112,10 +117,19 @@ class KafkaPublisher:
         self._thread.start()
 
     def close(self, timeout: float) -> bool:
-        """Sends what is queued (up to `timeout`), then stops; True if everything was acked."""
+        """Sends what is queued (up to `timeout`, waiting for a broker that is away to come
+        back meanwhile), then stops; True if everything was acked."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._unacked_bytes and self.connected and time.monotonic() < deadline:
+            self._draining = True
+            self._cond.notify_all()  # a thread waiting out a backoff tries again now
+            if self._unacked_bytes and not self.connected:
+                log.warning(
+                    "Kafka producer: waiting up to %.0fs for the broker to take %d trade(s)",
+                    timeout,
+                    self.unacked_trades,
+                )
+            while self._unacked_bytes and time.monotonic() < deadline:
                 self._cond.wait(0.05)
             done = self._unacked_bytes == 0
             self._closing = True
@@ -171,7 +185,7 @@ class KafkaPublisher:
                     self._set_error(exc, f"cannot reach {servers(self.cfg)}")
                     with self._cond:
                         self._cond.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = min(backoff * 2, 0.5 if self._draining else 5.0)
                     continue
                 backoff = 0.2
                 self._ready = True
@@ -186,8 +200,16 @@ class KafkaPublisher:
                 self._queue.clear()
             for i, item in enumerate(batch):
                 try:
+                    if item.partition == ALL_PARTITIONS:
+                        batch[i + 1 : i + 1] = self._each_partition(producer, item)
+                        self._unacked_bytes += len(item.value) * (self._fanout - 1)
+                        continue
                     future = producer.send(
-                        item.topic, value=item.value, key=item.key, headers=item.headers
+                        item.topic,
+                        value=item.value,
+                        key=item.key,
+                        headers=item.headers,
+                        partition=item.partition,
                     )
                 except Exception as exc:  # metadata unavailable for max_block_ms, etc.
                     self._set_error(exc, "produce failed")
@@ -212,6 +234,17 @@ class KafkaPublisher:
             producer.close(timeout=5)
         self._ready = False
 
+    def _each_partition(self, producer: Any, item: Outgoing) -> list[Outgoing]:
+        """One copy of `item` per partition of its topic (a watermark goes to all of them)."""
+        parts = sorted(producer.partitions_for(item.topic) or ())
+        if not parts:
+            raise RuntimeError(f"no partitions known for topic {item.topic}")
+        self._fanout = len(parts)
+        return [
+            Outgoing(item.topic, item.key, item.value, item.headers, 0, item.enqueued, p)
+            for p in parts
+        ]
+
     def _on_ack(self, item: Outgoing, metadata: Any) -> None:
         elapsed = time.monotonic() - item.enqueued
         with self._cond:
@@ -219,6 +252,8 @@ class KafkaPublisher:
             self.unacked_trades -= item.trades
             self._in_flight -= 1
             self.acked += 1
+            if item.topic == self.cfg.topic:
+                self.acked_main += 1
             self.acked_bytes += len(item.value)
             self.acked_trades += item.trades
             self._last_ack = time.monotonic()

@@ -8,9 +8,11 @@ source with it, instead of letting memory grow.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 
-from stockup_tui.engine.bus.base import BusStats, Delivery, Message
+from stockup_tui.engine.analyzer.partition import Checkpoint
+from stockup_tui.engine.bus.base import ALL_PARTITIONS, BusStats, Delivery, Message
 
 
 class MemoryBus:
@@ -27,6 +29,12 @@ class MemoryBus:
             raise RuntimeError("bus is closed")
         if not messages:
             return
+        # One partition: a watermark for all of them is a message of partition 0. (Offsets stay
+        # -1: nothing is ever replayed from memory.)
+        if any(m.partition == ALL_PARTITIONS for m in messages):
+            messages = [
+                replace(m, partition=0) if m.partition == ALL_PARTITIONS else m for m in messages
+            ]
         await self._queue.put(messages)
         stats = self.stats
         stats.published_messages += len(messages)
@@ -41,10 +49,10 @@ class MemoryBus:
             if item is None:  # closed: everything before it has been consumed
                 return
             stats.consumed_messages += len(item)
-            stats.queue_depth = queue.qsize()
+            stats.queue_depth = stats.backlog = queue.qsize()
             yield Delivery(messages=item)
 
-    async def ack(self, delivery: Delivery, watermark_ms: int | None = None) -> None:
+    async def ack(self, delivery: Delivery, checkpoints: Mapping[int, Checkpoint]) -> None:
         self.stats.acked_messages += len(delivery.messages)
 
     async def dead_letter(self, message: Message, reason: str) -> None:

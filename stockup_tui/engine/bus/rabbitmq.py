@@ -23,11 +23,12 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from stockup_tui.config import Settings
-from stockup_tui.engine.bus.base import BusStats, Delivery, Message
+from stockup_tui.engine.analyzer.partition import Checkpoint
+from stockup_tui.engine.bus.base import ALL_PARTITIONS, BusStats, Delivery, Message
 from stockup_tui.engine.bus.rabbitmq_amqp import connection_parameters, quiet_pika
 from stockup_tui.engine.bus.rabbitmq_checkpoint import CheckpointFile, default_checkpoint_path
 from stockup_tui.engine.bus.rabbitmq_consumer import Consumer
@@ -51,7 +52,6 @@ class RabbitMQBus:
         *,
         publish: bool = True,
         consume: bool = True,
-        replay_ms: int = 0,
     ) -> None:
         cfg = settings.rabbitmq
         self.cfg = cfg
@@ -77,7 +77,6 @@ class RabbitMQBus:
                 cfg,
                 connection_parameters(cfg, f"stockup-tui {role} consumer"),
                 checkpoint=checkpoint,
-                replay_ms=replay_ms,
                 marker=self._id,
             )
         self._links = [link for link in (self.publisher, self.consumer) if link is not None]
@@ -115,7 +114,14 @@ class RabbitMQBus:
         if pub is None:
             raise RuntimeError("this role does not publish (rabbitmq bus built for consuming)")
         if messages:
-            pub.publish(messages)
+            # One stream: a watermark for every partition is one message (its routing key is
+            # not a symbol, and the analyzer tells it by its content).
+            pub.publish(
+                [
+                    Message(b"~watermark", m.payload, 0) if m.partition == ALL_PARTITIONS else m
+                    for m in messages
+                ]
+            )
         if con is not None:
             # Role all: the source must not run ahead of our own analyzer through the broker
             # (the memory bus bounds its queue the same way), or under overload the shared loop
@@ -136,9 +142,9 @@ class RabbitMQBus:
             raise RuntimeError("this role does not consume (rabbitmq bus built for publishing)")
         return self.consumer.deliveries()
 
-    async def ack(self, delivery: Delivery, watermark_ms: int | None = None) -> None:
+    async def ack(self, delivery: Delivery, checkpoints: Mapping[int, Checkpoint]) -> None:
         if self.consumer is not None:
-            self.consumer.ack(delivery, watermark_ms)
+            self.consumer.ack(delivery, checkpoints.get(0))
 
     async def dead_letter(self, message: Message, reason: str) -> None:
         if self.consumer is None:
@@ -274,6 +280,7 @@ class RabbitMQBus:
                 s.queue_capacity = con.cfg.prefetch
             else:
                 s.queue_depth = (con.queue_messages or 0) + con.backlog
+                s.backlog = s.queue_depth
             if con.stream:
                 if con.acked_offset is not None:
                     details["offset"] = f"{con.acked_offset:,}"

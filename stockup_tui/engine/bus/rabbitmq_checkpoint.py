@@ -1,18 +1,19 @@
 """The analyzer's position in a RabbitMQ stream, kept in a small file so a restart is exact.
 
 After each acknowledged delivery the consumer records: the stream offset of the last processed
-message (`offset`, with a CRC of its body to recognise the stream again), the analyzer watermark
-(`watermark_ms`, the event time of the newest trade applied) and `replay_from`, the stream offset
-from which a restarted analyzer must replay to rebuild its windows: every message before it only
-held trades at least `replay_ms` older than the watermark. On start the consumer attaches at
-`replay_from` and marks the messages up to `offset` as replays (applied, not emitted).
+message (`offset`, with a CRC of its body to recognise the stream again) and the analyzer's
+checkpoint: `replay_from`, the stream offset from which a restarted analyzer must replay to
+rebuild its state (every message before it only held trades that no window still to be emitted
+can hold), and `watermark_ms`, the watermark in force there. On start the consumer attaches at
+`replay_from`, starts the analyzer at that watermark and marks the messages up to `offset` as
+replays (applied, not emitted).
 
 The file is replaced atomically (write a temporary file, then rename), so a crash at any moment
 leaves either the old or the new checkpoint. Writes follow the acks but at most every
 `MIN_INTERVAL` (20 ms; the last state is always written within that time, and on close): at
 thousands of acks per second a write per ack would cost more than the rest of the consumer.
 After a `kill -9` the file may therefore be up to 20 ms behind: those messages are processed
-again as live, their snapshots emitted a second time with the same values (the windows are
+again as live, their snapshots emitted a second time, byte for byte the same (the state is
 rebuilt from the stream, so nothing is counted twice). It is not fsynced: after a power cut it
 may be older or unreadable, in which case the analyzer starts afresh (and says so).
 
@@ -38,7 +39,7 @@ from stockup_tui.config import APP_NAME
 
 log = logging.getLogger("stockup_tui.engine.bus.rabbitmq")
 
-VERSION = 1
+VERSION = 2  # 1: watermark_ms was the newest trade time, replay_from a time-based guess
 MIN_INTERVAL = 0.02  # seconds between writes
 
 
@@ -53,7 +54,7 @@ class StreamCheckpoint:
     queue: str
     offset: int  # last processed stream offset
     crc: int | None  # zlib.crc32 of that message's body
-    watermark_ms: int | None  # analyzer watermark after processing it
+    watermark_ms: int | None  # the analyzer's watermark at replay_from
     replay_from: int  # a restart replays from this offset (inclusive)
     saved_at: float = 0.0
     version: int = VERSION
@@ -109,6 +110,13 @@ class CheckpointFile:
             return None
         try:
             data = orjson.loads(raw)
+            if isinstance(data, dict) and data.get("version") != VERSION:
+                log.warning(
+                    "ignoring the RabbitMQ checkpoint %s: written by another version of "
+                    "stockup-tui; reading the stream from its start",
+                    self.path,
+                )
+                return None
             cp = StreamCheckpoint(**data)
             if not (
                 cp.version == VERSION

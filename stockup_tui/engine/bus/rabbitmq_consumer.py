@@ -4,16 +4,16 @@ Messages arrive through pika's callback into an inbox; `deliveries()` hands them
 in groups and `ack()` acknowledges a group with one `basic_ack(multiple=True)` once its effects
 are done (at-least-once).
 
-On a stream queue the position is ours to keep: after each ack the consumer saves a checkpoint
-(`rabbitmq_checkpoint.py`, at most every 20 ms). A restarted analyzer attaches at the
-checkpoint's `replay_from` and marks every message up to the checkpointed offset `replay=True`,
-so its windows are rebuilt before it emits anything. Before trusting a position the consumer
+On a stream queue the position is ours to keep: after each ack the consumer saves the analyzer's
+checkpoint (`rabbitmq_checkpoint.py`, at most every 20 ms). A restarted analyzer attaches at the
+checkpoint's `replay_from`, starts the analyzer's state afresh at the checkpoint's watermark
+(`Delivery.starts`) and marks every message up to the checkpointed offset `replay=True`, so the
+state is rebuilt exactly before it emits anything. Before trusting a position the consumer
 checks that the stream still holds the same message there (offset + CRC): a stream deleted and
 declared again starts at offset 0, and a stale position would otherwise skip or silence new
-data. Without a checkpoint the consumer starts at the moment the bus started (a stream
-timestamp), so nothing published after the start is missed even if the broker answers late.
-After a lost connection inside one process, it attaches right after the last message it
-received.
+data. Without a checkpoint the consumer reads the stream from its first retained message, like
+a new Kafka group: a new analyzer emits the same history as any other. After a lost connection
+inside one process, it attaches right after the last message it received.
 
 Quorum and classic queues keep the position in the broker: unacknowledged messages are
 delivered again after a reconnect (the analyzer skips batches it already applied), and there
@@ -29,7 +29,6 @@ import time
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -37,6 +36,7 @@ import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
 
 from stockup_tui.config import RabbitMQConfig
+from stockup_tui.engine.analyzer.partition import Checkpoint
 from stockup_tui.engine.bus.base import Delivery, Message
 from stockup_tui.engine.bus.rabbitmq_amqp import Channel, Link, LinkLost, declare_topology
 from stockup_tui.engine.bus.rabbitmq_checkpoint import CheckpointFile, StreamCheckpoint
@@ -46,7 +46,6 @@ log = logging.getLogger("stockup_tui.engine.bus.rabbitmq")
 
 OFFSET_HEADER = "x-stream-offset"
 PROBE_TIMEOUT = 3.0  # waiting for the checkpointed message when checking a stream's identity
-SAMPLE_MS = 100  # watermark step between (offset, watermark) samples kept for `replay_from`
 DEAD_LETTER_TIMEOUT = 5.0
 
 
@@ -67,21 +66,17 @@ class Consumer(Link):
         params: pika.ConnectionParameters,
         *,
         checkpoint: CheckpointFile | None,
-        replay_ms: int,
         marker: str,
     ) -> None:
         super().__init__("consumer", cfg, params)
         self.stream = cfg.queue_type == "stream"
         self.checkpoint = checkpoint if self.stream else None
-        self.replay_ms = replay_ms
         self.marker = marker
-        self.started_at = datetime.now(UTC)
         self._saved: StreamCheckpoint | None = None  # the checkpoint found at start
         self._replay_until: int | None = None  # offsets <= this are replays
+        self._start: dict[int, int | None] = {}  # for the next delivery (see Delivery.starts)
         self._position: int | None = None  # last stream offset received in this process
         self._position_body = b""
-        self._first_offset: int | None = None  # first stream offset received in this process
-        self._samples: deque[tuple[int, float]] = deque()  # (replay-from offset, watermark)
         self._inbox: deque[tuple[int, int, int | None, Message, bytes]] = deque()
         self._wake = asyncio.Event()
         self._ch: Channel | None = None
@@ -116,12 +111,12 @@ class Consumer(Link):
             if self._saved is not None:
                 cp = self._saved
                 log.info(
-                    "RabbitMQ consumer: checkpoint %s: offset %d, watermark %s; replaying from "
-                    "offset %d",
+                    "RabbitMQ consumer: checkpoint %s: offset %d; replaying from offset %d "
+                    "(watermark %s there)",
                     self.checkpoint.path,
                     cp.offset,
-                    cp.watermark_ms,
                     cp.replay_from,
+                    cp.watermark_ms,
                 )
 
     @property
@@ -189,17 +184,16 @@ class Consumer(Link):
                 self.cfg.queue,
                 self._position,
             )
-            self._position = self._first_offset = None
+            self._position = None
             self._replay_until = None
-            self._samples.clear()
+            self._start = {0: None}  # what the analyzer had of the old stream is void
             return "first"
         cp = self._saved
         if cp is not None:
             self._saved = None  # used once: later attaches go on from `_position`
             if await self._same_stream(conn, lost, cp.offset, cp.crc):
                 self._replay_until = cp.offset
-                self._samples.clear()
-                self._samples.append((cp.replay_from, float("-inf")))
+                self._start = {0: cp.watermark_ms}
                 return cp.replay_from
             log.warning(
                 "RabbitMQ consumer: stream '%s' does not hold the checkpointed message at offset "
@@ -209,8 +203,7 @@ class Consumer(Link):
                 cp.offset,
             )
             return "first"
-        # No position: from the bus's start, to the second (older messages are not ours).
-        return self.started_at.replace(microsecond=0)
+        return "first"  # no position: the whole retained stream, like a new Kafka group
 
     async def _same_stream(
         self, conn: AsyncioConnection, lost: asyncio.Future[Any], offset: int, crc: int | None
@@ -275,8 +268,6 @@ class Consumer(Link):
                 return
             self._position = offset
             self._position_body = body
-            if self._first_offset is None:
-                self._first_offset = offset
         until = self._replay_until
         replay = until is not None and offset is not None and offset <= until
         self.received += 1
@@ -285,7 +276,12 @@ class Consumer(Link):
                 gen,
                 method.delivery_tag,
                 offset,
-                Message(method.routing_key.encode(), body, replay=replay),
+                Message(
+                    method.routing_key.encode(),
+                    body,
+                    replay=replay,
+                    offset=-1 if offset is None else offset,
+                ),
                 body,
             )
         )
@@ -310,7 +306,10 @@ class Consumer(Link):
                     self.progress.set()
                     if msgs[0].replay:
                         self.replayed += sum(1 for m in msgs if m.replay)
-                    yield Delivery(msgs, token=_Token(gen, last[1], last[2], last[4]))
+                    starts, self._start = self._start, {}
+                    yield Delivery(
+                        msgs, token=_Token(gen, last[1], last[2], last[4]), starts=starts
+                    )
                     continue
                 if self._closing and (
                     not self._await_marker
@@ -327,7 +326,7 @@ class Consumer(Link):
             self.consuming = False
             self.done.set()
 
-    def ack(self, delivery: Delivery, watermark_ms: int | None) -> None:
+    def ack(self, delivery: Delivery, checkpoint: Checkpoint | None) -> None:
         tok = delivery.token
         if not isinstance(tok, _Token):
             return
@@ -338,10 +337,10 @@ class Consumer(Link):
                 ch.ch.basic_ack(tok.tag, multiple=True)
             except Exception as exc:  # the channel is going: the reconnect settles it
                 log.debug("RabbitMQ consumer: ack failed: %s", exc)
-        if tok.offset is not None:
-            self._processed(tok.offset, tok.body, watermark_ms)
+        if tok.offset is not None and checkpoint is not None:
+            self._processed(tok.offset, tok.body, checkpoint)
 
-    def _processed(self, offset: int, body: bytes, watermark_ms: int | None) -> None:
+    def _processed(self, offset: int, body: bytes, cp: Checkpoint) -> None:
         """Moves the checkpoint on after an acknowledged stream message at `offset`."""
         until = self._replay_until
         if until is not None:
@@ -354,18 +353,8 @@ class Consumer(Link):
                 until,
             )
         self.acked_offset = offset
-        samples = self._samples
-        if not samples:  # this process's first message is a safe place to replay from
-            first = self._first_offset
-            samples.append((offset if first is None else first, float("-inf")))
-        if watermark_ms is not None:
-            if watermark_ms >= samples[-1][1] + SAMPLE_MS:
-                samples.append((offset + 1, float(watermark_ms)))
-            target = watermark_ms - self.replay_ms
-            while len(samples) >= 2 and samples[1][1] <= target:
-                samples.popleft()
         if self.checkpoint is not None:
-            self.checkpoint.update(offset, body, watermark_ms, samples[0][0])
+            self.checkpoint.update(offset, body, cp.watermark_ms, cp.replay_from)
 
     # -- closing ---------------------------------------------------------------------------
 

@@ -215,6 +215,8 @@ def ops_points(
         "analyzer_snapshots": an.snapshots,
         "analyzer_late": an.late,
         "analyzer_replayed": an.replayed,
+        "analyzer_future_time": an.future_time,
+        "analyzer_too_old": an.too_old,
         "drops_total": sum(stats.drops.values()),
         "stage_restarts": sum(s.restarts for s in stats.stages),
     }
@@ -226,6 +228,7 @@ def ops_points(
         "bus_published_per_s": bus.published_per_s,
         "bus_consumed_per_s": bus.consumed_per_s,
         "analyzer_trades_per_s": an.trades_per_s,
+        "analyzer_behind_s": an.behind,
         "latency_p50_ms": _ms(an.latency_p50),
         "latency_p99_ms": _ms(an.latency_p99),
         "latency_p50_all_ms": _ms(an.latency_p50_all),
@@ -240,6 +243,8 @@ def ops_points(
         ints["threads"] = proc.threads
         ints["net_sent_bytes"] = proc.net_sent_bytes
         ints["net_recv_bytes"] = proc.net_recv_bytes
+    if bus.backlog is not None:
+        ints["bus_backlog"] = bus.backlog
     for label, value in bus.details:
         for name, number in detail_fields(label, value):
             if name not in floats and name not in ints:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -36,11 +37,16 @@ class SourceStats:
     finished: bool = False
     subscribed: tuple[str, ...] = ()
     disconnections: deque[Disconnection] = field(default_factory=lambda: deque(maxlen=100))
-    reconnects: int = 0
+    reconnects: int = 0  # connections lost (not attempts): each one needed a reconnect
 
     @property
     def max_gap(self) -> float:
-        return max((d.gap or 0.0 for d in self.disconnections), default=0.0)
+        """The longest gap without data, the one still going on included."""
+        now = time.time()
+        return max(
+            (d.gap if d.gap is not None else now - d.at for d in self.disconnections),
+            default=0.0,
+        )
 
     @property
     def last_gap(self) -> float | None:

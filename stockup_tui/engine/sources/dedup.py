@@ -10,7 +10,8 @@ Policy, precisely:
 * Two generations of sets, ``cur`` and ``old``. A key is looked up in both; a miss adds it to
   ``cur`` (a fresh trade), a hit is a duplicate (and refreshes the key into ``cur``, so a third
   copy is judged against the second).
-* `rotate_if_due(now)` is called once per frame, before its keys, with a monotonic clock: when
+* `rotate_if_due(now)` is called once per frame, before its keys, with the frame's receive time
+  (so a replayed recording is filtered alike at any speed; the first call starts the clock): when
   ``horizon`` seconds have passed since the last rotation, ``old`` is dropped and ``cur``
   becomes ``old``. After an idle gap of at least ``horizon`` (no call at all), both are dropped,
   since every key is then older than the horizon. A key therefore lives for at least
@@ -35,7 +36,6 @@ Guarantees and limits:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Hashable
 
 
@@ -56,13 +56,15 @@ class DuplicateFilter:
         self.cur: set[int] = set()
         self.old: set[int] = set()
         self.rotations = 0
-        start = time.monotonic() if now is None else now
-        self._next_rotation = start + self.horizon
-        self._last_call = start
+        # The first `rotate_if_due` starts the schedule when `now` is not given.
+        self._next_rotation = float("inf") if now is None else now + self.horizon
+        self._last_call = float("-inf") if now is None else now
 
     def rotate_if_due(self, now: float) -> None:
         """Retire the old generation if `horizon` seconds passed since the last rotation."""
-        if now >= self._next_rotation:
+        if self._last_call == float("-inf"):
+            self._next_rotation = now + self.horizon
+        elif now >= self._next_rotation:
             # Keys are added right after a call, so an idle gap of a horizon outdates them all.
             self.old = self.cur if now - self._last_call < self.horizon else set()
             self.cur = set()

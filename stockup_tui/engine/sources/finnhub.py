@@ -107,8 +107,6 @@ class FinnhubClient:
                     self._subscribed = set()
                     stats.connected = True
                     stats.connections += 1
-                    if stats.connections > 1:
-                        stats.reconnects += 1
                     await self._sync_subscriptions(ws)
                     streamed, reason = await self._stream(ws, on_frame)
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
@@ -120,6 +118,8 @@ class FinnhubClient:
                 self._ws = None
                 if stats.connected:
                     stats.connected = False
+                    if not self._stopping:
+                        stats.reconnects += 1  # an established connection was lost
             if self._stopping:
                 break
             self._note_loss(reason)

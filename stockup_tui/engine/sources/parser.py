@@ -14,9 +14,14 @@ not an object), ``missing_field`` (s/p/t/v absent), ``bad_symbol`` (not a non-em
 most 50 printable chars without spaces), ``bad_type`` (p/v not int/float - bool is not a number -
 or t not int), ``nonfinite_price``, ``bad_price`` (<= 0 or > `MAX_PRICE`), ``bad_volume``
 (negative, non-finite or > `MAX_VOLUME`; zero is allowed), ``bad_time`` (t <= 0 or after the
-year 2200), ``bad_conditions`` (c neither null nor a list of at most 64 strs of at most 32 chars),
+year 2200), ``future_time`` (stamped more than `max_future_ms` after the frame's receive time),
+``too_old`` (stamped more than `max_age_ms` before it: no window still open can hold it),
+``bad_conditions`` (c neither null nor a list of at most 64 strs of at most 32 chars),
 ``duplicate`` (see `DuplicateFilter`) and ``server_error`` (``{"type":"error"}`` frames; the text
 is also kept in `last_error`).
+
+Times are judged against the receive time given with each frame, never against a clock read
+here: replaying a recording makes the same decisions at any speed.
 
 orjson rejects NaN/Infinity literals and numbers like 1e400; such a frame is re-read with the
 stdlib ``json`` (which accepts them) only to classify its trades, so one trade with ``"p": NaN``
@@ -42,9 +47,7 @@ regularly: pending trades are held until then.
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable
 from itertools import compress, repeat
 from math import isfinite
 from operator import ne
@@ -98,12 +101,17 @@ class FrameParser:
         dedup: DuplicateFilter | None,
         max_frame_bytes: int = 1_048_576,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        max_future_ms: int | None = None,
+        max_age_ms: int | None = None,
     ) -> None:
         self.drops = drops
-        self.dedup = dedup
+        self.dedup = dedup  # rotated on the receive times of the frames
         self.max_frame_bytes = max_frame_bytes
-        self._clock = clock  # monotonic, read once per trade frame for dedup rotation
+        # Trade times allowed around the receive time (None: no bound on that side).
+        self.max_future_ms = max_future_ms
+        self.max_age_ms = max_age_ms
+        self._t_lo = 0  # this frame's bounds: lo < t <= hi
+        self._t_hi = MAX_TIME_MS
         # symbol -> flat rows [t, p, v, c, t, p, v, c, ...]
         self._rows: defaultdict[str, list] = defaultdict(list)
         # one (recv_time, trades per symbol) entry per frame that kept trades: the recv runs
@@ -166,6 +174,13 @@ class FrameParser:
 
     def _trades(self, data: list, recv_time: float, exact: bool) -> None:
         """Validate, dedup and append the trades of one frame, column by column."""
+        recv_ms = int(recv_time * 1000)
+        self._t_lo = 0 if self.max_age_ms is None else max(0, recv_ms - self.max_age_ms)
+        self._t_hi = (
+            MAX_TIME_MS
+            if self.max_future_ms is None
+            else min(MAX_TIME_MS, recv_ms + self.max_future_ms)
+        )
         cols = self._fast_columns(data) if exact else None
         if cols is None:
             cols = self._slow_columns(data)
@@ -175,7 +190,7 @@ class FrameParser:
             return
         dedup = self.dedup
         if dedup is not None:
-            dedup.rotate_if_due(self._clock())
+            dedup.rotate_if_due(recv_time)
             if cks is None:
                 keys = zip(ss, ps, ts, vs, repeat(_NONE_KEY))
             else:
@@ -246,8 +261,8 @@ class FrameParser:
             and set(map(type, ts)) <= _INT  # exact types: bool is neither int nor float here
             and min(ps) > 0.0
             and max(ps) <= MAX_PRICE
-            and min(ts) > 0
-            and max(ts) <= MAX_TIME_MS
+            and min(ts) > self._t_lo
+            and max(ts) <= self._t_hi
             and min(vs) >= 0
             and max(vs) <= MAX_VOLUME
         ):
@@ -326,6 +341,10 @@ class FrameParser:
             return "bad_volume"
         if not 0 < t <= MAX_TIME_MS:
             return "bad_time"
+        if t > self._t_hi:
+            return "future_time"
+        if t <= self._t_lo:
+            return "too_old"
         c = d.get("c")
         if c is None:
             ck = _NONE_KEY

@@ -70,8 +70,10 @@ def read_recording(path: Path, drops: Drops | None = None) -> Iterator[tuple[flo
 class ReplaySource:
     """Plays a recording back: as fast as possible (`speed=0`) or paced (`speed=1` = recorded).
 
-    The receive time handed on is the time of the replay, so latency figures stay meaningful.
-    Symbols are ignored: the recording decides what is played.
+    The receive time handed on is the recorded one: the receive clock of a replay is the
+    recording's, so every decision made on it (timestamps too far ahead or behind, the
+    duplicate filter, the watermarks) is the same at any speed and on every run. Symbols are
+    ignored: the recording decides what is played.
     """
 
     def __init__(self, path: Path, speed: float = 0.0, drops: Drops | None = None) -> None:
@@ -105,11 +107,10 @@ class ReplaySource:
                 delay = (rec_time - first_rec) / self.speed - (time.monotonic() - start)
                 if delay > 0:
                     await asyncio.sleep(delay)
-            now = time.time()
             stats.frames += 1
             stats.bytes += len(frame)
-            stats.last_frame_at = now
-            await on_frame(frame, now)
+            stats.last_frame_at = time.time()
+            await on_frame(frame, rec_time)
             n += 1
             if n % 256 == 0:
                 await asyncio.sleep(0)  # let the consumer run between bursts
