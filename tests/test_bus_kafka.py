@@ -171,12 +171,16 @@ async def test_poison_message_goes_to_the_dead_letter_topic(kafka: dict[str, Any
 async def test_two_analyzers_share_the_partitions_and_take_over_when_one_stops(
     kafka: dict[str, Any],
 ) -> None:
-    s = kafka_settings(kafka, role="analyzer")
+    """Static members with distinct ids (two slots on this host); a planned stop leaves the
+    group at once: the other takes every partition long before the session would expire."""
+    s = kafka_settings({**kafka, "session_timeout": "60s"}, role="analyzer")
     first = KafkaBus(s, Drops(), publish=False, consume=True)
     second = KafkaBus(s, Drops(), publish=False, consume=True)
     await first.start()
     await second.start()
     try:
+        ids = {first.reader.instance_id, second.reader.instance_id}
+        assert len(ids) == 2 and None not in ids, ids
 
         def split() -> bool:
             a = set(first.reader.assignment)
@@ -188,7 +192,7 @@ async def test_two_analyzers_share_the_partitions_and_take_over_when_one_stops(
         await second.close()
         await wait_until(
             lambda: set(first.reader.assignment) == set(range(6)),
-            timeout=60,
+            timeout=30,  # half the session timeout: only leaving the group can do it
             what="the remaining analyzer to take every partition",
         )
         assert first.reader.rebalances >= 1

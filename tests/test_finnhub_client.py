@@ -168,3 +168,14 @@ async def test_replay_at_recorded_speed_keeps_the_pacing(tmp_path: Path) -> None
     elapsed = time.monotonic() - started
     assert len(sink.frames) == 6 and sink.frames[-1][0] == b"\x00\x01"
     assert elapsed >= 0.45  # paced: 0.5 s of recorded time (as fast as possible takes ~0)
+
+
+def test_the_longest_gap_includes_an_outage_still_going_on() -> None:
+    from stockup_tui.engine.sources.base import Disconnection, SourceStats
+
+    stats = SourceStats(kind="finnhub")
+    now = time.time()
+    stats.disconnections.append(Disconnection(at=now - 100, reason="closed", gap=2.0))
+    assert stats.max_gap == 2.0
+    stats.disconnections.append(Disconnection(at=now - 30, reason="closed"))  # still down
+    assert 29 < stats.max_gap < 40

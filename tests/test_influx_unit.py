@@ -437,3 +437,19 @@ def test_grafana_files_fit_together() -> None:
             if var["type"] == "query":
                 assert var["datasource"]["uid"] == uid
     assert len(uids) == 2
+
+
+def test_status_line_tells_the_backlog_and_the_time_figures() -> None:
+    from dataclasses import replace
+
+    from stockup_tui.headless import status_line
+
+    stats = fake_stats()
+    stats = replace(
+        stats,
+        bus=replace(stats.bus, backlog=1234),
+        analyzer=replace(stats.analyzer, late=5, future_time=2, too_old=3, behind=2.5),
+    )
+    line = status_line(stats)
+    assert "backlog 1,234" in line
+    assert "late 5 future 2 too_old 3 behind 2.5s" in line

@@ -12,9 +12,9 @@ import logging
 import threading
 import time
 
-# Reasons that are part of normal operation (the feed resends trades, removed symbols' trades
-# still in flight, a bus redelivers a batch already applied): logged at INFO, not WARNING.
-ROUTINE_REASONS = frozenset({"duplicate", "unsubscribed", "bus_duplicate"})
+# Reasons that are part of normal operation (the feed resends trades, a bus redelivers a batch
+# already applied): logged at INFO, not WARNING.
+ROUTINE_REASONS = frozenset({"duplicate", "bus_duplicate"})
 
 
 class Drops:

@@ -376,9 +376,11 @@ class Pipeline:
     async def _run_source(self) -> None:
         await self.source.run(self._on_frame)
         if not self._source_done.is_set():
-            await self._flush()
-            # The end of a finite source: the analyzer closes every symbol's last boundary.
-            await self._publish_watermark(self._clock, final=True)
+            if not self._stopping:
+                # A source that ended by itself (a replay): the analyzer closes every symbol's
+                # last boundary. A stopped one does not: a restart goes on from there.
+                await self._flush()
+                await self._publish_watermark(self._clock, final=True)
             self._source_done.set()
 
     async def _on_frame(self, frame: str | bytes, recv_time: float) -> None:

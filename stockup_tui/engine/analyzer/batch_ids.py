@@ -5,8 +5,9 @@ the filter remembers the last `RECENT` sequences it applied: a batch seen among 
 redelivery or a republish, skipped and counted (`bus_duplicate`). Arrival order is not assumed:
 a producer that re-sends a failed batch after later ones (a broker restart resets Kafka's
 idempotent sequence; a RabbitMQ nack) still has it applied once. A sequence older than all it
-remembers (more than `RECENT` batches of that symbol ago) is treated as already applied. The
-state rebuilds itself on a replay and costs one set lookup per message, nothing per trade.
+remembers (more than `RECENT` batches of that symbol ago) is treated as already applied. Each
+partition has its own (`partition.py`): it goes with the partition and rebuilds itself on a
+replay. One set lookup per message, nothing per trade.
 """
 
 from __future__ import annotations
@@ -47,11 +48,6 @@ class BatchIds:
         order.append(seq)
         seen.add(seq)
         return True
-
-    def forget(self, symbol: str) -> None:
-        """Drops the state of a symbol that this process no longer owns."""
-        for key in [k for k in self._keys if k[1] == symbol]:
-            del self._keys[key]
 
     def __len__(self) -> int:
         return len(self._keys)

@@ -77,6 +77,7 @@ class Partition:
         "_max_future",
         "_needed",
         "_windows",
+        "_wm_closed",
         "counters",
         "quiet",
         "syms",
@@ -100,15 +101,16 @@ class Partition:
         # The last snapshot of symbols gone quiet (their state is dropped): the screen only.
         self.quiet: dict[str, SymbolSnapshot] = {}
         self.wm: float = _NEG_INF if watermark_ms is None else watermark_ms
-        self._needed = _Needed()
+        # The last boundary the watermark closed (-inf before any: `-inf // n` is nan).
+        self._wm_closed = _NEG_INF if watermark_ms is None else self.wm // interval_ms * interval_ms
+        self._needed = _Needed(interval_ms)
         self._batch_ids = BatchIds()
 
     # -- the boundaries ----------------------------------------------------------------------
 
     def first_open(self) -> float:
         """The first boundary the watermark leaves open (every symbol's next_b is at least it)."""
-        i = self._interval
-        return self.wm // i * i + i
+        return self._wm_closed + self._interval
 
     def _ceil(self, t: int) -> int:
         """The first boundary at or after `t`."""
@@ -149,44 +151,37 @@ class Partition:
             return []
         if emit:
             counters.ingested += n
-        # Timestamps ahead of their own receive time: a property of the record alone.
-        recv = batch.recv
-        if recv and max(t) > recv[0][0] * 1000 + self._max_future:
-            batch = self._drop_future(batch, emit)
-            t = batch.t
-            n = len(t)
-            if not n:
-                return []
-        out: list[SymbolSnapshot] | None = [] if emit else None
         sym = self.syms.get(batch.symbol)
         t0 = t[0]
-        horizon = (sym.next_b if sym is not None else self.first_open()) - self._longest
-        if (
-            t0 > horizon
-            and (sym is None or t0 >= sym.max_t)
-            and (n == 1 or sorted(t) == t)  # C-level sortedness check
-        ):
-            top = self._fast(sym, batch, out)
+        in_order = n == 1 or sorted(t) == t  # C-level check
+        # Timestamps ahead of their own receive time: a property of the record alone.
+        recv = batch.recv
+        if recv and (t[-1] if in_order else max(t)) > recv[0][0] * 1000 + self._max_future:
+            batch = self._drop_future(batch, emit)
+            t = batch.t
+            if not t:
+                return []
+            t0 = t[0]
+        out: list[SymbolSnapshot] | None = [] if emit else None
+        if sym is not None:
+            fast = in_order and t0 > sym.next_b - self._longest and t0 >= sym.max_t
         else:
+            fast = in_order and t0 > self.first_open() - self._longest
+            if fast:
+                sym = self._create(batch.symbol, t0)
+        if not fast:
             top = self._slow(sym, batch, out, emit)
-        if top > _NEG_INF:
-            self._needed.add(offset, top, self.wm)
-        return out if out is not None else []
-
-    def _fast(self, sym: _Symbol | None, batch: SymbolBatch, out: list | None) -> float:
-        """Sorted trades, none before the symbol's latest nor too old: bulk extends."""
-        t = batch.t
+            if top > _NEG_INF:
+                self._needed.add(offset, top, self.wm)
+            return out if out is not None else []
+        # The fast path: sorted, none before the symbol's latest nor too old. The whole batch
+        # goes into the store at once: a query at boundary B only consumes the stored trades
+        # with t <= B, which are exactly those applied before B is closed.
+        assert sym is not None
         p = batch.p
-        t0 = t[0]
         tn = t[-1]
-        if sym is None:
-            sym = self._create(batch.symbol, t0)
-        if out is not None:
-            closed = max(sym.closed, self.wm // self._interval * self._interval)
-            if t0 <= closed:
-                self.counters.late += bisect_right(t, closed)
-        # The whole batch goes into the store at once: a query at boundary B only consumes the
-        # stored trades with t <= B, which are exactly those applied before B is closed.
+        if out is not None and (t0 <= sym.closed or t0 <= self._wm_closed):
+            counters.late += bisect_right(t, max(sym.closed, self._wm_closed))
         sym.store.extend(t, p, batch.v)
         nb = sym.next_b
         if tn > nb:
@@ -203,7 +198,8 @@ class Partition:
                 nb = sym.next_b
         sym.max_t = sym.last_trade_ms = tn
         sym.last_price = p[-1]
-        return tn
+        self._needed.add(offset, tn, self.wm)
+        return out if out is not None else []
 
     def _slow(self, sym: _Symbol | None, batch: SymbolBatch, out: list | None, emit: bool) -> float:
         """Trades one at a time in the order received (unsorted, out of order or too old)."""
@@ -211,7 +207,7 @@ class Partition:
         interval = self._interval
         longest = self._longest
         top = _NEG_INF
-        wm_closed = self.wm // interval * interval
+        wm_closed = self._wm_closed
         for tk, pk, vk in zip(batch.t, batch.p, batch.v, strict=True):
             if sym is None:
                 if tk <= self.first_open() - longest:
@@ -243,8 +239,8 @@ class Partition:
         """State for a symbol without any: its first boundary covers `t` and is still open."""
         self.quiet.pop(name, None)
         first = self._ceil(t)
-        if self.wm != _NEG_INF:
-            first = max(first, int(self.first_open()))
+        if self._wm_closed != _NEG_INF:
+            first = max(first, int(self._wm_closed) + self._interval)
         sym = self.syms[name] = _Symbol(name, self._windows, self._interval, first)
         return sym
 
@@ -279,10 +275,11 @@ class Partition:
     ) -> list[SymbolSnapshot]:
         """A watermark record: closes every symbol's boundaries up to it; `final` (the end of
         a finite source) also closes each symbol's boundary holding its latest trade."""
+        interval = self._interval
         if wm_ms > self.wm:
             self.wm = wm_ms
-        interval = self._interval
-        last_b = self.wm // interval * interval
+            self._wm_closed = wm_ms // interval * interval
+        last_b = self._wm_closed
         out: list[SymbolSnapshot] | None = [] if emit else None
         gone = []
         for name, sym in self.syms.items():
@@ -331,26 +328,44 @@ def _order(snap: SymbolSnapshot) -> tuple[int, str]:
 class _Needed:
     """The records whose trades may still reach a window to be emitted, oldest first.
 
-    Each entry is (offset, latest trade time applied from it, watermark before it). An entry
-    leaves once its latest trade is at or before the threshold `prune` is given, which only
-    grows; the first entry left is where a replay must start.
+    An entry covers a run of consecutive records: the offset of its first, the latest trade time
+    applied from any of them, and the watermark before the first. A record joins the newest
+    entry when its latest trade is within that entry's interval (or older): about one entry per
+    emit interval of event time, not one per record, however fast records come; a restart then
+    replays at most one interval's worth of records more than it strictly needs. An entry leaves
+    once its latest trade is at or before the threshold `prune` is given, which only grows; the
+    first entry left is where a replay must start.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_end", "_interval", "_offsets", "_tops", "_wms")
 
-    def __init__(self) -> None:
-        self._items: deque[tuple[int, float, float]] = deque()
+    def __init__(self, interval: int) -> None:
+        self._interval = interval
+        self._offsets: deque[int] = deque()
+        self._tops: deque[float] = deque()
+        self._wms: deque[float] = deque()
+        self._end = _NEG_INF  # the end of the newest entry's interval
 
     def add(self, offset: int, top: float, wm: float) -> None:
-        self._items.append((offset, top, wm))
+        tops = self._tops
+        if tops and top < self._end:
+            if top > tops[-1]:
+                tops[-1] = top
+            return
+        self._offsets.append(offset)
+        tops.append(top)
+        self._wms.append(wm)
+        interval = self._interval
+        self._end = (top // interval + 1) * interval
 
     def prune(self, threshold: float) -> None:
-        items = self._items
-        while items and items[0][1] <= threshold:
-            items.popleft()
+        tops = self._tops
+        while tops and tops[0] <= threshold:
+            tops.popleft()
+            self._offsets.popleft()
+            self._wms.popleft()
 
     def first(self) -> tuple[int, float] | None:
-        if not self._items:
+        if not self._tops:
             return None
-        offset, _, wm = self._items[0]
-        return offset, wm
+        return self._offsets[0], self._wms[0]

@@ -275,30 +275,6 @@ class SymbolWindows:
             pref[i] = (sv, sp, spv)
         self._pref_from = len(pref)
 
-    def _pref_at(self, k: float) -> tuple[int, int, int]:
-        """Integer sums of the reduced buckets ending at or before boundary `k`."""
-        i = bisect_right(self.bk, k) - 1
-        return self._pref[i] if i >= 0 else self._drop
-
-    def _sums(self, lo: float, hi: float) -> tuple[int, int, int]:
-        """Integer sums of the trades with ``lo < t <= hi``: the whole buckets inside from the
-        prefixes, the partial ones at the edges (live queries only) with their own `fsum`."""
-        interval = self.interval
-        a = -(-lo // interval) * interval  # first boundary at or after lo
-        b = hi // interval * interval  # last boundary at or before hi
-        if a >= b:
-            return self._reduce(lo, hi)
-        va, pa, qa = self._pref_at(a)
-        vb, pb, qb = self._pref_at(b)
-        sv, sp, spv = vb - va, pb - pa, qb - qa
-        if a != lo:
-            v, p, q = self._reduce(lo, a)
-            sv, sp, spv = sv + v, sp + p, spv + q
-        if b != hi:
-            v, p, q = self._reduce(b, hi)
-            sv, sp, spv = sv + v, sp + p, spv + q
-        return sv, sp, spv
-
     def _drop_buckets(self, upto: float) -> None:
         """Forget reduced buckets ending at or before `upto` (before every future window)."""
         n = bisect_right(self.bk, upto)
@@ -321,8 +297,11 @@ class SymbolWindows:
         if end < self.last_end:
             raise ValueError(f"window end went back from {self.last_end} to {end}")
         interval = self.interval
-        self._reduce_to(end // interval * interval)
-        self._refresh_prefixes()
+        top_b = end // interval * interval  # the last boundary at or before `end`
+        if top_b > self._summed_to:
+            self._reduce_to(top_b)
+        if self._pref_from < len(self._pref):
+            self._refresh_prefixes()
         if self.dirty:
             self._rebuild(end)
         else:
@@ -331,14 +310,35 @@ class SymbolWindows:
         base = self.base
         b = self.tail - base
         px = self.px
+        bk = self.bk
+        pref = self._pref
         out = []
+        top = None
         for w in self.windows:
             h = w.head - base
             count = b - h
             if not count:
                 out.append(w.empty)
                 continue
-            isv, isp, ispv = self._sums(end - w.width, end)
+            # The window's sums: its whole buckets from the running totals, the partial ones at
+            # its ends (only when an end is not a boundary: the screen's live snapshots) alone.
+            lo = end - w.width
+            lo_b = -(-lo // interval) * interval  # the first boundary at or after `lo`
+            if lo_b >= top_b:
+                isv, isp, ispv = self._reduce(lo, end)
+            else:
+                if top is None:
+                    i = bisect_right(bk, top_b) - 1
+                    top = pref[i] if i >= 0 else self._drop
+                    if top_b != end:
+                        v, p, q = self._reduce(top_b, end)
+                        top = (top[0] + v, top[1] + p, top[2] + q)
+                i = bisect_right(bk, lo_b) - 1
+                low = pref[i] if i >= 0 else self._drop
+                isv, isp, ispv = top[0] - low[0], top[1] - low[1], top[2] - low[2]
+                if lo_b != lo:
+                    v, p, q = self._reduce(lo, lo_b)
+                    isv, isp, ispv = isv + v, isp + p, ispv + q
             sv = isv * _UNSCALE
             first = px[h]
             last = px[b - 1]
@@ -362,14 +362,17 @@ class SymbolWindows:
             )
         # Keep the bucket the longest window's start falls in: its partial sum is still read.
         cut_t = (end - self.longest.width) // interval * interval
-        self._drop_buckets(cut_t - interval)
-        head = bisect_right(self.ts, cut_t, 0, self.longest.head - base)
+        if len(bk) > _BUCKETS_COMPACT and bk[_BUCKETS_COMPACT - 1] <= cut_t - interval:
+            self._drop_buckets(cut_t - interval)
+        head = self.longest.head - base
         if head > _COMPACT_MIN and _COMPACT_FRACTION * head > len(self.ts):
-            del self.ts[:head]
-            del self.px[:head]
-            del self.vol[:head]
-            del self.pv[:head]
-            self.base += head
+            head = bisect_right(self.ts, cut_t, 0, head)
+            if head > _COMPACT_MIN:
+                del self.ts[:head]
+                del self.px[:head]
+                del self.vol[:head]
+                del self.pv[:head]
+                self.base += head
         return tuple(out)
 
     def _closes(self, end: float, width: int, h: int, b: int, points: int) -> tuple[float, ...]:

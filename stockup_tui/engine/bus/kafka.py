@@ -78,7 +78,6 @@ class KafkaBus:
         self._started = False
         self._closed = False
         self._stats = BusStats(kind="kafka", queue_capacity=settings.bus.buffer_bytes)
-        self.published = 0
         self.dead_lettered = 0
         self._watchers: list[TopicWatcher] = []
 
@@ -142,7 +141,6 @@ class KafkaBus:
                     sum(item.trades for item in rest),
                     detail=f"Kafka outbox full ({self.publisher.buffer_bytes:,} bytes)",
                 )
-        self.published += len(messages) - len(rest)
 
     async def dead_letter(self, message: Message, reason: str) -> None:
         headers = [("reason", reason.encode()), ("partition", str(message.partition).encode())]
