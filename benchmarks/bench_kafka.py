@@ -1,6 +1,6 @@
 """End to end through the local Kafka broker (scripts/kafka.sh start):
 simulator (own process) -> websocket -> parse + dedup -> Kafka producer -> broker -> consumer
-group -> analyzer, with the metrics-topic transactions on, as `--headless --bus kafka` runs it.
+group -> analyzer, snapshots to the metrics topic, as `--headless --bus kafka` runs it.
 
     python benchmarks/bench_kafka.py --rate 300000 --seconds 20    # throughput
     python benchmarks/bench_kafka.py --rate 10000 --seconds 20     # latency at 10k/s

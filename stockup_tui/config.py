@@ -154,7 +154,7 @@ class KafkaConfig(_Section):
 
     bootstrap_servers: StrList = Field(default_factory=lambda: ["127.0.0.1:9092"])
     topic: str = Field("stockup.trades", description="trade batches, key = symbol")
-    metrics_topic: str = Field("stockup.metrics", description="window snapshots (transactional)")
+    metrics_topic: str = Field("stockup.metrics", description="window snapshots (for monitors)")
     control_topic: str = Field("stockup.control", description="watchlist changes (compacted)")
     dead_letter_topic: str = Field("stockup.trades.dlq", description="poison messages")
     partitions: int = Field(6, ge=1, le=10_000)

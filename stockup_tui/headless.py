@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import signal
 import sys
@@ -65,6 +66,9 @@ async def run_headless(settings: Settings, out: TextIO = sys.stdout) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    # `kill -USR1 <pid>` writes every thread's stack to stderr: what a stuck service waits on.
+    with contextlib.suppress(AttributeError, RuntimeError, ValueError):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     await pipeline.start()
     print(

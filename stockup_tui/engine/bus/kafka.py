@@ -18,7 +18,7 @@ import orjson
 from stockup_tui.config import Settings, normalize_symbol
 from stockup_tui.engine.analyzer.partition import Checkpoint
 from stockup_tui.engine.bus.base import ALL_PARTITIONS, BusStats, Delivery, Message
-from stockup_tui.engine.bus.kafka_consumer import KafkaReader
+from stockup_tui.engine.bus.kafka_consumer import DRAIN_TIMEOUT_S, KafkaReader
 from stockup_tui.engine.bus.kafka_member import InstanceId, claim_instance_id
 from stockup_tui.engine.bus.kafka_metrics import KafkaMetricsSink
 from stockup_tui.engine.bus.kafka_producer import KafkaPublisher, Outgoing
@@ -53,6 +53,8 @@ def _ms(seconds: float | None) -> str:
 
 #: How long `publish` waits for room in a full outbox while the broker is answering.
 PUBLISH_BLOCK_S = 1.0
+#: At shutdown, how long the broker has to acknowledge what is queued (it may be coming back).
+PUBLISH_DRAIN_S = 15.0
 
 
 class KafkaBus:
@@ -69,11 +71,11 @@ class KafkaBus:
         self._publishes = publish
         self._consumes = consume
         self.member: InstanceId | None = None
-        # The analyzer needs a producer too: for the dead-letter topic.
+        # The analyzer needs a producer too: for the metrics and dead-letter topics.
         self.publisher = KafkaPublisher(self.cfg, settings.bus.buffer_bytes)
         self.reader: KafkaReader | None = None
-        # Emitted snapshots go to the metrics topic in the offsets' transaction (role all/analyzer).
-        self.metrics_sink = KafkaMetricsSink(self.cfg, drops) if consume else None
+        # Emitted snapshots go to the metrics topic (role all/analyzer), at least once.
+        self.metrics_sink = KafkaMetricsSink(self.cfg, self.publisher, drops) if consume else None
         self._queue: asyncio.Queue[Delivery | None] = asyncio.Queue(4)
         self._started = False
         self._closed = False
@@ -94,28 +96,32 @@ class KafkaBus:
                 self.cfg,
                 asyncio.get_running_loop(),
                 self._queue,
-                metrics=self.metrics_sink,
                 member=self.member,
             )
             self.reader.start()
 
     async def close(self) -> None:
-        """Sends what is buffered, lets the consumer read it (role all), commits, stops."""
+        """Sends what this process published, lets the consumer read it (role all), commits and
+        stops it, then sends what the analyzer wrote meanwhile (snapshots) and stops."""
         if self._closed:
             return
         self._closed = True
-        ok = await asyncio.to_thread(self.publisher.close, 15.0)
+        if self._publishes:
+            await asyncio.to_thread(self.publisher.flush, PUBLISH_DRAIN_S)
+        if self.reader is not None:
+            if self._publishes:
+                self.reader.drain_and_stop()
+            else:
+                self.reader.stop()
+            # Returns once the analyzer acknowledged every delivery and the last commit is done.
+            await asyncio.to_thread(self.reader.join, DRAIN_TIMEOUT_S + 15)
+        ok = await asyncio.to_thread(self.publisher.close, PUBLISH_DRAIN_S)
         if not ok and self.publisher.unacked_trades:
             self.drops.add(
                 "bus_unsent_at_exit",
                 self.publisher.unacked_trades,
                 detail="Kafka did not acknowledge them before shutdown",
             )
-        if self.reader is not None:
-            if self._publishes:
-                self.reader.drain_and_stop()
-            else:
-                self.reader.stop()
         for watcher in self._watchers:
             watcher.stop()
 

@@ -37,15 +37,15 @@ from stockup_tui.engine.bus.kafka_common import (
     servers,
 )
 from stockup_tui.engine.bus.kafka_member import InstanceId
-from stockup_tui.engine.bus.kafka_metrics import KafkaMetricsSink
 from stockup_tui.engine.latency import LatencyHistogram
 
 log = logging.getLogger(__name__)
 
 LAG_EVERY_S = 2.0
-#: Commit (a transaction when snapshots go to the metrics topic) at most this often, as Kafka
-#: Streams does with exactly-once: one round trip per poll would cap the consumer's throughput.
+#: Commit at most this often: one round trip per poll would cap the consumer's throughput.
 COMMIT_EVERY_S = 0.1
+#: A commit unanswered for this long is given up on (its answer may still come): the next goes.
+COMMIT_STUCK_S = 10.0
 DRAIN_TIMEOUT_S = 15.0
 
 
@@ -87,7 +87,6 @@ class KafkaReader:
         cfg: KafkaConfig,
         loop: asyncio.AbstractEventLoop,
         queue: asyncio.Queue[Delivery | None],
-        metrics: KafkaMetricsSink | None = None,
         member: InstanceId | None = None,
     ) -> None:
         self.cfg = cfg
@@ -95,8 +94,6 @@ class KafkaReader:
         self.instance_id = member.value if member else None  # static membership (None: dynamic)
         self._loop = loop
         self._queue = queue
-        # With a metrics sink, offsets are committed inside its producer transaction.
-        self._metrics = metrics
         self._lock = threading.Lock()
         self._acked: dict[int, tuple[int, Checkpoint]] = {}  # partition -> (next offset, cp)
         self._delivered = 0
@@ -117,6 +114,8 @@ class KafkaReader:
         self.commit_errors = 0
         self.rebalances = 0
         self.commit_latency = LatencyHistogram()
+        self._commit_sent_at = 0.0  # monotonic time of the asynchronous commit in flight
+        self._committed: dict[int, int] = {}  # partition -> highest offset committed
         self._lag_at = 0.0
         self._committed_at = 0.0
 
@@ -142,6 +141,11 @@ class KafkaReader:
     def stop(self) -> None:
         """Commit what was acknowledged and end the stream now."""
         self._stop.set()
+
+    def join(self, timeout: float) -> None:
+        """Waits for the consumer thread to end (the last deliveries acknowledged, committed)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     # -- consumer thread -------------------------------------------------------------------
 
@@ -207,7 +211,15 @@ class KafkaReader:
         try:
             records = consumer.poll(timeout_ms=100, max_records=2000)
         except Exception as exc:
-            self._error(exc, "poll failed")
+            if type(exc).__name__ == "FencedInstanceIdError":
+                self._error(
+                    exc,
+                    f"another analyzer of group {self.cfg.group_id} joined with the static id "
+                    f"{self.instance_id!r} (two hosts with one name?): give each process its "
+                    "own kafka.instance_id",
+                )
+            else:
+                self._error(exc, "poll failed")
             self.connected = False
             self._stop.wait(0.5)
             return
@@ -252,44 +264,70 @@ class KafkaReader:
         hand_to_loop(self._loop, self._queue, item, self._loop.is_closed)
 
     def _commit(self, consumer: Any, force: bool = False) -> None:
-        """Commits acknowledged offsets (and pending snapshots) at most every COMMIT_EVERY_S."""
+        """Commits acknowledged offsets at most every COMMIT_EVERY_S, asynchronously: this
+        thread never waits on the coordinator (it must keep polling: a member that stops
+        polling in a rebalance holds the whole group up). `force` (the last one) waits."""
         now = time.monotonic()
-        if not force and now - self._committed_at < COMMIT_EVERY_S:
-            return
+        if not force:
+            if now - self._committed_at < COMMIT_EVERY_S:
+                return
+            if self._commit_sent_at and now - self._commit_sent_at < COMMIT_STUCK_S:
+                return  # one commit in flight at a time (they stay in order)
         self._committed_at = now
         with self._lock:
             acked, self._acked = self._acked, {}
-        metrics = self._metrics
-        if not acked and not (metrics is not None and metrics.has_pending()):
+        if not acked:
             return
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
 
         assigned = {tp.partition for tp in consumer.assignment()}
+        sent = {part: value for part, value in acked.items() if part in assigned}
         offsets = {
             TopicPartition(self.cfg.topic, part): OffsetAndMetadata(
                 offset, checkpoint_metadata(cp), -1
             )
-            for part, (offset, cp) in acked.items()
-            if part in assigned
+            for part, (offset, cp) in sent.items()
         }
-        if not offsets and metrics is None:
+        if not offsets:
             return
-        started = time.monotonic()
-        try:
-            if metrics is not None:
-                metrics.commit(consumer, offsets)
+        if force:
+            try:
+                consumer.commit(offsets, timeout_ms=5000)
+            except Exception as exc:
+                self._commit_done(sent, now, exc)
             else:
-                consumer.commit(offsets)
-        except Exception as exc:  # a rebalance in progress, the broker away: next ack retries
-            self.commit_errors += 1
-            self._error(exc, "commit failed")
-            with self._lock:
-                for part, value in acked.items():
-                    self._acked.setdefault(part, value)
+                self._commit_done(sent, now, None)
             return
-        self.commits += 1
-        self.commit_latency.record(time.monotonic() - started, 1)
+        self._commit_sent_at = now
+
+        def done(_offsets: Any, response: Any) -> None:  # on this thread, from poll()
+            self._commit_sent_at = 0.0
+            self._commit_done(sent, now, response if isinstance(response, Exception) else None)
+
+        try:
+            consumer.commit_async(offsets, callback=done)
+        except Exception as exc:
+            done(offsets, exc)
+
+    def _commit_done(
+        self, sent: dict[int, tuple[int, Checkpoint]], started: float, error: Exception | None
+    ) -> None:
+        if error is None:
+            self.commits += 1
+            self.commit_latency.record(time.monotonic() - started, 1)
+            for part, (offset, _) in sent.items():
+                if offset > self._committed.get(part, -1):
+                    self._committed[part] = offset
+            return
+        # A rebalance in progress, the broker away: the next commit carries these, unless a
+        # later one has already said more.
+        self.commit_errors += 1
+        self._error(error, "commit failed")
+        with self._lock:
+            for part, value in sent.items():
+                if value[0] > self._committed.get(part, -1):
+                    self._acked.setdefault(part, value)
 
     def _refresh_lag(self, consumer: Any, force: bool = False) -> None:
         now = time.monotonic()
@@ -331,11 +369,7 @@ class KafkaReader:
             deadline = time.monotonic() + 10
             while self._acks < self._delivered and time.monotonic() < deadline:
                 time.sleep(0.01)  # the analyzer finishes the last delivery it was given
-            if self._metrics is not None and self._metrics.has_pending():
-                self._metrics.wait_ready(10)  # so the last snapshots go out in a transaction
             self._commit(consumer, force=True)
-            if self._metrics is not None:
-                self._metrics.close_producer()
             try:
                 consumer.close(autocommit=False)
             except Exception as exc:

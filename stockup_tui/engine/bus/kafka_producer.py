@@ -116,9 +116,9 @@ class KafkaPublisher:
         self._thread = threading.Thread(target=self._run, name="kafka-producer", daemon=True)
         self._thread.start()
 
-    def close(self, timeout: float) -> bool:
-        """Sends what is queued (up to `timeout`, waiting for a broker that is away to come
-        back meanwhile), then stops; True if everything was acked."""
+    def flush(self, timeout: float) -> bool:
+        """Waits up to `timeout` for the broker to acknowledge everything queued (and for a
+        broker that is away to come back meanwhile); True if it did."""
         deadline = time.monotonic() + timeout
         with self._cond:
             self._draining = True
@@ -131,7 +131,13 @@ class KafkaPublisher:
                 )
             while self._unacked_bytes and time.monotonic() < deadline:
                 self._cond.wait(0.05)
-            done = self._unacked_bytes == 0
+            return self._unacked_bytes == 0
+
+    def close(self, timeout: float) -> bool:
+        """Sends what is queued (see `flush`), then stops; True if everything was acked."""
+        deadline = time.monotonic() + timeout
+        done = self.flush(timeout)
+        with self._cond:
             self._closing = True
             self._cond.notify_all()
         if self._thread is not None:

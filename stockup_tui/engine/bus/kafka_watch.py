@@ -1,8 +1,8 @@
 """Reads a small topic from every partition without a consumer group, on its own thread.
 
 Used for the metrics topic (`--role monitor` shows what the analyzers emit) and for the compacted
-control topic (watchlist changes from any screen reach the query process). Only committed
-transactions are read; values go to the event loop in batches through an asyncio queue.
+control topic (watchlist changes from any screen reach the query process). Values go to the
+event loop in batches through an asyncio queue.
 """
 
 from __future__ import annotations
