@@ -36,6 +36,11 @@ if [[ "$(id -u)" -ne 0 ]] && [[ "$(id -un)" != rabbitmq ]]; then
     SUDO=(sudo)
 fi
 
+# Erlang's port mapper (epmd), started by the first Erlang command below (a CLI tool or the node),
+# listens on loopback only instead of every interface. The Debian wrappers switch to the rabbitmq
+# user with `su`, which keeps the environment.
+export ERL_EPMD_ADDRESS=127.0.0.1
+
 ctl() { "${SUDO[@]}" rabbitmqctl -q "$@"; }
 
 require_installed() {
@@ -158,13 +163,22 @@ stop() {
     require_installed
     take_lock "$LOCK_DIR"
     if ! node_running; then
+        drop_epmd
         say "not running"
         return 0
     fi
     say "stopping"
     # shutdown waits until the node's process has exited.
     ctl shutdown >/dev/null
+    drop_epmd
     say "stopped"
+}
+
+# Erlang's port mapper outlives the node that started it; once no Erlang node is left, it goes too.
+drop_epmd() {
+    if command -v epmd >/dev/null && ! epmd -names 2>/dev/null | grep -q "^name "; then
+        "${SUDO[@]}" epmd -kill >/dev/null 2>&1 || true
+    fi
 }
 
 status() {
@@ -176,6 +190,7 @@ status() {
     if node_running; then
         say "the node runs but the application is stopped (start_app starts it)"
     else
+        drop_epmd
         say "down"
     fi
     return 1

@@ -22,6 +22,8 @@ from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
@@ -30,6 +32,7 @@ from stockup_tui.config import LoadedConfig, default_config_path, save_settings
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.stats import PipelineStats
 from stockup_tui.themes import builtin_theme_dir, discover_themes, user_theme_dir
+from stockup_tui.untrusted import printable, safe
 from stockup_tui.watchlists import Watchlists
 from stockup_tui.widgets.detail import SymbolDetail
 from stockup_tui.widgets.dialogs import AddSymbolsScreen, AlertScreen, AlertSpec, HelpScreen
@@ -175,6 +178,25 @@ class StockupApp(App[None]):
         self._theme_errors: list[str] = []
 
     # -- layout ----------------------------------------------------------------------------
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Toasts carry text from outside (errors, names from the config file): plain text,
+        one line per line of ours, never markup."""
+        super().notify(
+            "\n".join(safe(line) for line in str(message).split("\n")),
+            title=safe(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     def compose(self) -> ComposeResult:
         # A one-line status bar instead of Textual's Header: the Header lays out the whole
@@ -412,7 +434,11 @@ class StockupApp(App[None]):
         # screen (for a Header, which this app does not have), which made a window switch cost
         # a full-screen render. The status bar below is the only place it shows.
         self.set_reactive(App.sub_title, sub_title)
-        self.statusbar.update(f"[b]{self.title}[/b] · {self.sub_title}", layout=False)
+        # The watchlist's name comes from the config file: plain text, never markup.
+        self.statusbar.update(
+            Content.assemble((self.title, "bold"), " · ", printable(self.sub_title)),
+            layout=False,
+        )
 
     # -- alerts ------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from stockup_tui.config import (
     effective_items,
     load_config,
 )
+from stockup_tui.untrusted import SafeFormatter, printable, safe_lines
 
 # flag dest -> dotted setting
 FLAG_KEYS = {
@@ -56,21 +57,44 @@ SIM_FLAG_KEYS = {
 }
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, sub: bool = False) -> None:
+    """The flags that go before or after a subcommand. A subcommand's copies have their own
+    names and no defaults, so that they add to those given before it instead of erasing them
+    (argparse copies a subcommand's namespace over the main one); `_merge_common` joins them."""
+    suffix = "_sub" if sub else ""
+    extra: dict[str, Any] = {"default": argparse.SUPPRESS} if sub else {}
     p.add_argument(
         "--config",
         type=Path,
         metavar="PATH",
+        dest="config" + suffix,
         help=f"TOML configuration file (default: {default_config_path()})",
+        **extra,
     )
     p.add_argument(
         "--set",
         action="append",
-        default=[],
         metavar="KEY=VALUE",
+        dest="set" + suffix,
         help="set any setting by its dotted key, e.g. --set source.watchdog=5s (repeatable)",
+        **(extra or {"default": []}),
     )
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        dest="log_level" + suffix,
+        **extra,
+    )
+
+
+def _merge_common(args: argparse.Namespace) -> argparse.Namespace:
+    """Flags given after the subcommand win over the same ones given before it; `--set`s add."""
+    if hasattr(args, "config_sub"):
+        args.config = args.config_sub
+    if hasattr(args, "log_level_sub"):
+        args.log_level = args.log_level_sub
+    args.set = [*args.set, *getattr(args, "set_sub", [])]
+    return args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser(
         "simulate", help="run the market simulator alone (a Finnhub-protocol websocket server)"
     )
-    _common(sim)
+    _common(sim, sub=True)
     sim.add_argument("--port", type=int, help="TCP port on 127.0.0.1 (0 = any free port)")
     sim.add_argument("--rate", type=float, help="total trades per second per connection")
     sim.add_argument("--seed", type=int)
@@ -120,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--ping-interval", metavar="DURATION")
 
     cfg = sub.add_parser("config", help="print the effective configuration and its origins")
-    _common(cfg)
+    _common(cfg, sub=True)
     return parser
 
 
@@ -152,12 +176,9 @@ def _setup_logging(loaded: LoadedConfig, screen: bool) -> None:
         handler = logging.FileHandler(path)
     else:
         handler = logging.StreamHandler(sys.stderr)
-    logging.basicConfig(
-        level=cfg.level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=[handler],
-        force=True,
-    )
+    # Log records carry text from outside (feed errors, URLs): one line each, secrets masked.
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=cfg.level, handlers=[handler], force=True)
     # The websockets library logs every connection at INFO; our own logs say what matters.
     # Client libraries log every connection at INFO; their warnings and errors are what matter.
     logging.getLogger("websockets").setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -168,8 +189,8 @@ def _setup_logging(loaded: LoadedConfig, screen: bool) -> None:
 
 
 def print_config(loaded: LoadedConfig) -> None:
-    print(f"# config file: {loaded.path or '(none; defaults)'}")
-    rows = effective_items(loaded)
+    print(f"# config file: {printable(loaded.path or '(none; defaults)')}")
+    rows = [tuple(map(printable, row)) for row in effective_items(loaded)]
     width = max(len(k) for k, _, _ in rows)
     for key, shown, origin in rows:
         print(f"{key:<{width}}  {shown:<30}  # {origin}")
@@ -177,7 +198,7 @@ def print_config(loaded: LoadedConfig) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _merge_common(parser.parse_args(argv))
     mapping = SIM_FLAG_KEYS if args.command == "simulate" else FLAG_KEYS
     try:
         overrides = _overrides(args, mapping)
@@ -185,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides["log.level"] = args.log_level
         loaded = load_config(args.config, overrides)
     except ConfigError as exc:
-        print(f"stockup-tui: {exc}", file=sys.stderr)
+        print(f"stockup-tui: {safe_lines(exc)}", file=sys.stderr)
         return 2
     _setup_logging(loaded, screen=args.command is None and not args.headless)
 
@@ -206,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return asyncio.run(run_headless(loaded.settings))
         except ConfigError as exc:
-            print(f"stockup-tui: {exc}", file=sys.stderr)
+            print(f"stockup-tui: {safe_lines(exc)}", file=sys.stderr)
             return 2
     return run_app(loaded)
 
@@ -222,7 +243,7 @@ def run_app(loaded: LoadedConfig) -> int:
     try:
         host = EngineHost(loaded.settings, live_points=60)
     except ConfigError as exc:
-        print(f"stockup-tui: {exc}", file=sys.stderr)
+        print(f"stockup-tui: {safe_lines(exc)}", file=sys.stderr)
         return 2
     StockupApp(loaded, host).run()
     return 0

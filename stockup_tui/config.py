@@ -11,6 +11,7 @@ keys as ``STOCKUP_<KEY>`` (e.g. ``STOCKUP_SYMBOLS=AAPL,MSFT``); ``FINNHUB_TOKEN`
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 import tomli_w
@@ -127,8 +129,23 @@ class SourceConfig(_Section):
     @field_validator("url")
     @classmethod
     def _ws_url(cls, v: str) -> str:
+        """A URL the websocket client can dial: checked here, so that a typo is a clear error
+        at start and never a reconnect loop (nor an error message carrying the token)."""
         if not v.startswith(("ws://", "wss://")):
             raise ValueError("must start with ws:// or wss://")
+        try:
+            parts = urlsplit(v)
+            port = parts.port  # raises on a port that is not a number in 0-65535
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL ({exc})") from None
+        if not parts.hostname:
+            raise ValueError("has no host name")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry credentials (the token goes in source.token)")
+        if parts.fragment or v.endswith("#"):
+            raise ValueError("must not have a #fragment")
+        if port == 0:
+            raise ValueError("port 0 cannot be dialled")
         return v
 
 
@@ -298,6 +315,10 @@ class Settings(_Section):
         for name, symbols in v.items():
             if not name.strip() or name == "main":
                 raise ValueError(f"{name!r} cannot name a watchlist ('main' is `symbols`)")
+            if not name.isprintable() or len(name) > 64:
+                raise ValueError(
+                    f"{name!r} cannot name a watchlist: at most 64 printable characters"
+                )
             out[name] = cls._symbols(symbols)
         return out
 
@@ -408,8 +429,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
             continue
         dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
         if dotted not in known:
-            hint = f"; {MOVED[dotted]}" if dotted in MOVED else ""
-            raise ConfigError(f"{name}: unknown setting {dotted!r} (from the environment{hint})")
+            raise ConfigError(f"{name} (from the environment): {unknown_key_message(dotted)}")
         out[dotted] = value
     return out
 
@@ -423,15 +443,28 @@ MOVED = {
 }
 
 
+def unknown_key_message(key: str) -> str:
+    """What to say of a setting that does not exist: what replaced it, or the nearest one."""
+    if key in MOVED:
+        return f"unknown setting ({MOVED[key]})"
+    near = difflib.get_close_matches(key, sorted(known_keys()), n=1, cutoff=0.6)
+    return f"unknown setting; did you mean {near[0]}?" if near else "unknown setting"
+
+
 def _format_error(err: ValidationError, origins: Mapping[str, str]) -> str:
     lines = []
     for e in err.errors():
         key = ".".join(str(part) for part in e["loc"])
-        msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown setting"
-            if key in MOVED:
-                msg += f" ({MOVED[key]})"
+            # pydantic names the first unknown level; the user typed the whole key.
+            given = [k for k in origins if k.startswith(key + ".")] or [key]
+            for full in given:
+                where = origins.get(full, "")
+                lines.append(
+                    f"{full}: {unknown_key_message(full)}" + (f" (from {where})" if where else "")
+                )
+            continue
+        msg = e["msg"].removeprefix("Value error, ")
         where = origins.get(key) or origins.get(key.rsplit(".", 1)[0], "")
         lines.append(f"{key}: {msg}" + (f" (from {where})" if where else ""))
     return "invalid configuration:\n  " + "\n  ".join(lines)
@@ -461,8 +494,16 @@ def load_config(
             data = tomllib.loads(file_path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ConfigError(f"config file not found: {file_path}") from exc
+        except IsADirectoryError as exc:
+            raise ConfigError(f"{file_path}: is a directory, not a config file") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{file_path}: not UTF-8 text (byte {exc.start})") from exc
+        except OSError as exc:
+            raise ConfigError(f"{file_path}: cannot be read ({exc.strerror or exc})") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file_path}: not valid TOML: {exc}") from exc
+        except RecursionError as exc:
+            raise ConfigError(f"{file_path}: nested too deeply to be a config file") from exc
         for key, value in _flatten(data).items():
             merged[key] = value
             origins[key] = f"file {file_path}"

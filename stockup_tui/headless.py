@@ -15,6 +15,7 @@ from stockup_tui.config import Settings
 from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.sinks.jsonl import JsonlSink
 from stockup_tui.engine.stats import PipelineStats
+from stockup_tui.untrusted import safe
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def status_line(st: PipelineStats, final: bool = False) -> str:
     sink = f" | influx {influx['state']} pending {influx['pending']}" if influx else ""
     backlog = "" if bus.backlog is None else f" backlog {bus.backlog:,}"
     behind = "" if an.behind is None else f" behind {an.behind:,.1f}s"
-    return (
+    return safe(  # errors from outside are in it: one line, no control characters, no secret
         f"{time.strftime('%H:%M:%S', time.localtime(st.at))} "
         f"src {src.kind} {state} {src.frames_per_s:,.0f} fr/s {src.trades_per_s:,.0f} tr/s "
         f"reconnects {src.reconnects}{gap} | "

@@ -306,3 +306,45 @@ async def test_a_keys_refresh_leaves_the_health_pane_to_the_timer(tmp_path: Path
         for _ in range(HEALTH_EVERY):
             app.refresh_panes()  # the timer's refresh
         assert len(calls) == seen + 1 and app._ticks == ticks + HEALTH_EVERY
+
+
+MARKUP = ["[/", "[b]x", "[/i]", "[link=x]y", "[@click=app.quit]q", "\\[", "]["]
+
+
+async def test_markup_typed_into_every_input_is_just_text(tmp_path: Path) -> None:
+    """Rich markup typed anywhere is shown as typed: no crash, nothing interpreted, and the app
+    still works afterwards."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: rows(app) == ["AAPL", "MSFT"], "two rows")
+        for text in MARKUP:
+            await pilot.press("a", *text)
+            screen = app.screen
+            assert isinstance(screen, AddSymbolsScreen)
+            message = str(screen.query_one("#prompt-message").render())
+            assert text.upper() in message or text in message, (text, message)
+            await pilot.press("enter", "escape")
+            assert app.is_running
+        await pilot.press("b", *"[/b]", "enter")
+        assert isinstance(app.screen, AlertScreen) and app.is_running
+        await pilot.press("escape")
+        await pilot.press("slash", *"[/i]")
+        await until(pilot, lambda: rows(app) == [], "nothing matches the filter")
+        await pilot.press("escape")
+        await until(pilot, lambda: rows(app) == ["AAPL", "MSFT"], "filter cleared")
+        assert app.is_running
+
+
+async def test_names_from_the_config_file_are_shown_as_text(tmp_path: Path) -> None:
+    """A watchlist named like markup is a name: the app starts, and the status bar and the toast
+    for it show it literally."""
+    app = make_app(tmp_path, **{"watchlists.[/i]x": "BINANCE:BTCUSDT"})
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("tab")
+        assert app.watchlists.active == "[/i]x"
+        bar = str(app.query_one("#statusbar").render())
+        assert "[/i]x" in bar
+        await pilot.press("shift+tab")
+        app.notify("only one watchlist: add more under [watchlists] in the config file")
+        await pilot.pause()
+        assert app.is_running

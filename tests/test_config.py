@@ -130,3 +130,47 @@ def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     missing = [key for key in sorted(known_keys()) if f"| `{key}` |" not in readme]
     assert not missing, f"README configuration table lacks {missing}"
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ("a = " + "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (b"\xff\xfe\x00bad", "not UTF-8"),
+        (None, "is a directory"),
+    ],
+)
+def test_an_unreadable_config_file_exits_2_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | bytes | None, said: str
+) -> None:
+    path = tmp_path / "config.toml"
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    assert main(["--config", str(path), "config"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
+
+
+def test_unknown_keys_are_named_whole_with_the_nearest_one() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides={"kafka.bootstrap": "x", "nosuch.key": "1"}, environ={})
+    text = str(err.value)
+    assert "kafka.bootstrap: unknown setting; did you mean kafka.bootstrap_servers?" in text
+    assert "nosuch.key: unknown setting" in text
+    assert "Value error" not in text
+
+
+def test_global_flags_work_before_and_after_the_subcommand(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "[simulator]\nrate = 7\n")
+    assert main(["--config", str(path), "--set", "simulator.seed=4", "config"]) == 0
+    out = capsys.readouterr().out
+    assert "7.0" in out and "simulator.seed" in out and "4 " in out
+    assert main(["config", "--config", str(path), "--set", "simulator.port=9"]) == 0
+    out = capsys.readouterr().out
+    assert "# file" in out and "9 " in out

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
+from stockup_tui.untrusted import printable
 from stockup_tui.watchlists import parse_symbols
 
 
@@ -32,11 +34,12 @@ class _Prompt(ModalScreen):
         with Vertical(classes="dialog"):
             yield Label(self.title_text, classes="title")
             yield Input(placeholder=self.placeholder, id="prompt-input")
-            yield Static(self.hint, classes="message", id="prompt-message")
+            yield Static(self.hint, classes="message", id="prompt-message", markup=False)
 
     def show_message(self, text: str, error: bool) -> None:
+        """Shows `text` as plain text: it quotes what was typed (markup there is just text)."""
         msg = self.query_one("#prompt-message", Static)
-        msg.update(text)
+        msg.update(Content("\n".join(printable(line) for line in text.split("\n"))))
         msg.set_class(error, "-error")
 
     def action_dismiss_none(self) -> None:
@@ -132,10 +135,12 @@ class HelpScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         width = max((len(k) for k, _ in self.rows), default=4)
-        lines = [f"[b]{key:<{width}}[/b]  {text}" for key, text in self.rows]
+        lines = [
+            Content.assemble((f"{key:<{width}}", "bold"), f"  {text}") for key, text in self.rows
+        ]
         with Vertical(classes="dialog"):
             yield Label("Keys", classes="title")
-            yield Static("\n".join(lines), id="help-keys")
+            yield Static(Content("\n").join(lines), id="help-keys")
             yield Static(
                 "Every action is also in the command palette (Ctrl+P). Escape closes.",
                 classes="message",

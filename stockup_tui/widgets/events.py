@@ -18,6 +18,8 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import RichLog
 
+from stockup_tui.untrusted import safe
+
 # (level_name, message, created epoch seconds), as produced by UILogHandler.
 LogItem = tuple[str, str, float]
 
@@ -156,8 +158,8 @@ class UILogHandler(logging.Handler):
     from everyone else (websockets, asyncio, ...) at `other_level` and up. Without a `callback`
     they are queued (bounded, oldest dropped first; `lost` counts those) for `drain()`; with one,
     it is called as ``callback(level_name, message, created)`` on the logging thread — it must be
-    thread-safe itself (e.g. wrap `app.call_from_thread`). Messages are forwarded as they are: the
-    engine masks secrets before logging.
+    thread-safe itself (e.g. wrap `app.call_from_thread`). Messages are forwarded as one line of
+    printable text with secrets masked (`untrusted.safe`).
     """
 
     def __init__(
@@ -223,7 +225,8 @@ class UILogHandler(logging.Handler):
             summary = f"{type(exc).__name__}: {exc}"
             if summary not in msg:
                 msg = f"{msg} ({summary})"
-        return msg if len(msg) <= MESSAGE_CHARS else msg[: MESSAGE_CHARS - 1] + "…"
+        # One line of plain text whatever the record carries (feed errors, URLs, symbols).
+        return safe(msg, MESSAGE_CHARS)
 
     def drain(self) -> list[LogItem]:
         """Takes every queued record, oldest first; safe while other threads keep logging."""

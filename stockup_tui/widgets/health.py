@@ -25,6 +25,7 @@ from stockup_tui.engine.stats import (
     SourceFigures,
     StageState,
 )
+from stockup_tui.untrusted import safe
 from stockup_tui.widgets.format import (
     DASH,
     fmt_duration,
@@ -225,9 +226,9 @@ def overall_level(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> Leve
 
 
 def one_line(text: str, limit: int = ERROR_CHARS) -> str:
-    """Errors can be multi-line tracebacks; the pane shows a single line of them."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    """Errors can be multi-line tracebacks from outside; the pane shows one line of plain
+    text of them, secrets masked."""
+    return safe(" ".join(text.split()), limit)
 
 
 # -- rendering (pure: stats in, Content out) ------------------------------------------------------

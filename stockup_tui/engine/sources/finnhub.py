@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from stockup_tui.engine.sources.base import Disconnection, FrameHandler, SourceStats
 from stockup_tui.engine.sources.recording import FrameRecorder
+from stockup_tui.untrusted import redact
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +111,11 @@ class FinnhubClient:
                     await self._sync_subscriptions(ws)
                     streamed, reason = await self._stream(ws, on_frame)
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-                reason = f"connect failed: {type(exc).__name__}: {exc}"
+                # The exception may quote the dialled URL, token and all.
+                reason = redact(f"connect failed: {type(exc).__name__}: {exc}")
                 stats.last_error = reason
             except ConnectionClosed as exc:
-                reason = f"closed: {exc}"
+                reason = redact(f"closed: {exc}")
             finally:
                 self._ws = None
                 if stats.connected:

@@ -1,0 +1,153 @@
+"""Text from outside reaches the terminal and the logs as plain, one-line text with no secret:
+the helpers, the log formatter, the headless process against a hostile feed over a real socket,
+and the configuration commands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from websockets.asyncio.server import serve
+
+from stockup_tui.untrusted import SafeFormatter, printable, redact, safe
+
+CMD = [sys.executable, "-m", "stockup_tui"]
+HOSTILE = "\u001b]0;TITLE\u0007red\u001b[31m\r\n2026-01-01 00:00:00 ERROR forged: line\u202egnp.exe"
+
+
+def test_control_characters_become_visible_escapes() -> None:
+    assert printable("plain [b]markup[/b] stays text") == "plain [b]markup[/b] stays text"
+    out = printable(HOSTILE)
+    assert out.isprintable() and "\n" not in out and "\x1b" not in out
+    assert "\\x1b]0;TITLE\\x07" in out and "\\r\\n2026" in out and "\\u202e" in out
+    assert printable("x" * 10, limit=5) == "xxxx…"
+
+
+def test_secrets_in_urls_and_messages_are_masked() -> None:
+    cases = {
+        "ws://ws.finnhub.io/?token=abc123def": "ws://ws.finnhub.io/?token=***",
+        "connect failed: InvalidURI: ws://:18799?token=s3cr3t isn't a valid URI": (
+            "connect failed: InvalidURI: ws://:18799?token=*** isn't a valid URI"
+        ),
+        "wss://h/x?a=1&apikey=K&b=2": "wss://h/x?a=1&apikey=***&b=2",
+        "amqp://stockup:hunter2@mq:5672/stocks": "amqp://stockup:***@mq:5672/stocks",
+        "no secret here": "no secret here",
+    }
+    for text, want in cases.items():
+        assert redact(text) == want
+
+
+@given(st.text())
+def test_safe_text_is_always_one_printable_line(text: str) -> None:
+    out = safe(text)
+    assert out.isprintable()
+    assert "\n" not in out and "\r" not in out
+
+
+def test_log_records_cannot_forge_lines_or_show_secrets() -> None:
+    fmt = SafeFormatter("%(levelname)s %(message)s")
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "feed said %s", (HOSTILE,), None)
+    line = fmt.format(record)
+    assert "\n" not in line and "\x1b" not in line and "\x07" not in line
+    try:
+        raise ValueError("bad ws://h/?token=tok-123\x1b[2J")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
+    text = fmt.format(record)
+    assert "tok-123" not in text and "\x1b" not in text
+    assert text.count("\n") >= 2  # the traceback keeps its lines
+
+
+async def test_a_hostile_feed_cannot_reach_the_terminal_or_forge_log_lines(tmp_path: Path) -> None:
+    """A real websocket server sends error frames with escape codes and a forged log line;
+    `--headless` must write them escaped, on one line each, stdout and stderr alike."""
+    frame = orjson.dumps({"type": "error", "msg": HOSTILE}).decode()
+
+    async def handler(ws) -> None:
+        async for _ in ws:  # the subscriptions
+            for _ in range(3):
+                await ws.send(frame)
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        proc = await asyncio.create_subprocess_exec(
+            *CMD, "--headless", "--source", "finnhub", "--url", f"ws://127.0.0.1:{port}",
+            "--symbols", "AAPL", "--status-interval", "0.3",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            seen = b""
+            while b"server_error=" not in seen:
+                line = await asyncio.wait_for(proc.stdout.readline(), 30)
+                assert line, "the process ended"
+                seen += line
+        finally:
+            proc.terminate()
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+    everything = seen + out + err
+    assert b"\x1b" not in everything and b"\x07" not in everything
+    assert b"\r" not in everything
+    for line in everything.decode().splitlines():
+        assert not line.startswith("2026-01-01 00:00:00 ERROR forged"), line
+    assert b"\\x1b]0;TITLE" in err  # the error is logged, escaped
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ws://:18799",
+        "ws://user@127.0.0.1:18799",
+        "ws://user:pw@127.0.0.1:18799",
+        "ws://127.0.0.1:18799/#frag",
+        "ws://127.0.0.1:abc",
+        "ws://[::1",
+    ],
+)
+def test_a_url_that_cannot_be_dialled_is_a_clear_error_at_start(url: str) -> None:
+    """Exit code 2 and one line naming the key, no traceback, and the token nowhere."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")}
+    env["FINNHUB_TOKEN"] = "secret-token-123"
+    proc = subprocess.run(
+        [*CMD, "--headless", "--source", "finnhub", "--url", url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "source.url:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "secret-token-123" not in proc.stderr + proc.stdout
+    assert "pw@" not in proc.stderr
+
+
+def test_config_command_prints_control_characters_escaped(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[log]\nfile = "/tmp/x\\ny\\u001b]0;T\\u0007"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")}
+    proc = subprocess.run(
+        [*CMD, "--config", str(cfg), "config"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
+    assert "/tmp/x\\ny\\x1b]0;T\\x07" in proc.stdout
+
+
+def test_a_watchlist_name_must_be_printable(tmp_path: Path) -> None:
+    from stockup_tui.config import ConfigError, load_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[watchlists]\n"evil\\u001b]0;T\\u0007" = ["AAPL"]\n')
+    with pytest.raises(ConfigError, match="printable"):
+        load_config(cfg, environ={})
