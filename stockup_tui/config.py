@@ -108,9 +108,20 @@ class SourceConfig(_Section):
     url: str = "wss://ws.finnhub.io"
     token: SecretStr | None = Field(None, description="Finnhub API token (or FINNHUB_TOKEN)")
     watchdog: Duration = Field(10.0, gt=0, description="no frame for this long = dead connection")
-    max_frame_bytes: int = Field(1_048_576, ge=1024)
+    max_frame_bytes: int = Field(
+        1_048_576, ge=1024, description="frames up to this are parsed; longer ones are dropped"
+    )
+    frame_cap_bytes: int = Field(
+        16_777_216,
+        ge=1024,
+        description="frames up to this are read (and dropped when over max_frame_bytes); a "
+        "longer one closes the connection, which reconnects with backoff",
+    )
     dedup_horizon: Duration = Field(2.0, ge=0, description="0 disables the duplicate filter")
     record: Path | None = Field(None, description="write every raw frame to this file")
+    record_max_bytes: int = Field(
+        1 << 30, ge=1 << 20, description="the recording stops growing here (record_full drops)"
+    )
     replay: Path | None = Field(None, description="file to play back when kind = replay")
     replay_speed: float = Field(0.0, ge=0, description="0 = as fast as possible, 1 = recorded")
     lateness: Duration = Field(
@@ -125,6 +136,15 @@ class SourceConfig(_Section):
         description="trades stamped further ahead of their receive time are dropped "
         "(future_time): clock skew beyond it is a broken clock, not a market",
     )
+
+    @model_validator(mode="after")
+    def _cap_holds_a_frame(self) -> SourceConfig:
+        if self.frame_cap_bytes < self.max_frame_bytes:
+            raise ValueError(
+                f"frame_cap_bytes ({self.frame_cap_bytes:,}) must be at least max_frame_bytes "
+                f"({self.max_frame_bytes:,})"
+            )
+        return self
 
     @field_validator("url")
     @classmethod
@@ -250,6 +270,9 @@ class SinksConfig(_Section):
     """Where emitted window snapshots go besides the screen."""
 
     jsonl: Path | None = Field(None, description="append every emitted snapshot to this file")
+    jsonl_max_bytes: int = Field(
+        1 << 30, ge=1 << 20, description="the JSONL file stops growing here (jsonl_full drops)"
+    )
     influx: InfluxConfig = Field(default_factory=InfluxConfig)
 
 
@@ -285,6 +308,12 @@ class Settings(_Section):
     )
     windows: StrList = Field(default_factory=lambda: ["1m", "5m"])
     emit_interval: Duration = Field(1.0, gt=0, description="snapshot interval (event time)")
+    max_symbols: int = Field(
+        10_000,
+        ge=1,
+        description="symbols the analyzer tracks per bus partition; trades of a symbol past "
+        "that are dropped (too_many_symbols)",
+    )
     source: SourceConfig = Field(default_factory=SourceConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     bus: BusConfig = Field(default_factory=BusConfig)

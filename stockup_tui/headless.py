@@ -13,7 +13,6 @@ from typing import TextIO
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.pipeline import Pipeline
-from stockup_tui.engine.sinks.jsonl import JsonlSink
 from stockup_tui.engine.stats import PipelineStats
 from stockup_tui.untrusted import safe
 
@@ -36,7 +35,14 @@ def status_line(st: PipelineStats, final: bool = False) -> str:
     else:
         state = "DOWN" if src.connections else "connecting"
     gap = f" gap max {src.max_gap:.2f}s" if src.max_gap else ""
-    drops = " ".join(f"{k}={v}" for k, v in sorted(st.drops.items()) if v) or "none"
+    drops = (
+        " ".join(
+            f"{k}={v}" + (f"({st.drop_bytes[k]:,}B)" if st.drop_bytes.get(k) else "")
+            for k, v in sorted(st.drops.items())
+            if v
+        )
+        or "none"
+    )
     restarts = sum(s.restarts for s in st.stages)
     link = "" if bus.connected or final else " DOWN"
     if link and bus.last_error:
@@ -59,9 +65,8 @@ def status_line(st: PipelineStats, final: bool = False) -> str:
 
 async def run_headless(settings: Settings, out: TextIO = sys.stdout) -> int:
     """Runs until SIGINT/SIGTERM (or the end of a replay), drains, and returns the exit code."""
-    sinks = [JsonlSink(settings.sinks.jsonl)] if settings.sinks.jsonl else []
     interval = settings.headless.status_interval
-    pipeline = Pipeline.from_settings(settings, sinks=sinks, live_interval=min(1.0, interval))
+    pipeline = Pipeline.from_settings(settings, live_interval=min(1.0, interval))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

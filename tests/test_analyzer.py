@@ -304,6 +304,22 @@ def test_a_dropped_partition_forgets_its_symbols() -> None:
     assert live(a).windows[0].count == 1
 
 
+def test_symbols_past_the_bound_are_counted_drops_until_one_goes_quiet() -> None:
+    a = Analyzer([2_000], max_symbols=2)
+    a.trades(batch("A", [(500, 1.0, 1.0)]), partition=0)
+    a.trades(batch("B", [(600, 1.0, 1.0)]), partition=0)
+    a.trades(batch("C", [(700, 1.0, 1.0), (800, 2.0, 1.0)]), partition=0)  # fast path
+    a.trades(batch("D", [(900, 1.0, 1.0), (850, 2.0, 1.0)]), partition=0)  # slow path
+    a.trades(batch("C", [(700, 1.0, 1.0)]), partition=1)  # the bound is per partition
+    assert a.too_many_symbols == 4 and a.ingested == 7
+    assert a.symbols == ["A", "B", "C"]
+    a.trades(batch("B", [(2_500, 1.0, 1.0)]), partition=0)
+    a.watermark(3_000, partition=0)  # A goes quiet (its window is empty at 3000), B stays
+    assert a.symbols == ["B", "C"]
+    a.trades(batch("D", [(3_500, 1.0, 1.0)]), partition=0)  # A's place is free again
+    assert a.symbols == ["B", "D", "C"] and a.too_many_symbols == 4
+
+
 def test_invalid_arguments() -> None:
     with pytest.raises(ValueError):
         Analyzer([])
@@ -313,6 +329,8 @@ def test_invalid_arguments() -> None:
         Analyzer([1_000], emit_interval_ms=0)
     with pytest.raises(ValueError, match="longer than the longest window"):
         Analyzer([1_000], emit_interval_ms=2_000)
+    with pytest.raises(ValueError, match="max_symbols"):
+        Analyzer([1_000], max_symbols=0)
     store = SymbolWindows([1_000])
     store.query(5)
     with pytest.raises(ValueError):

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from itertools import pairwise
 from pathlib import Path
 
 import orjson
 import pytest
+from websockets.asyncio.server import serve
 
+from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.simulator import MarketSimulator, SimulatorSettings
 from stockup_tui.engine.sources.finnhub import FinnhubClient, _with_token
 from stockup_tui.engine.sources.recording import FrameRecorder, ReplaySource, read_recording
@@ -122,6 +125,40 @@ async def test_unreachable_server_keeps_retrying_and_says_why() -> None:
     finally:
         await client.stop()
         await asyncio.wait_for(task, 5)
+
+
+async def test_frames_up_to_the_cap_are_read_and_beyond_it_the_reconnects_back_off() -> None:
+    """Below the cap a big frame is delivered (the parser drops it, counted); beyond it the
+    connection closes, the frame is counted, and each reconnect waits longer than the last
+    until `backoff_max`, however much each connection delivered first."""
+    cap = 4096
+    connected_at: list[float] = []
+
+    async def handler(ws) -> None:
+        connected_at.append(time.monotonic())
+        await ws.send("x" * (cap - 100))
+        await ws.send("y" * (cap + 1))
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        drops = Drops()
+        client = FinnhubClient(
+            f"ws://127.0.0.1:{port}", ["AAPL"], frame_cap_bytes=cap, drops=drops,
+            backoff_initial=0.05, backoff_max=0.4,
+        )  # fmt: skip
+        sink = Collector()
+        task = await start_client(client, sink)
+        try:
+            await wait_until(lambda: len(connected_at) >= 6, what="six connections")
+        finally:
+            await client.stop()
+            await asyncio.wait_for(task, 5)
+    assert drops.get("frame_over_cap") >= 5
+    assert drops.get("frame_over_cap") <= len(connected_at)
+    assert {len(f) for f, _ in sink.frames} == {cap - 100}  # the one under the cap, each time
+    gaps = [b - a for a, b in pairwise(connected_at)]
+    assert min(gaps[3:]) >= 0.4 / 2  # backoff from the 4th attempt on: uniform(cap/2, cap)
 
 
 def test_token_goes_only_into_the_dialled_url() -> None:

@@ -264,6 +264,11 @@ def test_binary_and_oversized_frames() -> None:
     p.parse(frame(GOOD, GOOD), 1.0)  # > 120 chars
     p.parse(None, 1.0)  # type: ignore[arg-type]
     assert drops.snapshot() == {"binary_frame": 3, "oversized_frame": 1}
+    size = len(frame(GOOD).encode()) + 2
+    assert drops.bytes_snapshot() == {
+        "binary_frame": size,
+        "oversized_frame": len(frame(GOOD, GOOD)),
+    }
     p.parse(frame(GOOD), 1.0)
     assert p.trades == 1 and p.received == 5
 
@@ -506,3 +511,42 @@ def test_without_bounds_any_time_before_2200_is_kept() -> None:
     p, drops, _ = make()
     p.parse(frame(trade(t=1), trade(t=codec.MAX_TIME_MS)), 1.0)
     assert p.trades == 2 and drops.total == 0
+
+
+def test_only_subscribed_symbols_pass_once_a_subscription_is_set() -> None:
+    p, drops, _ = make(dedup=False)
+    p.parse(frame(trade(s="ANY")), 1.0)  # no subscription yet: everything passes
+    p.set_subscribed(["AAPL", "MSFT"], 1.0)
+    for warm in range(2):  # the second time on the fast path (validated symbols cached)
+        p.parse(frame(trade(t=T0 + warm), trade(s="MSFT"), trade(s="ZZZZ"), trade(s="ANY")), 2.0)
+    assert drops.snapshot() == {"unsubscribed": 4}
+    got = by_symbol(p.take())
+    assert sorted(got) == ["AAPL", "ANY", "MSFT"] and len(got["ANY"].t) == 1
+    assert len(got["AAPL"].t) == 2 and len(got["MSFT"].t) == 2
+
+
+def test_an_unsubscribed_symbol_passes_for_the_grace_then_is_dropped() -> None:
+    grace = parser_mod.UNSUBSCRIBE_GRACE
+    p, drops, _ = make(dedup=False)
+    p.set_subscribed(["AAPL", "MSFT"], 10.0)
+    p.parse(frame(trade(s="MSFT")), 10.0)  # cached as validated
+    p.set_subscribed(["AAPL"], 20.0)
+    p.parse(frame(trade(s="MSFT", t=T0 + 1)), 20.0 + grace)  # in flight: still passes
+    assert not drops.snapshot()
+    p.parse(frame(trade(s="MSFT", t=T0 + 2), trade(t=T0 + 2)), 20.0 + grace + 0.001)
+    assert drops.snapshot() == {"unsubscribed": 1}
+    p.set_subscribed(["AAPL", "MSFT"], 30.0)  # back in the watchlist: passes at once
+    p.parse(frame(trade(s="MSFT", t=T0 + 3)), 30.0)
+    assert drops.snapshot() == {"unsubscribed": 1}
+    got = by_symbol(p.take())
+    assert got["MSFT"].t == [T0, T0 + 1, T0 + 3] and got["AAPL"].t == [T0 + 2]
+
+
+def test_a_flood_of_unknown_symbols_leaves_no_state() -> None:
+    p, drops, _ = make()
+    p.set_subscribed(["AAPL"], 1.0)
+    for k in range(50):
+        p.parse(frame(*(trade(s=f"Z{k}-{i}") for i in range(200)), trade(t=T0 + k)), 1.0 + k / 10)
+    assert drops.snapshot() == {"unsubscribed": 10_000}
+    assert p._sym_ok == {"AAPL"} and list(p._rows) == ["AAPL"]
+    assert p.pending == 50

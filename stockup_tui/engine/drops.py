@@ -22,19 +22,27 @@ class Drops:
 
     def __init__(self, logger: logging.Logger | None = None, log_interval: float = 10.0) -> None:
         self._counts: dict[str, int] = {}
+        self._bytes: dict[str, int] = {}  # for the reasons whose items have a size (frames)
         self._since_log: dict[str, int] = {}
         self._last_log: dict[str, float] = {}
         self._log = logger or logging.getLogger("stockup_tui.drops")
         self._interval = log_interval
         self._lock = threading.Lock()
 
-    def add(self, reason: str, n: int = 1, detail: str = "") -> None:
-        """Count `n` items dropped for `reason`; `detail` (e.g. the error) goes to the log only."""
+    def add(
+        self, reason: str, n: int = 1, detail: str = "", size: int = 0, *, log: bool = True
+    ) -> None:
+        """Count `n` items dropped for `reason`, of `size` bytes in all when they have one;
+        `detail` (e.g. the error) goes to the log only. `log=False`: the caller said it once."""
         if n <= 0:
             return
         now = time.monotonic()
         with self._lock:
             self._counts[reason] = self._counts.get(reason, 0) + n
+            if size:
+                self._bytes[reason] = self._bytes.get(reason, 0) + size
+            if not log:
+                return
             pending = self._since_log.get(reason, 0) + n
             last = self._last_log.get(reason)
             if last is not None and now - last < self._interval:
@@ -54,6 +62,11 @@ class Drops:
         """A copy of the totals, safe to hand to another thread."""
         with self._lock:
             return dict(self._counts)
+
+    def bytes_snapshot(self) -> dict[str, int]:
+        """Bytes dropped per reason, for the reasons whose items have a size."""
+        with self._lock:
+            return dict(self._bytes)
 
     @property
     def total(self) -> int:

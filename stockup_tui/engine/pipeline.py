@@ -44,6 +44,7 @@ from stockup_tui.engine.model import SymbolBatch, SymbolSnapshot, Watermark
 from stockup_tui.engine.process import ProcessMeter
 from stockup_tui.engine.simulator import SimulatorSettings, SimulatorThread
 from stockup_tui.engine.sinks.base import Sink
+from stockup_tui.engine.sinks.jsonl import JsonlSink
 from stockup_tui.engine.sinks.snapshots import SnapshotStore
 from stockup_tui.engine.sources.base import NullSource, TradeSource
 from stockup_tui.engine.sources.dedup import DuplicateFilter
@@ -123,7 +124,11 @@ class Pipeline:
             # (the analyzer would call it too_old too; see engine/analyzer/analyzer.py).
             max_age_ms=self._lateness_ms + max(settings.windows_ms) + 2 * interval,
         )
-        self.analyzer = Analyzer(settings.windows_ms, interval, max_future_ms)
+        if self._live_clock:  # a live feed passes the watchlist only (a replay: everything)
+            self.parser.set_subscribed(settings.symbols, time.time())
+        self.analyzer = Analyzer(
+            settings.windows_ms, interval, max_future_ms, max_symbols=settings.max_symbols
+        )
         self.snapshots = SnapshotStore()
         self.sinks: list[Sink] = [self.snapshots, *sinks]
         bus_sink = getattr(bus, "metrics_sink", None)  # Kafka: snapshots to the metrics topic
@@ -172,7 +177,17 @@ class Pipeline:
             )
         if role == "monitor" and settings.bus.kind != "kafka":
             raise ConfigError("role: 'monitor' reads the Kafka metrics topic (bus.kind = 'kafka')")
-        recorder = FrameRecorder(src.record) if src.record and role != "analyzer" else None
+        recorder = None
+        if src.record and role in ("all", "query"):
+            try:
+                recorder = FrameRecorder(
+                    src.record,
+                    max_frame_bytes=src.max_frame_bytes,
+                    max_bytes=src.record_max_bytes,
+                    drops=drops,
+                )
+            except OSError as exc:
+                raise ConfigError(f"source.record: cannot write {src.record}: {exc}") from None
         simulator: SimulatorThread | None = None
         source: TradeSource
         if role in ("analyzer", "monitor"):
@@ -200,10 +215,25 @@ class Pipeline:
                 token=token,
                 kind=src.kind,
                 watchdog=src.watchdog,
-                max_frame_bytes=src.max_frame_bytes,
+                frame_cap_bytes=src.frame_cap_bytes,
                 recorder=recorder,
+                drops=drops,
             )
         bus = create_bus(settings, drops)
+        if settings.sinks.jsonl is not None:
+            try:
+                sinks = [
+                    *sinks,
+                    JsonlSink(
+                        settings.sinks.jsonl, max_bytes=settings.sinks.jsonl_max_bytes, drops=drops
+                    ),
+                ]
+            except OSError as exc:
+                if recorder is not None:
+                    recorder.close()
+                raise ConfigError(
+                    f"sinks.jsonl: cannot write {settings.sinks.jsonl}: {exc}"
+                ) from None
         influx = None
         if settings.sinks.influx.enabled:  # every role and front end gets it from here
             from stockup_tui.engine.sinks.influx import InfluxSink
@@ -315,6 +345,8 @@ class Pipeline:
         # The analyzer keeps what the log holds (a removed symbol's windows empty out and it goes
         # quiet by itself); the screen shows the watchlist only.
         self.settings.symbols = new
+        if self._live_clock:
+            self.parser.set_subscribed(new, time.time())
         self.source.set_symbols(new)
 
     # -- supervision -----------------------------------------------------------------------
@@ -445,7 +477,7 @@ class Pipeline:
         latency = self.latency
         live_latency = self._live_clock
         counters = analyzer.counters
-        counted = {"too_old": 0, "future_time": 0, "bus_duplicate": 0}
+        counted = {"too_old": 0, "future_time": 0, "bus_duplicate": 0, "too_many_symbols": 0}
         async for delivery in bus.consume():
             for partition in delivery.revoked:
                 analyzer.drop_partition(partition)
@@ -615,6 +647,7 @@ class Pipeline:
                 behind=None if a.watermark_ms is None else max(0.0, now - a.watermark_ms / 1000),
             ),
             drops=self.drops.snapshot(),
+            drop_bytes=self.drops.bytes_snapshot(),
             stages=tuple(st.state for st in self._stages.values()),
             sinks={sink.name: sink.figures() for sink in self.sinks},
             process=self._process.sample(),

@@ -89,6 +89,7 @@ class PipelineStats:
     stages: tuple[StageState, ...]
     sinks: dict[str, dict[str, object]] = field(default_factory=dict)
     process: ProcessFigures | None = None  # this process's CPU, memory, network (engine/process)
+    drop_bytes: dict[str, int] = field(default_factory=dict)  # for drops with a size (frames)
 
 
 class RateMeter:

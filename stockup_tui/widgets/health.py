@@ -384,7 +384,9 @@ def render_sinks(sinks: Mapping[str, Mapping[str, object]]) -> Content:
     return _section(_header("Sinks", Level.IDLE), rows)
 
 
-def render_drops(drops: Mapping[str, int]) -> Content:
+def render_drops(drops: Mapping[str, int], sizes: Mapping[str, int] | None = None) -> Content:
+    """Drops by reason, the most first; `sizes` adds the bytes of those that have one."""
+    sizes = sizes or {}
     shown = sorted(((r, n) for r, n in drops.items() if n > 0), key=lambda rn: (-rn[1], rn[0]))
     total = sum(n for _, n in shown)
     rows: list[Content] = []
@@ -395,6 +397,8 @@ def render_drops(drops: Mapping[str, int]) -> Content:
             " ",
             _styled(fmt_figure(n).rjust(8), level),
         ]
+        if sizes.get(reason):
+            parts += ["  ", (fmt_bytes(sizes[reason]), "dim")]
         if reason in ROUTINE_REASONS:
             parts += ["  ", ("routine", "dim")]
         rows.append(Content.assemble(*parts))
@@ -494,7 +498,7 @@ class HealthPane(VerticalScroll):
             "bus": render_bus(stats.bus),
             "analyzer": render_analyzer(stats.analyzer, stats.process),
             "sinks": render_sinks(stats.sinks),
-            "drops": render_drops(stats.drops),
+            "drops": render_drops(stats.drops, stats.drop_bytes),
             "stages": render_stages(stats.stages),
         }
         tips = {

@@ -35,6 +35,11 @@ README quotes them):
   window`` of its symbol (for a symbol without state: of the first boundary the watermark left
   open) can reach no window still to be emitted: dropped (`too_old`). Neither moves any clock,
   so one absurd timestamp costs one counted drop and nothing else.
+* **Bounded state.** A partition tracks at most `max_symbols` symbols with state; a trade that
+  would start one more is dropped (`too_many_symbols`). Quiet symbols free their place. The
+  bound depends on the partition's log alone, so it decides alike on every analyzer, but a
+  restart replaying from a checkpoint may find a place free that the first run did not (a
+  symbol whose records all lie before the replay point): exact restarts need the bound unmet.
 * **Late trades.** A trade at or before a boundary already closed for its symbol, but not too
   old, is applied at its sorted place (after equal times) and counted in `late`: snapshots
   already emitted are not revised, later ones include it.
@@ -57,6 +62,8 @@ from stockup_tui.engine.model import SymbolBatch, SymbolSnapshot
 
 #: Default bound on how far after its receive time a trade may be stamped.
 DEFAULT_MAX_FUTURE_MS = 5_000
+#: Default bound on the symbols with state per partition.
+DEFAULT_MAX_SYMBOLS = 10_000
 
 
 class Analyzer:
@@ -67,6 +74,8 @@ class Analyzer:
         windows_ms: Sequence[int],
         emit_interval_ms: int = 1000,
         max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
+        *,
+        max_symbols: int = DEFAULT_MAX_SYMBOLS,
     ) -> None:
         windows = [int(w) for w in windows_ms]
         if not windows or min(windows) <= 0:
@@ -83,6 +92,9 @@ class Analyzer:
         self.windows_ms: tuple[int, ...] = tuple(windows)
         self.emit_interval_ms = int(emit_interval_ms)
         self.max_future_ms = int(max_future_ms)
+        if max_symbols < 1:
+            raise ValueError(f"max_symbols must be at least 1, got {max_symbols}")
+        self.max_symbols = int(max_symbols)
         self.counters = Counters()
         self._parts: dict[int, Partition] = {}
 
@@ -102,6 +114,7 @@ class Analyzer:
             self.max_future_ms,
             self.counters,
             watermark_ms,
+            max_symbols=self.max_symbols,
         )
         return part
 
@@ -163,6 +176,10 @@ class Analyzer:
     @property
     def future_time(self) -> int:
         return self.counters.future_time
+
+    @property
+    def too_many_symbols(self) -> int:
+        return self.counters.too_many_symbols
 
     @property
     def symbols(self) -> list[str]:

@@ -37,6 +37,7 @@ class Counters:
     late: int = 0  # applied at or before a boundary already closed for their symbol
     too_old: int = 0  # older than every window still to be emitted for their symbol
     future_time: int = 0  # stamped more than max_future after their receive time
+    too_many_symbols: int = 0  # of a new symbol while the partition tracked max_symbols
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class Partition:
         "_interval",
         "_longest",
         "_max_future",
+        "_max_symbols",
         "_needed",
         "_windows",
         "_wm_closed",
@@ -91,8 +93,11 @@ class Partition:
         max_future_ms: int,
         counters: Counters,
         watermark_ms: int | None = None,
+        *,
+        max_symbols: int = 10_000,
     ) -> None:
         self._windows = tuple(windows_ms)
+        self._max_symbols = max_symbols
         self._longest = max(self._windows)
         self._interval = interval_ms
         self._max_future = max_future_ms
@@ -169,6 +174,10 @@ class Partition:
             fast = in_order and t0 > self.first_open() - self._longest
             if fast:
                 sym = self._create(batch.symbol, t0)
+                if sym is None:
+                    if emit:
+                        counters.too_many_symbols += len(t)
+                    return []
         if not fast:
             top = self._slow(sym, batch, out, emit)
             if top > _NEG_INF:
@@ -215,6 +224,10 @@ class Partition:
                         counters.too_old += 1
                     continue
                 sym = self._create(batch.symbol, tk)
+                if sym is None:
+                    if emit:
+                        counters.too_many_symbols += 1
+                    continue
             elif tk <= sym.next_b - longest:
                 if emit:
                     counters.too_old += 1
@@ -235,8 +248,11 @@ class Partition:
                 top = tk
         return top
 
-    def _create(self, name: str, t: int) -> _Symbol:
-        """State for a symbol without any: its first boundary covers `t` and is still open."""
+    def _create(self, name: str, t: int) -> _Symbol | None:
+        """State for a symbol without any: its first boundary covers `t` and is still open.
+        None when the partition already tracks `max_symbols`."""
+        if len(self.syms) >= self._max_symbols:
+            return None
         self.quiet.pop(name, None)
         first = self._ceil(t)
         if self._wm_closed != _NEG_INF:

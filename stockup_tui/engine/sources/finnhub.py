@@ -5,7 +5,11 @@ silently (the socket stays open, pings stop). So the client
 - reconnects at once on the first failure, then with jittered exponential backoff, and
   re-subscribes every symbol of the watchlist;
 - runs a watchdog that aborts a connection which has delivered no frame for `watchdog` seconds;
-- records every loss with the gap (seconds without data) so the stats can show it.
+- records every loss with the gap (seconds without data) so the stats can show it;
+- reads frames up to `frame_cap_bytes` whole (the parser drops, and counts, those over its own
+  limit); a longer frame makes the library close the connection (1009): that one is counted
+  (`frame_over_cap`) and the reconnect backs off as after a failed attempt, so a feed that
+  keeps sending them costs a connection every few seconds at most, not a loop.
 The token is only ever put in the URL that is dialled; logs and stats show the masked endpoint.
 """
 
@@ -21,7 +25,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.frames import CloseCode
 
+from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.sources.base import Disconnection, FrameHandler, SourceStats
 from stockup_tui.engine.sources.recording import FrameRecorder
 from stockup_tui.untrusted import redact
@@ -48,17 +54,17 @@ class FinnhubClient:
         token: str | None = None,
         kind: str = "finnhub",
         watchdog: float = 10.0,
-        max_frame_bytes: int = 1_048_576,
+        frame_cap_bytes: int = 16_777_216,
         recorder: FrameRecorder | None = None,
+        drops: Drops | None = None,
         backoff_initial: float = 0.05,
         backoff_max: float = 10.0,
     ) -> None:
         self._url = _with_token(url, token)
         self._symbols: list[str] = list(dict.fromkeys(symbols))
         self._watchdog = watchdog
-        # Frames a little larger than the parser accepts still arrive (and get counted as
-        # oversized by the parser) instead of killing the connection.
-        self._max_size = max_frame_bytes * 4
+        self._max_size = frame_cap_bytes
+        self._drops = drops or Drops()
         self._recorder = recorder
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
@@ -149,6 +155,10 @@ class FinnhubClient:
                 await on_frame(frame, now)
         except ConnectionClosed as exc:
             reason = f"closed: {exc}"
+            if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                # Not a healthy connection however much it delivered: back off.
+                self._drops.add("frame_over_cap", detail=f"over {self._max_size:,} bytes")
+                streamed = False
         finally:
             watchdog.cancel()
         if watchdog.done() and not watchdog.cancelled() and watchdog.result():

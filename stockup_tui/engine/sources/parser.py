@@ -8,17 +8,24 @@ alone (the good trades of its frame are kept), and each drop is counted in `Drop
 these reasons:
 
 ``binary_frame`` (bytes instead of text), ``oversized_frame`` (longer than `max_frame_bytes`
-chars, checked before parsing), ``malformed_json``, ``not_an_object``, ``unknown_type`` (not
-trade/ping/error), ``bad_data`` (trade frame whose data is not a list), ``bad_trade`` (element
-not an object), ``missing_field`` (s/p/t/v absent), ``bad_symbol`` (not a non-empty str of at
-most 50 printable chars without spaces), ``bad_type`` (p/v not int/float - bool is not a number -
-or t not int), ``nonfinite_price``, ``bad_price`` (<= 0 or > `MAX_PRICE`), ``bad_volume``
-(negative, non-finite or > `MAX_VOLUME`; zero is allowed), ``bad_time`` (t <= 0 or after the
-year 2200), ``future_time`` (stamped more than `max_future_ms` after the frame's receive time),
-``too_old`` (stamped more than `max_age_ms` before it: no window still open can hold it),
+chars, checked before parsing; the size is counted too), ``malformed_json``, ``not_an_object``,
+``unknown_type`` (not trade/ping/error), ``bad_data`` (trade frame whose data is not a list),
+``bad_trade`` (element not an object), ``missing_field`` (s/p/t/v absent), ``bad_symbol`` (not a
+non-empty str of at most 50 printable chars without spaces), ``bad_type`` (p/v not int/float -
+bool is not a number - or t not int), ``nonfinite_price``, ``bad_price`` (<= 0 or > `MAX_PRICE`),
+``bad_volume`` (negative, non-finite or > `MAX_VOLUME`; zero is allowed), ``bad_time`` (t <= 0 or
+after the year 2200), ``future_time`` (stamped more than `max_future_ms` after the frame's receive
+time), ``too_old`` (stamped more than `max_age_ms` before it: no window still open can hold it),
 ``bad_conditions`` (c neither null nor a list of at most 64 strs of at most 32 chars),
-``duplicate`` (see `DuplicateFilter`) and ``server_error`` (``{"type":"error"}`` frames; the text
-is also kept in `last_error`).
+``unsubscribed`` (a valid trade of a symbol not subscribed: see `set_subscribed`), ``duplicate``
+(see `DuplicateFilter`) and ``server_error`` (``{"type":"error"}`` frames; the text is also kept
+in `last_error`).
+
+Subscriptions: a live feed is only asked for the watchlist, but nothing stops it sending other
+symbols, and every symbol that gets through costs state downstream. So once `set_subscribed` has
+been called, only those symbols pass, plus, for `UNSUBSCRIBE_GRACE` seconds of receive time,
+the ones just removed (trades already in flight when the unsubscribe was sent). A replay is not
+filtered: the recording decides what is played.
 
 Times are judged against the receive time given with each frame, never against a clock read
 here: replaying a recording makes the same decisions at any speed.
@@ -48,6 +55,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict, deque
+from collections.abc import Iterable
 from itertools import compress, repeat
 from math import isfinite
 from operator import ne
@@ -62,8 +70,10 @@ from .dedup import DuplicateFilter
 #: Conditions per trade and chars per condition; Finnhub codes are short ("1", "12").
 MAX_CONDITIONS = 64
 MAX_CONDITION_LEN = 32
+#: Seconds of receive time during which an unsubscribed symbol's trades still pass.
+UNSUBSCRIBE_GRACE = 2.0
 # The caches of already validated symbols/conditions are cleared when they grow past this, so
-# a feed of random symbols cannot grow memory without bound.
+# a feed of random symbols cannot grow memory without bound (without a subscription filter).
 _MAX_CACHED_SYMBOLS = 100_000
 _MAX_CACHED_CONDITIONS = 10_000
 
@@ -116,7 +126,13 @@ class FrameParser:
         self._rows: defaultdict[str, list] = defaultdict(list)
         # one (recv_time, trades per symbol) entry per frame that kept trades: the recv runs
         self._log: list[tuple[float, Counter[str]]] = []
+        # Symbols whose trades passed every check (the fast path's proof), within the allowed.
         self._sym_ok: set[str] = set()
+        # The subscribed symbols (None: all pass), and the unsubscribed ones still passing until
+        # the receive time given (the earliest such time in `_leaving_next`).
+        self._allowed: frozenset[str] | None = None
+        self._leaving: dict[str, float] = {}
+        self._leaving_next = float("inf")
         # Validated conditions key -> one shared list per distinct value (_NONE_KEY -> None).
         self._conds: dict[tuple, list[str] | None] = {_NONE_KEY: None}
         self.pending = 0
@@ -127,16 +143,40 @@ class FrameParser:
         self.received = 0
         self.last_error: str | None = None
 
+    def set_subscribed(self, symbols: Iterable[str], recv_time: float) -> None:
+        """From now on only `symbols` pass, and those removed by this call until `recv_time`
+        plus `UNSUBSCRIBE_GRACE` (see the module docstring)."""
+        new = frozenset(symbols)
+        old = self._allowed
+        leaving = self._leaving
+        if old is not None:
+            until = recv_time + UNSUBSCRIBE_GRACE
+            for symbol in old - new:
+                leaving[symbol] = until
+        for symbol in new & leaving.keys():
+            del leaving[symbol]
+        self._leaving_next = min(leaving.values(), default=float("inf"))
+        self._allowed = new
+        self._sym_ok.intersection_update(new | leaving.keys())
+
+    def _expire_leaving(self, recv_time: float) -> None:
+        leaving = self._leaving
+        for symbol in [s for s, until in leaving.items() if until < recv_time]:
+            del leaving[symbol]
+            self._sym_ok.discard(symbol)
+        self._leaving_next = min(leaving.values(), default=float("inf"))
+
     def parse(self, frame: str | bytes, recv_time: float) -> None:
         """Validate one websocket frame received at `recv_time` (epoch seconds); never raises."""
         self.received += 1
         drops = self.drops
         if not isinstance(frame, str):
-            size = len(frame) if isinstance(frame, bytes | bytearray | memoryview) else -1
-            drops.add("binary_frame", detail=f"{type(frame).__name__}, {size} bytes")
+            size = len(frame) if isinstance(frame, bytes | bytearray | memoryview) else 0
+            drops.add("binary_frame", detail=f"{type(frame).__name__}, {size} bytes", size=size)
             return
         if len(frame) > self.max_frame_bytes:
-            drops.add("oversized_frame", detail=f"{len(frame)} chars > {self.max_frame_bytes}")
+            size = len(frame)
+            drops.add("oversized_frame", detail=f"{size} chars > {self.max_frame_bytes}", size=size)
             return
         exact = True
         try:
@@ -174,6 +214,8 @@ class FrameParser:
 
     def _trades(self, data: list, recv_time: float, exact: bool) -> None:
         """Validate, dedup and append the trades of one frame, column by column."""
+        if recv_time > self._leaving_next:
+            self._expire_leaving(recv_time)
         recv_ms = int(recv_time * 1000)
         self._t_lo = 0 if self.max_age_ms is None else max(0, recv_ms - self.max_age_ms)
         self._t_hi = (
@@ -366,6 +408,9 @@ class FrameParser:
             return "bad_conditions"
         sym_ok = self._sym_ok
         if s not in sym_ok:
+            allowed = self._allowed
+            if allowed is not None and s not in allowed and s not in self._leaving:
+                return "unsubscribed"
             if len(sym_ok) >= _MAX_CACHED_SYMBOLS:
                 sym_ok.clear()
             sym_ok.add(s)

@@ -2,7 +2,12 @@
 
 File format: JSON Lines, one object per frame received: ``{"r": <receive time, epoch seconds>,
 "f": "<frame text>"}``, or ``"b": "<base64>"`` instead of ``"f"`` for a binary frame. Frames are
-stored exactly as received (bad ones too), so a replay exercises the same parser paths.
+stored exactly as received (bad ones too), so a replay exercises the same parser paths; but a
+frame longer than the parser accepts is stored as its size alone, ``"n": <chars>``, and replays
+as the same counted drop (`oversized_frame`): a hostile feed cannot fill the disk that way.
+
+A recording stops growing at `max_bytes`: the frames after that are not recorded, counted as
+drops (`record_full`) and said once in the log.
 """
 
 from __future__ import annotations
@@ -24,22 +29,44 @@ log = logging.getLogger(__name__)
 
 
 class FrameRecorder:
-    """Appends frames to a JSONL file; written in blocks, flushed on close."""
+    """Appends frames to a JSONL file; written in blocks, flushed on close.
 
-    def __init__(self, path: Path) -> None:
+    Raises OSError at once when the file cannot be opened for appending."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_frame_bytes: int = 1_048_576,
+        max_bytes: int = 1 << 30,
+        drops: Drops | None = None,
+    ) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh: IO[bytes] | None = path.open("ab", buffering=1 << 20)
+        self._max_frame = max_frame_bytes
+        self._room = max_bytes - path.stat().st_size  # bytes still allowed
+        self._drops = drops or Drops()
         self.frames = 0
 
     def write(self, frame: str | bytes, recv_time: float) -> None:
         if self._fh is None:
             return
-        if isinstance(frame, str):
+        if len(frame) > self._max_frame:
+            rec: dict[str, object] = {"r": recv_time, "n": len(frame)}
+        elif isinstance(frame, str):
             rec = {"r": recv_time, "f": frame}
         else:
             rec = {"r": recv_time, "b": base64.b64encode(frame).decode("ascii")}
-        self._fh.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
+        line = orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
+        if len(line) > self._room:
+            if self._room >= 0:
+                self._room = -1  # said once
+                log.warning("recording %s is full: later frames are not recorded", self.path)
+            self._drops.add("record_full", log=False)
+            return
+        self._room -= len(line)
+        self._fh.write(line)
         self.frames += 1
 
     def close(self) -> None:
@@ -49,7 +76,8 @@ class FrameRecorder:
 
 
 def read_recording(path: Path, drops: Drops | None = None) -> Iterator[tuple[float, str | bytes]]:
-    """Yields (recorded receive time, frame); unreadable lines are counted, not fatal."""
+    """Yields (recorded receive time, frame); unreadable lines are counted, not fatal, and so
+    are the oversized frames recorded by size alone."""
     with path.open("rb") as fh:
         for line in fh:
             try:
@@ -57,6 +85,11 @@ def read_recording(path: Path, drops: Drops | None = None) -> Iterator[tuple[flo
                 r = rec["r"]
                 if not isinstance(r, int | float):
                     raise TypeError("r is not a number")
+                if "n" in rec and type(rec["n"]) is int:
+                    if drops is not None:
+                        size = rec["n"]
+                        drops.add("oversized_frame", detail=f"{size} chars (recorded)", size=size)
+                    continue
                 frame: str | bytes = rec["f"] if "f" in rec else base64.b64decode(rec["b"])
                 if not isinstance(frame, str | bytes):
                     raise TypeError("f is not a string")
