@@ -8,9 +8,12 @@ once and to the config file, so it survives a restart.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -28,14 +31,22 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
+from stockup_tui import exits
 from stockup_tui.config import LoadedConfig, default_config_path, save_settings
+from stockup_tui.engine.drops import describe_losses
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.stats import PipelineStats
 from stockup_tui.themes import builtin_theme_dir, discover_themes, user_theme_dir
 from stockup_tui.untrusted import printable, safe
 from stockup_tui.watchlists import Watchlists
 from stockup_tui.widgets.detail import SymbolDetail
-from stockup_tui.widgets.dialogs import AddSymbolsScreen, AlertScreen, AlertSpec, HelpScreen
+from stockup_tui.widgets.dialogs import (
+    AddSymbolsScreen,
+    AlertScreen,
+    AlertSpec,
+    HelpScreen,
+    QuitScreen,
+)
 from stockup_tui.widgets.events import EventLog, UILogHandler
 from stockup_tui.widgets.format import window_label
 from stockup_tui.widgets.health import HealthPane
@@ -82,6 +93,15 @@ class EngineView(Protocol):
     def stop(self) -> None: ...
 
     def set_symbols(self, symbols: Iterable[str]) -> None: ...
+
+    def stop_progress(self) -> str:
+        """While `stop()` runs (on another thread): what it waits for."""
+        ...
+
+    @property
+    def lost_at_exit(self) -> Mapping[str, int]:
+        """After `stop()`: what could not be delivered, by drop reason."""
+        ...
 
 
 @dataclass
@@ -176,6 +196,9 @@ class StockupApp(App[None]):
         self._ticks = 0
         self._refresh_timer: Timer | None = None
         self._theme_errors: list[str] = []
+        # Quitting: None, "draining" (the engine stops on a worker thread), or "abandoned".
+        self.quitting: str | None = None
+        self.exit_note: str | None = None  # said on the terminal once the screen is gone
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -227,6 +250,10 @@ class StockupApp(App[None]):
         self.health.border_title = "Pipeline"
         self.events.border_title = "Events"
         logging.getLogger().addHandler(self.log_handler)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # `kill`: quit as `q` does (again: at once)
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, lambda: self.call_later(self.action_quit))
         self.engine.start()
         self.engine.set_symbols(self.watchlists.symbols)
         self._update_subtitle()
@@ -493,6 +520,39 @@ class StockupApp(App[None]):
             except OSError as exc:
                 self.notify(f"could not save the theme: {exc}", severity="error")
 
+    async def action_quit(self) -> None:
+        """Drains the engine on a worker thread under a screen that says what it waits for;
+        quitting again (or `stop_timeout`) abandons what is left (exit code 3)."""
+        if self.quitting is None:
+            self.quitting = "draining"
+            bound = self.settings.stop_timeout
+            self.push_screen(QuitScreen(self.engine.stop_progress, bound, time.monotonic))
+            self.set_timer(bound, lambda: self._abandon(f"gave up after {bound:g}s"))
+            self.run_worker(self._drain, thread=True, group="quit")
+        elif self.quitting == "draining":
+            self._abandon("abandoned")
+
+    def _drain(self) -> None:
+        self.engine.stop()
+        self.call_from_thread(self._drained)
+
+    def _drained(self) -> None:
+        if self.quitting != "draining":
+            return
+        lost = self.engine.lost_at_exit
+        if lost:
+            self.exit_note = f"stockup-tui: stopped, but lost at exit: {describe_losses(lost)}"
+        self.exit(return_code=exits.LOST if lost else 0)
+
+    def _abandon(self, why: str) -> None:
+        if self.quitting != "draining":
+            return
+        self.quitting = "abandoned"
+        progress = self.engine.stop_progress()
+        self.exit_note = f"stockup-tui: {why} while {progress}: that data is lost"
+        self.exit(return_code=exits.LOST)
+
     def on_unmount(self) -> None:
         logging.getLogger().removeHandler(self.log_handler)
-        self.engine.stop()
+        if self.quitting is None:  # closed some other way: drain here
+            self.engine.stop()

@@ -10,13 +10,15 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import platformdirs
 
-from stockup_tui import __version__
+from stockup_tui import __version__, exits
 from stockup_tui.config import (
     APP_NAME,
     ConfigError,
@@ -25,7 +27,7 @@ from stockup_tui.config import (
     effective_items,
     load_config,
 )
-from stockup_tui.untrusted import SafeFormatter, printable, safe_lines
+from stockup_tui.untrusted import SafeFormatter, printable, safe, safe_lines
 
 # flag dest -> dotted setting
 FLAG_KEYS = {
@@ -97,8 +99,16 @@ def _merge_common(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse quotes the arguments it refuses: as text, one line, secrets masked."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(exits.CONFIG, f"{self.prog}: error: {safe(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="stockup-tui",
         description="Live stock trades: websocket feed -> bus -> exact sliding-window metrics.",
         epilog="Settings come from defaults < config file < STOCKUP_* environment < flags. "
@@ -186,11 +196,24 @@ def _setup_logging(loaded: LoadedConfig, screen: bool) -> None:
     # buses report each state change once themselves (log, screen, status line).
     for name in ("kafka", "pika"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    threading.excepthook = _log_thread_error
+
+
+def _log_thread_error(args: threading.ExceptHookArgs) -> None:
+    """A thread that dies says so in one log line (its traceback at DEBUG), never as a raw
+    traceback on the terminal under the screen or the status lines."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    log = logging.getLogger("stockup_tui")
+    log.error("thread %s failed: %s: %s", name, args.exc_type.__name__, args.exc_value)
+    if args.exc_value is not None:
+        log.debug("thread %s traceback", name, exc_info=args.exc_value)
 
 
 def print_config(loaded: LoadedConfig) -> None:
     print(f"# config file: {printable(loaded.path or '(none; defaults)')}")
-    rows = [tuple(map(printable, row)) for row in effective_items(loaded)]
+    rows = [tuple(map(safe, row)) for row in effective_items(loaded)]  # a URL may carry one
     width = max(len(k) for k, _, _ in rows)
     for key, shown, origin in rows:
         print(f"{key:<{width}}  {shown:<30}  # {origin}")
@@ -207,19 +230,19 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_config(args.config, overrides)
     except ConfigError as exc:
         print(f"stockup-tui: {safe_lines(exc)}", file=sys.stderr)
-        return 2
+        return exits.CONFIG
     _setup_logging(loaded, screen=args.command is None and not args.headless)
 
     if args.command == "config":
         print_config(loaded)
-        return 0
+        return exits.OK
     if args.command == "simulate":
         from stockup_tui.engine.pipeline import simulator_settings
         from stockup_tui.engine.simulator import run_simulator
 
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_simulator(simulator_settings(loaded.settings.simulator)))
-        return 0
+        return exits.OK
 
     if args.headless:
         from stockup_tui.headless import run_headless
@@ -228,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_headless(loaded.settings))
         except ConfigError as exc:
             print(f"stockup-tui: {safe_lines(exc)}", file=sys.stderr)
-            return 2
+            return exits.CONFIG
     return run_app(loaded)
 
 
@@ -244,9 +267,17 @@ def run_app(loaded: LoadedConfig) -> int:
         host = EngineHost(loaded.settings, live_points=60)
     except ConfigError as exc:
         print(f"stockup-tui: {safe_lines(exc)}", file=sys.stderr)
-        return 2
-    StockupApp(loaded, host).run()
-    return 0
+        return exits.CONFIG
+    app = StockupApp(loaded, host)
+    app.run()
+    code = app.return_code or exits.OK
+    if app.exit_note:
+        print(safe(app.exit_note), file=sys.stderr, flush=True)
+    if app.quitting == "abandoned":
+        # The engine's threads may be stuck on a dead broker: they must not keep us alive.
+        sys.stdout.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import platformdirs
 import tomli_w
@@ -33,6 +33,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from stockup_tui.untrusted import SECRET_PARAMS
 
 APP_NAME = "stockup-tui"
 ENV_PREFIX = "STOCKUP_"
@@ -162,6 +164,11 @@ class SourceConfig(_Section):
             raise ValueError("has no host name")
         if parts.username is not None or parts.password is not None:
             raise ValueError("must not carry credentials (the token goes in source.token)")
+        if any(k.lower() in SECRET_PARAMS for k, _ in parse_qsl(parts.query)):
+            raise ValueError(
+                "must not carry the token (it goes in source.token or FINNHUB_TOKEN, "
+                "and is never shown)"
+            )
         if parts.fragment or v.endswith("#"):
             raise ValueError("must not have a #fragment")
         if port == 0:
@@ -308,6 +315,12 @@ class Settings(_Section):
     )
     windows: StrList = Field(default_factory=lambda: ["1m", "5m"])
     emit_interval: Duration = Field(1.0, gt=0, description="snapshot interval (event time)")
+    stop_timeout: Duration = Field(
+        30.0,
+        gt=0,
+        description="quitting waits at most this long for the bus and sinks to take what is "
+        "pending, then gives up on it (exit code 3)",
+    )
     max_symbols: int = Field(
         10_000,
         ge=1,

@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import faulthandler
 import logging
+import os
 import signal
 import sys
 import time
 from typing import TextIO
 
+from stockup_tui import exits
 from stockup_tui.config import Settings
+from stockup_tui.engine.drops import describe_losses
 from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.stats import PipelineStats
 from stockup_tui.untrusted import safe
@@ -64,14 +67,23 @@ def status_line(st: PipelineStats, final: bool = False) -> str:
 
 
 async def run_headless(settings: Settings, out: TextIO = sys.stdout) -> int:
-    """Runs until SIGINT/SIGTERM (or the end of a replay), drains, and returns the exit code."""
+    """Runs until SIGINT/SIGTERM (or the end of a replay), drains, and returns the exit code.
+
+    A second signal while draining abandons what is left, and so does `stop_timeout`: the
+    process then says what it was waiting for and exits with `exits.LOST` at once."""
     interval = settings.headless.status_interval
     pipeline = Pipeline.from_settings(settings, live_interval=min(1.0, interval))
     stop = asyncio.Event()
+    abandon = asyncio.Event()
+
+    def on_signal() -> None:
+        (abandon if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
+        # Also replaces an inherited SIG_IGN (a shell starts `cmd &` with SIGINT ignored).
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     # `kill -USR1 <pid>` writes every thread's stack to stderr: what a stuck service waits on.
     with contextlib.suppress(AttributeError, RuntimeError, ValueError):
         faulthandler.register(signal.SIGUSR1, all_threads=True)
@@ -100,7 +112,48 @@ async def run_headless(settings: Settings, out: TextIO = sys.stdout) -> int:
     reporter.cancel()
     source_done.cancel()
     stopped.cancel()
-    await pipeline.stop()
+    stop.set()  # from here a signal abandons
+    await _drain(pipeline, abandon, settings.stop_timeout, out)
     print(status_line(pipeline.stats, final=True), file=out, flush=True)
+    if pipeline.lost_at_exit:
+        print(
+            f"stockup-tui: stopped, but lost at exit: {describe_losses(pipeline.lost_at_exit)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return exits.LOST
     print("stopped cleanly", file=out, flush=True)
-    return 0
+    return exits.OK
+
+
+async def _drain(pipeline: Pipeline, abandon: asyncio.Event, bound: float, out: TextIO) -> None:
+    """`pipeline.stop()`, saying what it waits for once a second after the first; on a second
+    signal or after `bound` seconds, says what was left and ends the process (exits.LOST):
+    threads stuck on a dead broker must not keep it alive."""
+    stopping = asyncio.create_task(pipeline.stop())
+    abandoned = asyncio.create_task(abandon.wait())
+    started = time.monotonic()
+    while True:
+        left = bound - (time.monotonic() - started)
+        done, _ = await asyncio.wait(
+            {stopping, abandoned}, timeout=min(1.0, max(0.0, left)), return_when="FIRST_COMPLETED"
+        )
+        if stopping in done:
+            abandoned.cancel()
+            stopping.result()
+            return
+        waited = time.monotonic() - started
+        if abandoned in done or waited >= bound:
+            why = "abandoned" if abandoned in done else f"gave up after {bound:g}s"
+            print(
+                safe(f"stockup-tui: {why} while {pipeline.stop_progress()}: that data is lost"),
+                file=sys.stderr,
+                flush=True,
+            )
+            out.flush()
+            os._exit(exits.LOST)
+        print(
+            safe(f"stopping: {pipeline.stop_progress()} ({waited:.0f}s; Ctrl+C again to abandon)"),
+            file=out,
+            flush=True,
+        )

@@ -22,11 +22,15 @@ import logging
 import re
 
 #: Query parameters whose values are secrets (Finnhub's `token`, the usual others).
+SECRET_PARAMS = frozenset(
+    {"token", "apikey", "api_key", "api-key", "access_token", "access-token", "secret"}
+    | {"password", "passwd", "pwd"}
+)
 _SECRET_PARAM = re.compile(
-    r"(?i)([?&;](?:token|api[_-]?key|apikey|access[_-]?token|secret|password|passwd|pwd)=)[^&#\s'\"]*"
+    r"(?i)([?&;](?:" + "|".join(map(re.escape, sorted(SECRET_PARAMS))) + r")=)[^&#\s'\"]*"
 )
 #: `scheme://user:password@` in a URL.
-_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/@\s:'\"]*:)[^/@\s'\"]*@")
+_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/@\s:'\"]*:)[^/@\s'\"]*@")
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -77,6 +81,13 @@ def safe_lines(text: object) -> str:
 
 class SafeFormatter(logging.Formatter):
     """A formatter whose records cannot forge lines, move the cursor or show a secret."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        try:
+            record.getMessage()
+        except Exception:  # a format string that does not fit its args: show both, not a crash
+            record.msg, record.args = f"{record.msg} {record.args!r}", None
+        return super().format(record)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = safe(record.message)

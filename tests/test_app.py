@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import tomllib
 from collections.abc import Callable
@@ -10,13 +11,15 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Static
 
 from stockup_tui.app import StockupApp
 from stockup_tui.config import load_config
 from stockup_tui.engine.host import EngineHost
-from stockup_tui.widgets.dialogs import AddSymbolsScreen, AlertScreen, HelpScreen
+from stockup_tui.widgets.dialogs import AddSymbolsScreen, AlertScreen, HelpScreen, QuitScreen
 from stockup_tui.widgets.events import EventLog
 from stockup_tui.widgets.quotes import QuotesTable
+from tests.frozen_engine import FrozenEngine, fixed_stats
 
 SIZE = (140, 40)
 
@@ -192,10 +195,66 @@ async def test_quit_is_clean(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.engine.pipeline.analyzer.ingested > 100, "trades")
         await pilot.press("q")
+        await until(pilot, lambda: app.return_code is not None, "the app to exit")
     pipe = app.engine.pipeline  # type: ignore[attr-defined]
     assert app.engine._thread is not None and not app.engine._thread.is_alive()
     assert pipe.analyzer.ingested == pipe.parser.trades  # drained, nothing lost
-    assert app.return_code in (0, None)
+    assert app.return_code == 0 and app.exit_note is None
+
+
+class StuckEngine(FrozenEngine):
+    """An engine whose stop waits on a broker that is gone (until the test lets it go)."""
+
+    def __init__(self) -> None:
+        super().__init__({}, fixed_stats({}))
+        self.release = threading.Event()
+        self.stopped = threading.Event()
+
+    def stop(self) -> None:
+        self.release.wait(30)
+        self.stopped.set()
+
+    def stop_progress(self) -> str:
+        return "sending 1,204 trades to Kafka"
+
+    @property
+    def lost_at_exit(self) -> dict[str, int]:
+        return {"bus_unsent_at_exit": 1204} if self.release.is_set() else {}
+
+
+async def test_quitting_says_what_it_waits_for_and_quitting_again_abandons(
+    tmp_path: Path,
+) -> None:
+    engine = StuckEngine()
+    loaded = load_config(overrides={"symbols": "AAPL"}, environ={})
+    app = StockupApp(loaded, engine, config_path=tmp_path / "config.toml")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("q")
+            assert isinstance(app.screen, QuitScreen)
+            shown = str(app.screen.query_one("#quit-progress", Static).render())
+            assert "sending 1,204 trades to Kafka" in shown and "at most 30s" in shown
+            await pilot.press("ctrl+c")
+            await until(pilot, lambda: app.return_code is not None, "the app to exit")
+    finally:
+        engine.release.set()
+    assert app.return_code == 3 and app.quitting == "abandoned"
+    assert app.exit_note == (
+        "stockup-tui: abandoned while sending 1,204 trades to Kafka: that data is lost"
+    )
+
+
+async def test_a_drain_that_lost_data_exits_with_code_3(tmp_path: Path) -> None:
+    engine = StuckEngine()
+    engine.release.set()  # the drain ends by itself, having lost trades
+    loaded = load_config(overrides={"symbols": "AAPL"}, environ={})
+    app = StockupApp(loaded, engine, config_path=tmp_path / "config.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        await until(pilot, lambda: app.return_code is not None, "the app to exit")
+    assert engine.stopped.is_set()
+    assert app.return_code == 3
+    assert app.exit_note == "stockup-tui: stopped, but lost at exit: bus_unsent_at_exit 1,204"
 
 
 @pytest.mark.parametrize("width", [70])

@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import orjson
@@ -112,6 +113,7 @@ async def test_a_hostile_feed_cannot_reach_the_terminal_or_forge_log_lines(tmp_p
         "ws://127.0.0.1:18799/#frag",
         "ws://127.0.0.1:abc",
         "ws://[::1",
+        "wss://127.0.0.1:18799/?token=secret-token-123",
     ],
 )
 def test_a_url_that_cannot_be_dialled_is_a_clear_error_at_start(url: str) -> None:
@@ -151,3 +153,36 @@ def test_a_watchlist_name_must_be_printable(tmp_path: Path) -> None:
     cfg.write_text('[watchlists]\n"evil\\u001b]0;T\\u0007" = ["AAPL"]\n')
     with pytest.raises(ConfigError, match="printable"):
         load_config(cfg, environ={})
+
+
+def test_a_failing_thread_is_one_log_line_never_a_traceback_on_the_terminal(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from stockup_tui import cli
+
+    def boom() -> None:
+        raise ConnectionError("broker gone \x1b[2J")
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append  # type: ignore[method-assign]
+    app_log = logging.getLogger("stockup_tui")
+    # Only this handler: whatever other tests left on the root logger stays out of it.
+    before = threading.excepthook, app_log.propagate, app_log.level
+    app_log.addHandler(handler)
+    app_log.propagate = False
+    app_log.setLevel(logging.INFO)
+    threading.excepthook = cli._log_thread_error  # what `stockup-tui` installs at start
+    try:
+        thread = threading.Thread(target=boom, name="kafka-producer")
+        thread.start()
+        thread.join()
+    finally:
+        threading.excepthook, app_log.propagate, _ = before
+        app_log.setLevel(before[2])
+        app_log.removeHandler(handler)
+    assert "Traceback" not in capfd.readouterr().err
+    errors = [r for r in records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    line = SafeFormatter("%(message)s").format(errors[0])
+    assert line == "thread kafka-producer failed: ConnectionError: broker gone \\x1b[2J"

@@ -16,6 +16,30 @@ import time
 # already applied): logged at INFO, not WARNING.
 ROUTINE_REASONS = frozenset({"duplicate", "bus_duplicate"})
 
+# Reasons that mean data this process had accepted was lost on its way out (not input refused):
+# counted while quitting, they make the exit code non-zero (see the README, "Exit codes").
+LOSS_REASONS = frozenset(
+    {
+        "bus_unsent_at_exit",
+        "bus_unconfirmed",
+        "bus_buffer_full",
+        "bus_unroutable",
+        "analyzer_undrained",
+        "influx_unsent_at_exit",
+        "influx_buffer_full",
+        "metrics_topic_full",
+    }
+)
+
+
+def is_loss(reason: str) -> bool:
+    return reason in LOSS_REASONS or reason.startswith("sink_error:")
+
+
+def describe_losses(lost: dict[str, int]) -> str:
+    """`bus_unsent_at_exit 1,204, influx_unsent_at_exit 12` for a person."""
+    return ", ".join(f"{reason} {n:,}" for reason, n in sorted(lost.items()))
+
 
 class Drops:
     """Thread-safe drop counters keyed by reason, with rate-limited logging."""

@@ -83,6 +83,13 @@ class EngineHost:
         self._loop.call_soon_threadsafe(run)
         return future.result(timeout)
 
+    def stop_progress(self) -> str:
+        return self.pipeline.stop_progress()
+
+    @property
+    def lost_at_exit(self) -> Mapping[str, int]:
+        return self.pipeline.lost_at_exit
+
     def set_symbols(self, symbols: Iterable[str]) -> None:
         wanted = list(symbols)
         self.call(lambda: self.pipeline.set_symbols(wanted))

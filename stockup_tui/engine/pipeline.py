@@ -37,7 +37,7 @@ from stockup_tui.engine.codec import (
     encode_watermark,
     message_key,
 )
-from stockup_tui.engine.drops import Drops
+from stockup_tui.engine.drops import Drops, describe_losses, is_loss
 from stockup_tui.engine.heap import release_free_heap
 from stockup_tui.engine.latency import RecentLatency
 from stockup_tui.engine.model import SymbolBatch, SymbolSnapshot, Watermark
@@ -61,6 +61,9 @@ from stockup_tui.engine.stats import (
 )
 
 log = logging.getLogger(__name__)
+
+
+_BUS_NAMES = {"kafka": "Kafka", "rabbitmq": "RabbitMQ", "memory": "the in-process bus"}
 
 
 def simulator_settings(cfg: SimulatorConfig) -> SimulatorSettings:
@@ -151,6 +154,8 @@ class Pipeline:
         self._process = ProcessMeter()
         self._started_at = time.monotonic()
         self._stopping = False
+        self.stop_phase: str | None = None  # what stop() waits for now (see stop_progress)
+        self.lost_at_exit: dict[str, int] = {}  # losses counted while stopping, by reason
         self._source_done = asyncio.Event()
         self._analyzer_done = asyncio.Event()
         self.stats: PipelineStats = self._build_stats()
@@ -296,22 +301,30 @@ class Pipeline:
         await self._source_done.wait()
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Drains and stops everything; safe to call twice."""
+        """Drains and stops everything; safe to call twice. `lost_at_exit` then says what
+        could not be delivered; `stop_progress()` says meanwhile what it waits for."""
         if self._stopping:
             return
         self._stopping = True
+        before = self.drops.snapshot()
+        self.stop_phase = "source"
         await self.source.stop()
         self._cancel("source")
         self._cancel("publisher")
+        self.stop_phase = "bus"
         await self._flush()
         if self._publishes and self._live_clock and not self._source_done.is_set():
             # A live stop closes what the clock has passed; a restart goes on from there.
             await self._advance_clock(time.time())
         await self.bus.close()
+        self.stop_phase = "analyzer"
         try:
             await asyncio.wait_for(self._analyzer_done.wait(), timeout)
         except TimeoutError:
             log.error("analyzer did not drain within %.0fs; stopping it", timeout)
+            if self.bus.stats.kind == "memory":  # a network bus keeps them for the next run
+                self.drops.add("analyzer_undrained", self.bus.unsent_trades())
+        self.stop_phase = "sinks"
         for name in list(self._stages):
             self._cancel(name)
         await asyncio.gather(
@@ -330,7 +343,41 @@ class Pipeline:
         if self.simulator is not None:
             await asyncio.to_thread(self.simulator.stop)
         self.stats = self._build_stats()
+        after = self.drops.snapshot()
+        self.lost_at_exit = {
+            reason: n - before.get(reason, 0)
+            for reason, n in after.items()
+            if is_loss(reason) and n > before.get(reason, 0)
+        }
+        self.stop_phase = "stopped"
+        if self.lost_at_exit:
+            log.error("lost at exit: %s", describe_losses(self.lost_at_exit))
         log.info("pipeline stopped")
+
+    def stop_progress(self) -> str:
+        """What `stop()` is waiting for, for a person watching it quit (any thread)."""
+        phase = self.stop_phase
+        bus = _BUS_NAMES.get(self.bus.stats.kind, self.bus.stats.kind)
+        if phase == "bus":
+            unsent = self.bus.unsent_trades()
+            step = self.bus.stats.closing
+            if step is None or step == "sending":
+                return f"sending {unsent:,} trades to {bus}" if unsent else f"closing {bus}"
+            return f"{step} ({bus})" + (f"; {unsent:,} trades not sent" if unsent else "")
+        if phase == "analyzer":
+            backlog = self.bus.stats.backlog
+            left = f" ({backlog:,} messages left)" if backlog else ""
+            return f"the analyzer is finishing what {bus} holds{left}"
+        if phase == "sinks":
+            pending = []
+            for sink in self.sinks:
+                n = sink.figures().get("pending")
+                if isinstance(n, int) and n:
+                    pending.append(f"{sink.name} {n:,} points")
+            return "writing " + ", ".join(pending) if pending else "closing the sinks"
+        if phase == "stopped":
+            return "stopped"
+        return "stopping the feed"
 
     def set_symbols(self, symbols: Iterable[str], *, share: bool = True) -> None:
         """Changes the watchlist live: the feed re-subscribes, removed symbols are forgotten.

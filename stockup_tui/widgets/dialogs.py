@@ -1,4 +1,4 @@
-"""Modal prompts: add symbols, set a price alert, and the key help.
+"""Modal prompts: add symbols, set a price alert, the key help, and quitting.
 
 Each prompt validates as you type and says what is wrong in plain words; Enter accepts only
 valid input, Escape cancels.
@@ -7,7 +7,7 @@ valid input, Escape cancels.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from textual.app import ComposeResult
@@ -145,3 +145,40 @@ class HelpScreen(ModalScreen):
                 "Every action is also in the command palette (Ctrl+P). Escape closes.",
                 classes="message",
             )
+
+
+class QuitScreen(ModalScreen):
+    """Shown while the engine drains on quit: what it waits for, how long, how to abandon.
+
+    `progress` is read a few times a second (any thread may be draining meanwhile); q, Ctrl+C
+    or Ctrl+Q again runs the app's quit action, which abandons what is left."""
+
+    BINDINGS = [
+        Binding("q,ctrl+c,ctrl+q", "app.quit", "Quit now", priority=True),
+    ]
+
+    def __init__(self, progress: Callable[[], str], bound: float, clock: Callable[[], float]):
+        super().__init__()
+        self.progress = progress
+        self.bound = bound
+        self.clock = clock
+        self.started = clock()
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Quitting", classes="title")
+            yield Static(id="quit-progress", markup=False)
+            yield Static(
+                "q or Ctrl+C again quits at once: what is still pending is then lost.",
+                classes="message",
+                markup=False,
+            )
+
+    def on_mount(self) -> None:
+        self.show_progress()
+        self.set_interval(0.25, self.show_progress)
+
+    def show_progress(self) -> None:
+        waited = self.clock() - self.started
+        text = f"{self.progress()}… {waited:.0f}s (at most {self.bound:g}s)"
+        self.query_one("#quit-progress", Static).update(Content(printable(text)))

@@ -63,6 +63,7 @@ class BusStats:
     publish_errors: int = 0
     last_error: str | None = None
     backlog: int | None = None  # messages still to read for this consumer, when known
+    closing: str | None = None  # the step `close()` is at, for a person watching it quit
     # Bus-specific health lines for the screen, e.g. {"lag": "p0 12, p1 0", "confirm p99": "4 ms"}
     details: dict[str, str] = field(default_factory=dict)
 
@@ -97,4 +98,9 @@ class Bus(Protocol):
 
     async def close(self) -> None:
         """No more publishing; consumers drain what is queued, then stop."""
+        ...
+
+    def unsent_trades(self) -> int:
+        """Trades handed to `publish` that the bus has not taken for good yet (a network bus:
+        not acknowledged by the broker; the memory bus: not consumed). What quitting waits for."""
         ...

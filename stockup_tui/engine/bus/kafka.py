@@ -9,6 +9,7 @@ this class is the asyncio face the pipeline sees, and turns their counters into 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -106,16 +107,29 @@ class KafkaBus:
         if self._closed:
             return
         self._closed = True
+        stats = self.stats
+        sent = True
         if self._publishes:
-            await asyncio.to_thread(self.publisher.flush, PUBLISH_DRAIN_S)
+            stats.closing = "sending"
+            sent = await asyncio.to_thread(self.publisher.flush, PUBLISH_DRAIN_S)
         if self.reader is not None:
-            if self._publishes:
+            if self._publishes and sent:
+                stats.closing = "reading what was sent, then committing"
                 self.reader.drain_and_stop()
-            else:
+                wait = DRAIN_TIMEOUT_S + 15
+            else:  # nothing to wait for: what the broker did not take, no consumer will read
+                stats.closing = "committing and leaving the consumer group"
                 self.reader.stop()
+                wait = 15 if sent else 5  # a broker away: its commit is lost either way
             # Returns once the analyzer acknowledged every delivery and the last commit is done.
-            await asyncio.to_thread(self.reader.join, DRAIN_TIMEOUT_S + 15)
-        ok = await asyncio.to_thread(self.publisher.close, PUBLISH_DRAIN_S)
+            await asyncio.to_thread(self.reader.join, wait)
+            if self.reader.alive:  # stuck on a broker that is away: end the stream without it
+                log.warning("Kafka consumer: not stopped after %.0fs; leaving it behind", wait)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._queue.put(None), 5)
+        stats.closing = "sending the last snapshots"
+        # A broker that did not take our trades within PUBLISH_DRAIN_S is not waited for again.
+        ok = await asyncio.to_thread(self.publisher.close, PUBLISH_DRAIN_S if sent else 0.0)
         if not ok and self.publisher.unacked_trades:
             self.drops.add(
                 "bus_unsent_at_exit",
@@ -124,6 +138,9 @@ class KafkaBus:
             )
         for watcher in self._watchers:
             watcher.stop()
+
+    def unsent_trades(self) -> int:
+        return self.publisher.unacked_trades if self._publishes else 0
 
     # -- publishing ------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ COMMIT_EVERY_S = 0.1
 #: A commit unanswered for this long is given up on (its answer may still come): the next goes.
 COMMIT_STUCK_S = 10.0
 DRAIN_TIMEOUT_S = 15.0
+LAG_TIMEOUT_MS = 2_000  # the lag query's bound (a figure for the screen)
 
 
 METADATA_VERSION = 2
@@ -141,6 +142,10 @@ class KafkaReader:
     def stop(self) -> None:
         """Commit what was acknowledged and end the stream now."""
         self._stop.set()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def join(self, timeout: float) -> None:
         """Waits for the consumer thread to end (the last deliveries acknowledged, committed)."""
@@ -339,7 +344,9 @@ class KafkaReader:
             self.lag = {}
             return
         try:
-            ends = consumer.end_offsets(assigned)
+            # A status figure: never worth holding the consumer thread (its polls, its
+            # heartbeats, a stop) for the client's 30 s request timeout when the broker is away.
+            ends = consumer.end_offsets(assigned, timeout_ms=LAG_TIMEOUT_MS)
             self.lag = {tp.partition: max(0, ends[tp] - consumer.position(tp)) for tp in assigned}
         except Exception as exc:
             self._error(exc, "lag query failed")
@@ -355,7 +362,8 @@ class KafkaReader:
                 continue
             if targets is None:
                 try:
-                    targets = consumer.end_offsets(assigned)
+                    left = max(0.1, deadline - time.monotonic())
+                    targets = consumer.end_offsets(assigned, timeout_ms=round(left * 1000))
                 except Exception as exc:
                     self._error(exc, "end offsets failed")
                     continue

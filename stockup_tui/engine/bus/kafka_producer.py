@@ -123,7 +123,7 @@ class KafkaPublisher:
         with self._cond:
             self._draining = True
             self._cond.notify_all()  # a thread waiting out a backoff tries again now
-            if self._unacked_bytes and not self.connected:
+            if self._unacked_bytes and not self.connected and timeout > 0:
                 log.warning(
                     "Kafka producer: waiting up to %.0fs for the broker to take %d trade(s)",
                     timeout,

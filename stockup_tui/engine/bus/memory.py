@@ -19,6 +19,7 @@ class MemoryBus:
     def __init__(self, capacity: int = 1000) -> None:
         self._queue: asyncio.Queue[Sequence[Message] | None] = asyncio.Queue(capacity)
         self._closed = False
+        self._queued_trades = 0
         self.stats = BusStats(kind="memory", queue_capacity=capacity)
 
     async def start(self) -> None:
@@ -36,6 +37,7 @@ class MemoryBus:
                 replace(m, partition=0) if m.partition == ALL_PARTITIONS else m for m in messages
             ]
         await self._queue.put(messages)
+        self._queued_trades += sum(m.trades for m in messages)
         stats = self.stats
         stats.published_messages += len(messages)
         stats.published_bytes += sum(len(m.payload) for m in messages)
@@ -49,6 +51,7 @@ class MemoryBus:
             if item is None:  # closed: everything before it has been consumed
                 return
             stats.consumed_messages += len(item)
+            self._queued_trades -= sum(m.trades for m in item)
             stats.queue_depth = stats.backlog = queue.qsize()
             yield Delivery(messages=item)
 
@@ -57,6 +60,9 @@ class MemoryBus:
 
     async def dead_letter(self, message: Message, reason: str) -> None:
         return None  # in-process: nothing to keep beyond the drop counter
+
+    def unsent_trades(self) -> int:
+        return self._queued_trades
 
     async def close(self) -> None:
         if not self._closed:

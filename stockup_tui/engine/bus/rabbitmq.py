@@ -154,6 +154,9 @@ class RabbitMQBus:
         except Exception as exc:  # must not raise (see the Bus contract)
             log.exception("RabbitMQ dead-lettering failed: %s", exc)
 
+    def unsent_trades(self) -> int:
+        return 0 if self.publisher is None else self.publisher.unconfirmed_trades
+
     async def close(self) -> None:
         """Waits for confirms (and, in role all, for the consumer to read everything published
         here), then closes both connections."""

@@ -264,6 +264,10 @@ class Publisher(Link):
     def unconfirmed(self) -> int:
         return len(self._inflight) + len(self._unsent)
 
+    @property
+    def unconfirmed_trades(self) -> int:
+        return sum(e.trades for e in self._inflight) + sum(e.trades for e in self._unsent)
+
     async def drain(self, timeout: float) -> bool:
         """Waits until every message is confirmed; False on timeout."""
         try:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import random
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -413,8 +414,14 @@ class SimulatorThread:
 
 
 async def run_simulator(settings: SimulatorSettings | None = None) -> None:
-    """Serve the simulator until cancelled, logging its url (entry point of `simulate`)."""
+    """Serve the simulator until SIGINT or SIGTERM (or cancelled), logging its url (entry point
+    of `simulate`). The handlers also replace an inherited SIG_IGN: a shell starts `cmd &`
+    with SIGINT ignored, and a simulator that Ctrl+C or `kill -INT` cannot stop is a nuisance."""
     sim = MarketSimulator(settings)
     await sim.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, lambda: loop.create_task(sim.stop()))
     log.info("market simulator listening on %s", sim.url)
     await sim.serve_forever()
