@@ -90,7 +90,9 @@ class EngineView(Protocol):
 
     def start(self) -> None: ...
 
-    def stop(self) -> None: ...
+    def stop(self, timeout: float | None = None) -> bool:
+        """Drains the engine; True once it has stopped (False: `timeout` passed first)."""
+        ...
 
     def set_symbols(self, symbols: Iterable[str]) -> None: ...
 
@@ -533,7 +535,7 @@ class StockupApp(App[None]):
             self._abandon("abandoned")
 
     def _drain(self) -> None:
-        self.engine.stop()
+        self.engine.stop()  # as long as it takes: the timer set in action_quit bounds the wait
         self.call_from_thread(self._drained)
 
     def _drained(self) -> None:
@@ -554,5 +556,5 @@ class StockupApp(App[None]):
 
     def on_unmount(self) -> None:
         logging.getLogger().removeHandler(self.log_handler)
-        if self.quitting is None:  # closed some other way: drain here
-            self.engine.stop()
+        if self.quitting is None:  # closed some other way: drain here, within the bound
+            self.engine.stop(self.settings.stop_timeout)

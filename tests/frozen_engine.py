@@ -36,8 +36,8 @@ class FrozenEngine:
     def start(self) -> None:
         return None
 
-    def stop(self) -> None:
-        return None
+    def stop(self, timeout: float | None = None) -> bool:
+        return True
 
     def set_symbols(self, symbols: Iterable[str]) -> None:
         self.symbols = list(symbols)

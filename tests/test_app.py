@@ -210,9 +210,10 @@ class StuckEngine(FrozenEngine):
         self.release = threading.Event()
         self.stopped = threading.Event()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> bool:
         self.release.wait(30)
         self.stopped.set()
+        return True
 
     def stop_progress(self) -> str:
         return "sending 1,204 trades to Kafka"

@@ -186,3 +186,73 @@ def test_a_failing_thread_is_one_log_line_never_a_traceback_on_the_terminal(
     assert len(errors) == 1
     line = SafeFormatter("%(message)s").format(errors[0])
     assert line == "thread kafka-producer failed: ConnectionError: broker gone \\x1b[2J"
+
+
+async def _refusing_server():
+    """A websocket endpoint that refuses every handshake (HTTP 403), as Finnhub does for a
+    bad token; the client retries and reports the failure."""
+
+    def refuse(connection, request):
+        return connection.respond(403, "no\n")
+
+    return serve(lambda ws: ws.wait_closed(), "127.0.0.1", 0, process_request=refuse)
+
+
+async def test_the_token_stays_out_of_stdout_stderr_and_the_log_file(tmp_path: Path) -> None:
+    token = "secret-token-987"
+    log_file = tmp_path / "stockup.log"
+    async with await _refusing_server() as server:
+        port = server.sockets[0].getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")}
+        env |= {"PYTHONUNBUFFERED": "1", "FINNHUB_TOKEN": token}
+        proc = await asyncio.create_subprocess_exec(
+            *CMD, "--headless", "--source", "finnhub", "--url", f"ws://127.0.0.1:{port}/",
+            "--symbols", "AAPL", "--status-interval", "0.3", "--set", f"log.file={log_file}",
+            "--log-level", "DEBUG", stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            seen = b""
+
+            def logged_failure() -> bool:
+                return log_file.exists() and b"connect failed" in log_file.read_bytes()
+
+            while not logged_failure():  # a status line at least every 0.3 s
+                seen += await asyncio.wait_for(proc.stdout.readline(), 30)
+        finally:
+            proc.terminate()
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+    logged = log_file.read_text()
+    assert "HTTP 403" in logged
+    for text in (seen.decode(), out.decode(), err.decode(), logged):
+        assert token not in text
+
+
+async def test_the_token_stays_off_the_screen(tmp_path: Path) -> None:
+    from textual.widgets import Static
+
+    from stockup_tui.app import StockupApp
+    from stockup_tui.config import load_config
+    from stockup_tui.engine.host import EngineHost
+    from stockup_tui.widgets.events import EventLog
+
+    token = "secret-token-654"
+    async with await _refusing_server() as server:
+        port = server.sockets[0].getsockname()[1]
+        flags = {"source.kind": "finnhub", "source.url": f"ws://127.0.0.1:{port}/"}
+        loaded = load_config(
+            overrides=flags | {"ui.show_log": True}, environ={"FINNHUB_TOKEN": token}
+        )
+        app = StockupApp(loaded, EngineHost(loaded.settings), config_path=tmp_path / "c.toml")
+        async with app.run_test(size=(160, 45)) as pilot:
+            deadline = asyncio.get_running_loop().time() + 20
+            while not app.engine.stats.source.last_error:
+                assert asyncio.get_running_loop().time() < deadline, "no connect error shown"
+                await pilot.pause(0.05)
+            await pilot.pause(0.5)  # a refresh or two of the panes
+            screen = app.export_screenshot()
+            events = "\n".join(line for _, line, *_ in app.query_one(EventLog).events)
+            status = str(app.query_one("#statusbar", Static).render())
+    assert "403" in screen or "403" in events
+    for text in (screen, events, status):
+        assert token not in text

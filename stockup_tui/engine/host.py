@@ -59,14 +59,16 @@ class EngineHost:
         if self._error is not None:
             raise self._error
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """Drains the pipeline and ends the thread (blocking)."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Drains the pipeline and ends the thread (blocking, at most `timeout` seconds: None
+        waits as long as the pipeline's own bounds take). True once the thread has ended."""
         loop, stop = self._loop, self._stop
         if loop is None or stop is None or self._thread is None:
-            return
+            return True
         if loop.is_running():
             loop.call_soon_threadsafe(stop.set)
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def call(self, fn: Callable[[], T], timeout: float = 5.0) -> T:
         """Runs `fn` on the engine loop and returns its result (for control, not per trade)."""
