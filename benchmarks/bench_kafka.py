@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 
 import psutil
-import tomli_w
+import tomlkit
 from bench_pipeline import free_port, start_simulator, wait_port
 
 from stockup_tui.config import Settings
@@ -101,7 +101,7 @@ async def main() -> None:
         }
         if args.split:
             cfg = Path(tempfile.mkdtemp()) / "query.toml"
-            cfg.write_text(tomli_w.dumps(data))
+            cfg.write_text(tomlkit.dumps(data))
             query = subprocess.Popen(
                 [sys.executable, "-m", "stockup_tui", "--config", str(cfg), "--headless",
                  "--role", "query", "--status-interval", "1", "--log-level", "WARNING"],

@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -32,6 +32,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
 from stockup_tui import exits
+from stockup_tui.alerts import Alert, fired, parse_alert
 from stockup_tui.config import LoadedConfig, default_config_path, save_settings
 from stockup_tui.engine.drops import describe_losses
 from stockup_tui.engine.model import SymbolSnapshot
@@ -43,13 +44,13 @@ from stockup_tui.widgets.detail import SymbolDetail
 from stockup_tui.widgets.dialogs import (
     AddSymbolsScreen,
     AlertScreen,
-    AlertSpec,
+    AlertsScreen,
     HelpScreen,
     QuitScreen,
 )
 from stockup_tui.widgets.events import EventLog, UILogHandler
 from stockup_tui.widgets.format import window_label
-from stockup_tui.widgets.health import HealthPane
+from stockup_tui.widgets.health import LEVEL_STYLE, HealthPane, Level, problem
 from stockup_tui.widgets.quotes import QuotesTable
 
 log = logging.getLogger(__name__)
@@ -106,12 +107,6 @@ class EngineView(Protocol):
         ...
 
 
-@dataclass
-class Alert:
-    symbol: str
-    spec: AlertSpec
-
-
 class StockupApp(App[None]):
     """stockup-tui: live quotes, exact window metrics and pipeline health."""
 
@@ -119,9 +114,13 @@ class StockupApp(App[None]):
     CSS_PATH = "app.tcss"
     # Below 100 columns the side panes give their room to the quotes (app.tcss: `.-narrow`).
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    # The footer shows these left to right and cuts what does not fit: help and quit first.
     BINDINGS = [
+        Binding("question_mark", "help", "Keys"),
+        Binding("q", "quit", "Quit"),
         Binding("a", "add_symbols", "Add"),
         Binding("d,delete", "remove_symbol", "Remove"),
+        Binding("u", "undo_remove", "Undo", show=False),
         Binding("K,shift+up", "move_symbol(-1)", "Move up", show=False),
         Binding("J,shift+down", "move_symbol(1)", "Move down", show=False),
         Binding("j", "cursor(1)", "Down", show=False),
@@ -133,19 +132,19 @@ class StockupApp(App[None]):
         Binding("space,p", "pause", "Pause"),
         Binding("w", "next_window", "Window"),
         Binding("b", "alert", "Alert"),
+        Binding("B", "alerts", "Alerts", show=False),
         Binding("v", "toggle('detail')", "Detail", show=False),
         Binding("h", "toggle('health')", "Health", show=False),
         Binding("l", "toggle('events')", "Log"),
         Binding("tab", "watchlist(1)", "Next list", show=False, priority=True),
         Binding("shift+tab", "watchlist(-1)", "Prev list", show=False, priority=True),
-        Binding("question_mark", "help", "Keys"),
-        Binding("q", "quit", "Quit"),
     ]
 
     # Longer names for the command palette (the footer keeps the short descriptions).
     PALETTE_TITLES = {
         "add_symbols": "Add symbols to the watchlist",
         "remove_symbol": "Remove the selected symbol",
+        "undo_remove": "Undo the last removal",
         "move_symbol(-1)": "Move the selected symbol up",
         "move_symbol(1)": "Move the selected symbol down",
         "cursor(1)": "Cursor down",
@@ -157,6 +156,7 @@ class StockupApp(App[None]):
         "pause": "Pause or resume the display",
         "next_window": "Switch the window (1m, 5m, ...)",
         "alert": "Set a price alert on the selected symbol",
+        "alerts": "List and remove price alerts",
         "toggle('detail')": "Toggle the detail pane",
         "toggle('health')": "Toggle the pipeline health pane",
         "toggle('events')": "Toggle the event log",
@@ -193,11 +193,14 @@ class StockupApp(App[None]):
         self.window_labels = [window_label(ms) for ms in self.settings.windows_ms]
         self.window_index = 0
         self.paused = False
-        self.alerts: list[Alert] = []
+        self.alerts: list[Alert] = [parse_alert(text) for text in self.settings.alerts]
+        # Removals that `u` can undo, the last one last: (list, symbol, index, its alerts).
+        self.removed: list[tuple[str, str, int, list[Alert]]] = []
         self.log_handler = UILogHandler()
         self._ticks = 0
         self._refresh_timer: Timer | None = None
         self._theme_errors: list[str] = []
+        self._problem: tuple[Level, str] | None = None  # the status bar's warning, if any
         # Quitting: None, "draining" (the engine stops on a worker thread), or "abandoned".
         self.quitting: str | None = None
         self.exit_note: str | None = None  # said on the terminal once the screen is gone
@@ -285,6 +288,8 @@ class StockupApp(App[None]):
         if not self.is_running:  # shutting down: the panes are being removed
             return
         self._drain_log()
+        if self.alerts:  # paused or not: a pause freezes the display, not the market
+            self._check_alerts(self.engine.latest)
         if self.paused:
             return
         if tick:
@@ -296,10 +301,14 @@ class StockupApp(App[None]):
         if self.detail.display:
             self._show_detail(quotes.selected_symbol, latest, now_ms)
         health = self.health
-        if tick and health.display and (self._ticks % HEALTH_EVERY == 1):
-            health.update_health(self.engine.stats)
-        if self.alerts:
-            self._check_alerts(latest)
+        if tick and self._ticks % HEALTH_EVERY == 1:
+            stats = self.engine.stats
+            if health.display:
+                health.update_health(stats)
+            found = problem(stats, self.settings.source.watchdog)
+            if found != self._problem:  # at every size: the pane may be hidden or scrolled
+                self._problem = found
+                self._update_subtitle()
 
     def refresh_now(self) -> None:
         """A refresh for a key press, in the key's own frame and with only what the key can
@@ -334,12 +343,14 @@ class StockupApp(App[None]):
 
     # -- watchlist edits ---------------------------------------------------------------------
 
-    def _apply_watchlist(self, note: str) -> None:
-        """Pushes the active list to the feed, saves it and tells the user."""
+    def _apply_watchlist(self, note: str | None) -> None:
+        """Pushes the active list to the feed, saves it and tells the user (`note`: the event
+        log line; None for a change the table itself shows, a move)."""
         self.engine.set_symbols(self.watchlists.symbols)
         self._save()
         self._update_subtitle()
-        self.event(note)
+        if note:
+            self.event(note)
         self.refresh_now()
 
     def _save(self) -> None:
@@ -355,8 +366,9 @@ class StockupApp(App[None]):
             if not symbols:
                 return
             added, notes = self.watchlists.add(symbols)
-            for note in notes:
+            for note in notes:  # one per kind of refusal, also kept in the event log
                 self.notify(note, severity="warning")
+                self.event(note, "WARNING")
             if added:
                 self._apply_watchlist(f"added {', '.join(added)} to {self.watchlists.active}")
                 self.quotes.select_symbol(added[0])
@@ -365,16 +377,36 @@ class StockupApp(App[None]):
 
     def action_remove_symbol(self) -> None:
         symbol = self.quotes.selected_symbol
-        if symbol and self.watchlists.remove(symbol):
-            self.alerts = [a for a in self.alerts if a.symbol != symbol]
-            self._apply_watchlist(f"removed {symbol} from {self.watchlists.active}")
+        if symbol is None:
+            return
+        index = self.watchlists.symbols.index(symbol) if symbol in self.watchlists.symbols else 0
+        if self.watchlists.remove(symbol):
+            gone = [a for a in self.alerts if a.symbol == symbol]
+            if gone:
+                self._set_alerts([a for a in self.alerts if a.symbol != symbol])
+            self.removed = [*self.removed[-19:], (self.watchlists.active, symbol, index, gone)]
+            self._apply_watchlist(f"removed {symbol} from {self.watchlists.active} (u: undo)")
+
+    def action_undo_remove(self) -> None:
+        if not self.removed:
+            self.notify("nothing to undo")
+            return
+        name, symbol, index, alerts = self.removed.pop()
+        if not self.watchlists.insert(symbol, index, name):
+            self.notify(f"{symbol} cannot go back into {name}", severity="warning")
+            return
+        if alerts:
+            self._set_alerts([*self.alerts, *alerts])
+        self._apply_watchlist(f"{symbol} back in {name}")
+        if name == self.watchlists.active:
+            self.quotes.select_symbol(symbol)
 
     def action_move_symbol(self, step: int) -> None:
         quotes = self.quotes
         symbol = quotes.selected_symbol
         if symbol and self.watchlists.move(symbol, step):
             quotes.sort_by(None)
-            self._apply_watchlist(f"moved {symbol} {'up' if step < 0 else 'down'}")
+            self._apply_watchlist(None)  # the row moves before the user's eyes
             quotes.select_symbol(symbol)
 
     def action_watchlist(self, step: int) -> None:
@@ -420,9 +452,9 @@ class StockupApp(App[None]):
         self.quotes.focus()
 
     def on_key(self, event: events.Key) -> None:
-        """Escape in the filter box clears it and returns to the table."""
+        """Escape in the filter box, or on the table while a filter is set, clears it."""
         box = self.filter_box
-        if event.key == "escape" and box.has_focus:
+        if event.key == "escape" and (box.has_focus or (self.quotes.has_focus and box.value)):
             box.value = ""
             box.remove_class("-visible")
             self.quotes.focus()
@@ -442,13 +474,31 @@ class StockupApp(App[None]):
         widget = {"detail": self.detail, "health": self.health, "events": self.events}[pane]
         widget.toggle_class("-hidden")  # app.tcss: display none; hidden panes skip refreshes
 
+    # Keys that are not bindings of the app (the table's own, the mouse), for the help.
+    OTHER_KEYS = (
+        ("↑ / ↓", "Previous / next symbol"),
+        ("pgup / pgdn", "A page up / down"),
+        ("home / end", "First / last symbol"),
+        ("enter", "In the filter box: keep the filter and return to the table"),
+        ("esc", "Clear the filter (in the box or on the table); close a dialog"),
+        ("click", "On a row: select it; on a column header: sort by it (again: reverse)"),
+        ("wheel", "Scroll the table or the pane under the mouse"),
+        ("^p", "Command palette: every action by name"),
+    )
+
     def action_help(self) -> None:
         rows = [
-            (b.key_display or b.key, self.PALETTE_TITLES.get(b.action, b.description))
+            (self._keys_shown(b), self.PALETTE_TITLES.get(b.action, b.description))
             for b in self._help_bindings()
         ]
-        rows.append(("ctrl+p", "Command palette"))
-        self.push_screen(HelpScreen(rows))
+        self.push_screen(HelpScreen([*rows, *self.OTHER_KEYS]))
+
+    def _keys_shown(self, binding: Binding) -> str:
+        """`d / del`, `/`, `?`: every key of a binding, as the footer writes one."""
+        return " / ".join(
+            self.get_key_display(replace(binding, key=key.strip()))
+            for key in binding.key.split(",")
+        )
 
     def _help_bindings(self) -> list[Binding]:
         return [b for b in self.BINDINGS if isinstance(b, Binding)]
@@ -463,11 +513,14 @@ class StockupApp(App[None]):
         # screen (for a Header, which this app does not have), which made a window switch cost
         # a full-screen render. The status bar below is the only place it shows.
         self.set_reactive(App.sub_title, sub_title)
-        # The watchlist's name comes from the config file: plain text, never markup.
-        self.statusbar.update(
-            Content.assemble((self.title, "bold"), " · ", printable(self.sub_title)),
-            layout=False,
-        )
+        # The watchlist's name comes from the config file: plain text, never markup. A problem
+        # of the pipeline comes right after the title, where no width cuts it off.
+        parts: list[Content | tuple[str, str] | str] = [(self.title, "bold"), " · "]
+        if self._problem is not None:
+            level, text = self._problem
+            parts += [Content.styled(f"● {text}", LEVEL_STYLE[level]), " · "]
+        parts.append(printable(self.sub_title))
+        self.statusbar.update(Content.assemble(*parts), layout=False)
 
     # -- alerts ------------------------------------------------------------------------------
 
@@ -478,29 +531,44 @@ class StockupApp(App[None]):
             return
         snap = self.engine.latest.get(symbol)
 
-        def done(spec: AlertSpec | None) -> None:
-            if spec is not None:
-                self.alerts.append(Alert(symbol, spec))
-                self.event(f"alert set: {symbol} {spec.direction} {spec.price:g}")
+        def done(alert: Alert | None) -> None:
+            if alert is not None:
+                self._set_alerts([*self.alerts, alert])
+                self.event(f"alert set: {alert}")
 
         self.push_screen(AlertScreen(symbol, snap.last_price if snap else None), done)
 
+    def action_alerts(self) -> None:
+        def done(kept: list[Alert] | None) -> None:
+            if kept is not None and kept != self.alerts:
+                for alert in self.alerts:
+                    if alert not in kept:
+                        self.event(f"alert removed: {alert}")
+                self._set_alerts(kept)
+
+        self.push_screen(AlertsScreen(self.alerts), done)
+
+    def _set_alerts(self, alerts: list[Alert]) -> None:
+        """The alerts in force, kept in the config file."""
+        self.alerts = alerts
+        self.settings.alerts = [str(a) for a in alerts]
+        if self.save_enabled:
+            try:
+                save_settings(self.config_path, {"alerts": self.settings.alerts})
+            except OSError as exc:
+                self.notify(f"could not save the alerts: {exc}", severity="error")
+
     def _check_alerts(self, latest: Mapping[str, SymbolSnapshot]) -> None:
-        fired: list[Alert] = []
-        for alert in self.alerts:
-            snap = latest.get(alert.symbol)
-            if snap is None or snap.last_price is None:
-                continue
-            price, spec = snap.last_price, alert.spec
-            if (spec.direction == "above" and price >= spec.price) or (
-                spec.direction == "below" and price <= spec.price
-            ):
-                fired.append(alert)
-                text = f"{alert.symbol} is {spec.direction} {spec.price:g}: last {price:g}"
-                self.notify(text, title="Price alert", severity="warning", timeout=10)
-                self.event(f"ALERT {text}", "WARNING")
-        if fired:
-            self.alerts = [a for a in self.alerts if a not in fired]
+        done = fired(self.alerts, latest)
+        for alert in done:
+            last = latest[alert.symbol].last_price
+            text = f"{alert.symbol} is {alert.direction} {alert.price:g}: last {last:g}"
+            self.notify(text, title="Price alert", severity="warning", timeout=10)
+            self.event(f"ALERT {text}", "WARNING")
+            if self.settings.ui.bell:
+                self.bell()
+        if done:
+            self._set_alerts([a for a in self.alerts if a not in done])
 
     # -- palette, theme, quit ----------------------------------------------------------------
 

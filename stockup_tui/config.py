@@ -16,13 +16,13 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import platformdirs
-import tomli_w
+import tomlkit
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from stockup_tui.alerts import parse_alert
 from stockup_tui.untrusted import SECRET_PARAMS
 
 APP_NAME = "stockup-tui"
@@ -294,6 +295,7 @@ class UIConfig(_Section):
     refresh: Duration = Field(0.1, ge=0.02, le=5, description="screen refresh period")
     watchlist: str = Field("main", description="active watchlist: main (= symbols) or a name")
     show_log: bool = Field(False, description="show the event log pane at start")
+    bell: bool = Field(False, description="ring the terminal bell when a price alert fires")
 
 
 class LogConfig(_Section):
@@ -332,6 +334,10 @@ class Settings(_Section):
     bus: BusConfig = Field(default_factory=BusConfig)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     rabbitmq: RabbitMQConfig = Field(default_factory=RabbitMQConfig)
+    alerts: StrList = Field(
+        default_factory=list,
+        description="price alerts such as 'AAPL above 190.5' (set and removed on screen too)",
+    )
     watchlists: dict[str, StrList] = Field(
         default_factory=dict, description="extra named watchlists, cycled with Tab on screen"
     )
@@ -362,6 +368,17 @@ class Settings(_Section):
                     f"{name!r} cannot name a watchlist: at most 64 printable characters"
                 )
             out[name] = cls._symbols(symbols)
+        return out
+
+    @field_validator("alerts")
+    @classmethod
+    def _alerts(cls, v: list[str]) -> list[str]:
+        out: list[str] = []
+        for text in v:
+            alert = parse_alert(text)
+            canonical = str(replace(alert, symbol=normalize_symbol(alert.symbol)))
+            if canonical not in out:
+                out.append(canonical)
         return out
 
     @field_validator("windows")
@@ -591,21 +608,30 @@ def effective_items(loaded: LoadedConfig) -> list[tuple[str, str, str]]:
 
 
 def save_settings(path: Path, updates: Mapping[str, Any]) -> None:
-    """Writes dotted-key `updates` into the TOML file at `path`, keeping its other settings.
+    """Writes dotted-key `updates` into the TOML file at `path`, keeping everything else in it:
+    other settings, comments, order and layout (tomlkit edits the document in place).
 
-    Used by the screen so that the watchlists and the theme survive a restart. The file is
-    rewritten atomically (comments in it are not kept).
+    Used by the screen so that the watchlists, alerts and theme survive a restart. The file is
+    rewritten atomically.
     """
-    data: dict[str, Any] = {}
-    if path.exists():
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    doc = tomlkit.parse(text)
     for dotted, value in updates.items():
-        node = data
+        node: Any = doc
         *parents, leaf = dotted.split(".")
         for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+            if part not in node:
+                node[part] = tomlkit.table()
+            node = node[part]
+        if isinstance(value, Mapping) and leaf in node and isinstance(node[leaf], Mapping):
+            table = node[leaf]  # a table (watchlists): keep the entries' own comments
+            for key in [k for k in table if k not in value]:
+                del table[key]
+            for key, item in value.items():
+                table[key] = item
+        else:
+            node[leaf] = value
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
+    tmp.write_text(tomlkit.dumps(doc), encoding="utf-8")
     tmp.replace(path)

@@ -66,19 +66,38 @@ class Watchlists:
         return self.active
 
     def add(self, new: Sequence[str]) -> tuple[list[str], list[str]]:
-        """Adds symbols to the active list; returns (added, messages about the rest)."""
+        """Adds symbols to the active list; returns (added, one message per kind of refusal:
+        a paste of 200 symbols past the limit is one message, not 150)."""
         current = self.symbols
         added: list[str] = []
-        notes: list[str] = []
+        present: list[str] = []
+        over: list[str] = []
         for sym in new:
             if sym in current:
-                notes.append(f"{sym} is already in the watchlist")
+                present.append(sym)
             elif len(current) >= self.limit:
-                notes.append(f"{sym} not added: the watchlist holds at most {self.limit} symbols")
+                over.append(sym)
             else:
                 current.append(sym)
                 added.append(sym)
+        notes = []
+        if present:
+            notes.append(f"already in the watchlist: {_some(present)}")
+        if over:
+            notes.append(
+                f"{len(over)} not added ({_some(over)}): the watchlist holds at most "
+                f"{self.limit} symbols"
+            )
         return added, notes
+
+    def insert(self, symbol: str, index: int, name: str | None = None) -> bool:
+        """Puts `symbol` back at `index` of list `name` (default: the active one), as an undone
+        removal does; False if it is there already, the list is full or gone."""
+        current = self.lists.get(self.active if name is None else name)
+        if current is None or symbol in current or len(current) >= self.limit:
+            return False
+        current.insert(min(index, len(current)), symbol)
+        return True
 
     def remove(self, symbol: str) -> bool:
         try:
@@ -106,3 +125,9 @@ class Watchlists:
         if others:
             updates["watchlists"] = others
         return updates
+
+
+def _some(symbols: Sequence[str], shown: int = 5) -> str:
+    """`A, B, C` or `A, B, C, D, E and 145 more`."""
+    head = ", ".join(symbols[:shown])
+    return head if len(symbols) <= shown else f"{head} and {len(symbols) - shown} more"

@@ -11,13 +11,19 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from stockup_tui.app import StockupApp
 from stockup_tui.config import load_config
 from stockup_tui.engine.host import EngineHost
-from stockup_tui.widgets.dialogs import AddSymbolsScreen, AlertScreen, HelpScreen, QuitScreen
-from stockup_tui.widgets.events import EventLog
+from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.widgets.dialogs import (
+    AddSymbolsScreen,
+    AlertScreen,
+    AlertsScreen,
+    HelpScreen,
+    QuitScreen,
+)
 from stockup_tui.widgets.quotes import QuotesTable
 from tests.frozen_engine import FrozenEngine, fixed_stats
 
@@ -141,6 +147,10 @@ async def test_sort_filter_pause_window_and_help(tmp_path: Path) -> None:
         assert isinstance(app.screen, HelpScreen)
         keys = str(app.screen.query_one("#help-keys").render())
         assert "Add symbols" in keys and "price alert" in keys and "Quit" in keys
+        for shown in ("d / del", "space / p", "K / shift+↑", "pgup / pgdn", "home / end", "click"):
+            assert shown in keys, shown
+        for raw in ("slash", "question_mark", "d,delete"):
+            assert raw not in keys, raw
         await pilot.press("escape")
 
 
@@ -175,19 +185,64 @@ async def test_theme_switch_is_saved(tmp_path: Path) -> None:
         assert saved(app)["ui"]["theme"] == "stockup-light"
 
 
-async def test_price_alert_fires_once(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
+def priced(**last: float) -> dict[str, SymbolSnapshot]:
+    return {sym: SymbolSnapshot(sym, 1_000, price, 1_000, ()) for sym, price in last.items()}
+
+
+def frozen_app(tmp_path: Path, engine: FrozenEngine, **flags: Any) -> StockupApp:
+    loaded = load_config(overrides={"symbols": "AAPL,MSFT", **flags}, environ={})
+    return StockupApp(loaded, engine, config_path=tmp_path / "config.toml")
+
+
+async def test_an_alert_that_holds_already_is_refused_with_the_reason(tmp_path: Path) -> None:
+    engine = FrozenEngine(priced(AAPL=173.0), fixed_stats({}))
+    app = frozen_app(tmp_path, engine)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: "AAPL" in app.engine.latest, "AAPL price")
-        app.query_one(QuotesTable).select_symbol("AAPL")
+        app.quotes.select_symbol("AAPL")
         await until(pilot, lambda: app.quotes.selected_symbol == "AAPL", "AAPL selected")
         await pilot.press("b")
         assert isinstance(app.screen, AlertScreen)
-        await pilot.press(*"above 0.01", "enter")
-        await until(pilot, lambda: not app.alerts, "alert fired")
-        log_text = "\n".join(item[1] for item in app.query_one(EventLog).events)
-        assert "ALERT AAPL is above 0.01" in log_text
-        assert any("Price alert" in (n.title or "") for n in app._notifications)
+        await pilot.press(*"above 100", "enter")
+        assert isinstance(app.screen, AlertScreen)  # still open
+        message = str(app.screen.query_one("#prompt-message", Static).render())
+        assert "AAPL is above 100 already (last 173)" in message
+        assert app.alerts == []
+
+
+async def test_an_alert_fires_once_while_paused_rings_and_is_kept_until_then(
+    tmp_path: Path,
+) -> None:
+    engine = FrozenEngine(priced(AAPL=173.0), fixed_stats({}))
+    app = frozen_app(tmp_path, engine, **{"ui.bell": True})
+    rings: list[int] = []
+    app.bell = lambda: rings.append(1)  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        app.quotes.select_symbol("AAPL")
+        await until(pilot, lambda: app.quotes.selected_symbol == "AAPL", "AAPL selected")
+        await pilot.press("b", *"180", "enter")
+        assert [str(a) for a in app.alerts] == ["AAPL above 180"]
+        assert saved(app)["alerts"] == ["AAPL above 180"]  # kept across restarts
+        await pilot.press("space")
+        assert app.paused
+        engine._latest = priced(AAPL=180.5)
+        await until(pilot, lambda: not app.alerts, "the alert to fire while paused")
+        await pilot.pause(0.5)  # more refreshes: it fires once
+    log_text = "\n".join(item[1] for item in app.events.events)
+    assert log_text.count("ALERT AAPL is above 180: last 180.5") == 1
+    assert rings == [1]
+    assert saved(app)["alerts"] == []
+
+
+async def test_alerts_from_the_config_file_are_listed_and_removed(tmp_path: Path) -> None:
+    engine = FrozenEngine(priced(AAPL=173.0, MSFT=400.0), fixed_stats({}))
+    app = frozen_app(tmp_path, engine, alerts="AAPL above 500, msft below 1")
+    async with app.run_test(size=SIZE) as pilot:
+        assert [str(a) for a in app.alerts] == ["AAPL above 500", "MSFT below 1"]
+        await pilot.press("B")
+        assert isinstance(app.screen, AlertsScreen)
+        await pilot.press("d", "escape")
+        assert [str(a) for a in app.alerts] == ["MSFT below 1"]
+        assert saved(app)["alerts"] == ["MSFT below 1"]
 
 
 async def test_quit_is_clean(tmp_path: Path) -> None:
@@ -408,3 +463,74 @@ async def test_names_from_the_config_file_are_shown_as_text(tmp_path: Path) -> N
         app.notify("only one watchlist: add more under [watchlists] in the config file")
         await pilot.pause()
         assert app.is_running
+
+
+async def test_remove_then_undo_puts_the_symbol_back_with_its_alerts(tmp_path: Path) -> None:
+    engine = FrozenEngine(priced(AAPL=173.0, MSFT=400.0), fixed_stats({}))
+    app = frozen_app(tmp_path, engine, alerts="MSFT above 500")
+    async with app.run_test(size=SIZE) as pilot:
+        app.quotes.select_symbol("MSFT")
+        await until(pilot, lambda: app.quotes.selected_symbol == "MSFT", "MSFT selected")
+        await pilot.press("d")
+        assert app.watchlists.symbols == ["AAPL"] and app.alerts == []
+        assert saved(app)["symbols"] == ["AAPL"]
+        await pilot.press("u")
+        assert app.watchlists.symbols == ["AAPL", "MSFT"]
+        assert [str(a) for a in app.alerts] == ["MSFT above 500"]
+        assert saved(app)["symbols"] == ["AAPL", "MSFT"]
+        await until(pilot, lambda: app.quotes.selected_symbol == "MSFT", "MSFT selected again")
+        await pilot.press("u")  # nothing left to undo: said, nothing changes
+        assert app.watchlists.symbols == ["AAPL", "MSFT"]
+
+
+async def test_adding_past_the_limit_says_so_once(tmp_path: Path) -> None:
+    engine = FrozenEngine(priced(AAPL=173.0), fixed_stats({}))
+    app = frozen_app(tmp_path, engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a")
+        app.screen.query_one(Input).value = ",".join(f"S{i}" for i in range(200))  # a paste
+        await pilot.press("enter")
+        assert len(app.watchlists.symbols) == 50
+        toasts = [n.message for n in app._notifications]
+        assert len(toasts) == 1 and "152 not added" in toasts[0]
+        log_text = "\n".join(item[1] for item in app.events.events)
+        assert log_text.count("not added") == 1
+
+
+async def test_a_filter_without_a_match_says_so_and_escape_on_the_table_clears_it(
+    tmp_path: Path,
+) -> None:
+    engine = FrozenEngine(priced(AAPL=173.0, MSFT=400.0), fixed_stats({}))
+    app = frozen_app(tmp_path, engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("slash", *"zz", "enter")  # Enter keeps the filter, focus on the table
+        await until(pilot, lambda: rows(app) == [], "nothing matches")
+        assert app.quotes.has_focus
+        first_row = app.quotes.render_line(1).text
+        assert "no symbol matches 'zz'" in first_row
+        status = app.query_one("#statusbar", Static)
+        assert app.filter_box.region.y > status.region.y  # under the status bar, not over it
+        await pilot.press("escape")
+        await until(pilot, lambda: rows(app) == ["AAPL", "MSFT"], "the filter cleared")
+        assert not app.filter_box.value
+
+
+async def test_at_80x24_the_footer_keeps_keys_and_quit_and_a_problem_shows(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from textual.widgets._footer import FooterKey
+
+    stats = fixed_stats({})
+    down = replace(stats, bus=replace(stats.bus, kind="kafka", connected=False, last_error="gone"))
+    engine = FrozenEngine(priced(AAPL=173.0), down)
+    app = frozen_app(tmp_path, engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        shown = {k.action for k in app.query(FooterKey) if k.region.right <= 80 and k.region.width}
+        assert {"help", "quit"} <= shown
+        assert not app.query_one("#side").display  # narrow: no Pipeline pane, the table is wide
+        await until(pilot, lambda: app._problem is not None, "the problem in the status bar")
+        bar = str(app.statusbar.render())
+        assert "● bus kafka down: gone" in bar

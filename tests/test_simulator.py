@@ -421,3 +421,11 @@ def test_poisson_mean(lam: float) -> None:
     draws = [poisson(market.rng, lam) for _ in range(4000)]
     assert abs(sum(draws) / len(draws) - lam) < 0.1 * lam + 0.05
     assert min(draws) >= 0
+
+
+def test_a_symbol_opens_at_the_same_price_whatever_the_seed() -> None:
+    from stockup_tui.engine.simulator.market import Market
+
+    opening = {seed: Market(seed).price("TSLA") for seed in (1, 2, 3, None)}
+    assert len(set(opening.values())) == 1
+    assert Market(1).price("AAPL") != Market(1).price("TSLA")  # per name, not one for all

@@ -193,3 +193,22 @@ def test_exception_summary_is_appended() -> None:
     h.handle(rec)
     [(_, msg, _)] = h.drain()
     assert msg == "parse failed (ValueError: bad frame)"
+
+
+def test_routine_drops_stay_out_of_the_event_log_and_the_others_come_in() -> None:
+    from stockup_tui.engine.drops import Drops
+
+    handler = UILogHandler()
+    log = logging.getLogger("stockup_tui.drops")
+    log.addHandler(handler)
+    old = log.level
+    log.setLevel(logging.INFO)
+    try:
+        drops = Drops(log_interval=0)
+        drops.add("duplicate", 12)  # the feed resends trades: routine, INFO
+        drops.add("malformed_json", 1, detail="bad")  # WARNING
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old)
+    lines = [text for _, text, _ in handler.drain()]
+    assert lines == ["dropped 1 item(s): malformed_json: bad"]

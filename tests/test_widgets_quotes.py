@@ -22,7 +22,7 @@ from stockup_tui.widgets.format import (
     sparkline,
     window_label,
 )
-from stockup_tui.widgets.quotes import COLUMN_KEYS, SORT_CYCLE, QuotesTable
+from stockup_tui.widgets.quotes import COLUMN_KEYS, COLUMNS, SORT_CYCLE, QuotesTable
 from tests.helpers import wait_until
 
 WATCHLIST = ["AAPL", "MSFT", "TSLA", "NVDA", "NEW"]  # NEW never gets a snapshot
@@ -206,8 +206,36 @@ async def test_cycle_sort_walks_columns_then_returns_to_watchlist_order() -> Non
             table.cycle_sort()
             seen.append(table.sort_key)
         assert seen == [*SORT_CYCLE, None]
+        assert list(SORT_CYCLE) == [k for k in table.visible_columns if k != "spark"]
         with pytest.raises(ValueError):
             table.sort_by("spark")
+
+
+async def test_every_sort_arrow_fits_its_column() -> None:
+    app = QuotesApp()
+    async with app.run_test(size=(160, 20)):
+        table = app.query_one(QuotesTable)
+        table.update_quotes(snaps(), WATCHLIST, 0, 1_000)
+        for key in SORT_CYCLE:
+            for reverse in (False, True):
+                table.sort_by(key, reverse)
+                arrow = "▼" if reverse else "▲"
+                label = next(lab for k, lab, *_ in COLUMNS if k == key)
+                assert f"{label} {arrow}" in table.header_text, (key, table.header_text)
+
+
+async def test_cycle_sort_walks_only_the_columns_shown() -> None:
+    app = QuotesApp()
+    async with app.run_test(size=(50, 20)):
+        table = app.query_one(QuotesTable)
+        table.update_quotes(snaps(), WATCHLIST, 0, 1_000)
+        shown = [k for k in table.visible_columns if k in SORT_CYCLE]
+        assert len(shown) < len(SORT_CYCLE)  # narrow: some are hidden
+        seen = []
+        for _ in range(len(shown) + 1):
+            table.cycle_sort()
+            seen.append(table.sort_key)
+        assert seen == [*shown, None]
 
 
 async def test_filter_hides_rows() -> None:

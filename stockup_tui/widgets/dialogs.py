@@ -1,4 +1,4 @@
-"""Modal prompts: add symbols, set a price alert, the key help, and quitting.
+"""Modal prompts: add symbols, set and list price alerts, the key help, and quitting.
 
 Each prompt validates as you type and says what is wrong in plain words; Enter accepts only
 valid input, Escape cancels.
@@ -6,17 +6,17 @@ valid input, Escape cancels.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Static
+from textual.widgets import Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
 
+from stockup_tui.alerts import Alert, parse_level
 from stockup_tui.untrusted import printable
 from stockup_tui.watchlists import parse_symbols
 
@@ -71,38 +71,14 @@ class AddSymbolsScreen(_Prompt):
         self.dismiss(valid)
 
 
-@dataclass(frozen=True)
-class AlertSpec:
-    direction: str  # "above" | "below"
-    price: float
-
-
-_ALERT = re.compile(r"^\s*(above|below|>|<)?\s*([0-9]*\.?[0-9]+)\s*$", re.IGNORECASE)
-
-
-def parse_alert(text: str, last: float | None) -> AlertSpec:
-    """``"190.5"``, ``"above 190.5"``, ``"> 190.5"``, ``"below 180"``; without a direction the
-    alert fires when the price crosses from where it is now. Raises ValueError with a message."""
-    m = _ALERT.match(text)
-    if not m:
-        raise ValueError("type a price, optionally with above/below, e.g. 'above 190.5'")
-    word, number = m.group(1), float(m.group(2))
-    if number <= 0:
-        raise ValueError("the price must be positive")
-    if word:
-        direction = "above" if word.lower() in ("above", ">") else "below"
-    elif last is None:
-        raise ValueError("no price yet for this symbol: say 'above' or 'below'")
-    else:
-        direction = "above" if number > last else "below"
-    return AlertSpec(direction, number)
-
-
 class AlertScreen(_Prompt):
-    """Returns an AlertSpec for the selected symbol, or None."""
+    """Returns the `Alert` typed for the selected symbol, or None (rule: `stockup_tui.alerts`)."""
 
     placeholder = "above 190.5"
-    hint = "A price; 'above'/'below' optional. The alert fires once when the price crosses it."
+    hint = (
+        "A price; 'above'/'below' optional. The alert fires once, the first time the last "
+        "price reaches it; B lists the alerts."
+    )
 
     def __init__(self, symbol: str, last: float | None) -> None:
         super().__init__()
@@ -111,13 +87,67 @@ class AlertScreen(_Prompt):
         shown = f" (last {last:g})" if last is not None else ""
         self.title_text = f"Price alert for {symbol}{shown}"
 
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if not event.value.strip():
+            self.show_message(self.hint, error=False)
+            return
+        try:
+            alert = parse_level(self.symbol, event.value, self.last)
+        except ValueError as exc:
+            self.show_message(str(exc), error=True)
+        else:
+            self.show_message(f"Will fire when {alert}", error=False)
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         try:
-            spec = parse_alert(event.value, self.last)
+            alert = parse_level(self.symbol, event.value, self.last)
         except ValueError as exc:
             self.show_message(str(exc), error=True)
             return
-        self.dismiss(spec)
+        self.dismiss(alert)
+
+
+class AlertsScreen(ModalScreen):
+    """The alerts set, one a line: Delete (or d) removes the highlighted one; Escape returns
+    the alerts left."""
+
+    BINDINGS = [
+        Binding("escape,B,q", "close", "Close"),
+        Binding("d,delete", "remove", "Remove"),
+    ]
+
+    def __init__(self, alerts: Iterable[Alert]) -> None:
+        super().__init__()
+        self.alerts = list(alerts)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Price alerts", classes="title")
+            yield OptionList(*self._options(), id="alerts-list")
+            yield Static(
+                "d or Delete removes the highlighted alert; Escape closes. b on a symbol sets one.",
+                classes="message",
+                markup=False,
+            )
+
+    def _options(self) -> list[Option]:
+        if not self.alerts:
+            return [Option(Content("no alerts set"), disabled=True)]
+        return [Option(Content(printable(str(a)))) for a in self.alerts]
+
+    def action_remove(self) -> None:
+        options = self.query_one("#alerts-list", OptionList)
+        index = options.highlighted
+        if index is None or not self.alerts:
+            return
+        del self.alerts[index]
+        options.clear_options()
+        options.add_options(self._options())
+        if self.alerts:
+            options.highlighted = min(index, len(self.alerts) - 1)
+
+    def action_close(self) -> None:
+        self.dismiss(self.alerts)
 
 
 class HelpScreen(ModalScreen):

@@ -151,6 +151,10 @@ class EventLog(RichLog):
         return line
 
 
+#: The logger of `engine.drops`: its INFO lines are the routine drops.
+ROUTINE_DROPS_LOGGER = "stockup_tui.drops"
+
+
 class UILogHandler(logging.Handler):
     """Forwards log records to the UI without ever raising or blocking the logging thread.
 
@@ -181,8 +185,12 @@ class UILogHandler(logging.Handler):
         self.failures = 0  # records that could not be forwarded (bad args, failing callback)
 
     def accepts(self, record: logging.LogRecord) -> bool:
-        """Whether the level threshold for the record's logger lets it through."""
+        """Whether the level threshold for the record's logger lets it through. Routine drops
+        (the feed's resent trades, logged at INFO every 10 s) are left to the Drops pane: in
+        the event log they were most of the lines."""
         name = record.name
+        if name == ROUTINE_DROPS_LOGGER and record.levelno < logging.WARNING:
+            return False
         own = name == self.own_prefix or name.startswith(self.own_prefix + ".")
         return record.levelno >= (self.own_level if own else self.other_level)
 

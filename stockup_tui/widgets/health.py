@@ -197,6 +197,29 @@ def bus_level(bus: BusFigures) -> Level:
     )
 
 
+# A sink's `state` figure -> level (the InfluxDB sink's states; an unknown one is neutral).
+_SINK_STATES = {
+    "connected": Level.OK,
+    "starting": Level.IDLE,
+    "closed": Level.IDLE,
+    "retrying": Level.WARN,
+    "down": Level.BAD,
+    "error": Level.BAD,
+    "failed": Level.BAD,
+}
+
+
+def sink_level(figures: Mapping[str, object]) -> Level:
+    """A sink whose server is away is red (retrying: amber); one dropping points is amber."""
+    state = _SINK_STATES.get(str(figures.get("state")), Level.IDLE)
+    dropped = figures.get("dropped")
+    return worst((state, count_level(dropped if isinstance(dropped, int) else 0)))
+
+
+def sinks_level(sinks: Mapping[str, Mapping[str, object]]) -> Level:
+    return worst(sink_level(figures) for figures in sinks.values())
+
+
 def analyzer_level(analyzer: AnalyzerFigures) -> Level:
     return worst((Level.OK, latency_level(analyzer.latency_p99)))
 
@@ -216,10 +239,45 @@ def overall_level(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> Leve
             source_level(stats, watchdog),
             bus_level(stats.bus),
             analyzer_level(stats.analyzer),
+            sinks_level(stats.sinks),
             drops_level(stats.drops),
             stages_level(stats.stages),
         )
     )
+
+
+def problem(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> tuple[Level, str] | None:
+    """The worst amber or red part of the pipeline in a few words, for the status bar: the
+    Pipeline pane may be hidden (a narrow terminal) or scrolled, a problem must still show."""
+    src, bus = stats.source, stats.bus
+    found: list[tuple[Level, str]] = []
+    level = source_level(stats, watchdog)
+    if level >= Level.WARN:
+        why = src.last_error or ("no frame for " + fmt_duration(src.last_frame_age or 0))
+        found.append((level, f"source {src.kind}: {why}"))
+    level = bus_level(bus)
+    if level >= Level.WARN:
+        why = "down" if not bus.connected else "queue filling"
+        found.append(
+            (level, f"bus {bus.kind} {why}" + (f": {bus.last_error}" if bus.last_error else ""))
+        )
+    for name, figures in stats.sinks.items():
+        level = sink_level(figures)
+        if level >= Level.WARN:
+            error = figures.get("error")
+            found.append(
+                (level, f"{name} {figures.get('state')}" + (f": {error}" if error else ""))
+            )
+    for stage in stats.stages:
+        level = stage_level(stage)
+        if level >= Level.WARN:
+            found.append((level, f"stage {stage.name} {stage.status}"))
+    if not found:
+        return None
+    worst_level = max(level for level, _ in found)
+    text = next(text for level, text in found if level == worst_level)
+    more = len(found) - 1
+    return worst_level, one_line(text) + (f" (+{more} more: h)" if more else "")
 
 
 # -- formatting ----------------------------------------------------------------------------------
@@ -377,11 +435,22 @@ def render_analyzer(an: AnalyzerFigures, process: ProcessFigures | None = None) 
 def render_sinks(sinks: Mapping[str, Mapping[str, object]]) -> Content:
     rows: list[Content] = []
     for name, figures in sinks.items():
-        pairs = "  ".join(f"{k} {fmt_value(v)}" for k, v in figures.items())
-        rows.append(Content.assemble((name.ljust(LABEL_W - 1), "bold"), " ", pairs or DASH))
+        level = sink_level(figures)
+        error = figures.get("error")
+        pairs = "  ".join(
+            f"{k} {fmt_value(v)}" for k, v in figures.items() if k not in ("state", "error")
+        )
+        state = str(figures.get("state", ""))
+        rows.append(
+            Content.assemble(
+                (name.ljust(LABEL_W - 1), "bold"), " ", _styled(state, level), "  ", pairs or DASH
+            )
+        )
+        if error and level >= Level.WARN:
+            rows.append(_styled(one_line(str(error)), level))
     if not rows:
         rows.append(Content.styled("none", "dim"))
-    return _section(_header("Sinks", Level.IDLE), rows)
+    return _section(_header("Sinks", sinks_level(sinks)), rows)
 
 
 def render_drops(drops: Mapping[str, int], sizes: Mapping[str, int] | None = None) -> Content:

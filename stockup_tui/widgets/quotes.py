@@ -24,6 +24,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics
+from stockup_tui.untrusted import printable
 from stockup_tui.widgets.format import (
     DASH,
     fmt_age,
@@ -53,19 +54,9 @@ COLUMNS: tuple[tuple[str, str, JustifyMethod, int], ...] = (
 COLUMN_KEYS: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
 # Least important first: dropped in this order as the table gets narrower.
 DROP_ORDER: tuple[str, ...] = ("spark", "min", "max", "vwap", "age", "volume", "rate", "chg")
-# `cycle_sort` walks these, then returns to watchlist order.
-SORT_CYCLE: tuple[str, ...] = (
-    "symbol",
-    "last",
-    "chg_pct",
-    "rate",
-    "volume",
-    "chg",
-    "vwap",
-    "min",
-    "max",
-    "age",
-)
+# The sortable columns, in display order: `cycle_sort` walks the visible ones left to right,
+# then returns to watchlist order.
+SORT_CYCLE: tuple[str, ...] = tuple(k for k in COLUMN_KEYS if k != "spark")
 SPARK_WIDTH = 12
 FLASH_MS = 600
 STALE_MS = 60_000
@@ -176,7 +167,11 @@ class QuotesTable(ScrollView, can_focus=True):
         self._cells: dict[str, dict[str, Cell]] = {}  # what each shown row renders as
         self._strips: dict[str, Strip] = {}  # each shown row, ready to paint
         self._visible: tuple[str, ...] = COLUMN_KEYS  # column keys that fit
-        self._widths: dict[str, int] = {k: max(_ESTIMATE[k], len(_LABELS[k]) + 2) for k in _LABELS}
+        # Padding included; a sortable column also has room for its label's sort arrow.
+        self._widths: dict[str, int] = {
+            k: max(_ESTIMATE[k], len(_LABELS[k]) + (2 if k in SORT_CYCLE else 0)) + 2
+            for k in _LABELS
+        }
         self._header: Strip | None = None
         self._last: dict[str, float] = {}  # last price per symbol, to detect ticks
         self._flash: dict[str, tuple[int, int, bool]] = {}  # symbol -> (start, end, uptick)
@@ -220,12 +215,15 @@ class QuotesTable(ScrollView, can_focus=True):
         self._refresh_rows()
 
     def cycle_sort(self) -> None:
-        """Moves the sort to the next column of `SORT_CYCLE`, then back to watchlist order."""
-        if self._sort_key is None:
-            nxt: str | None = SORT_CYCLE[0]
+        """Moves the sort to the next visible column to the right, then back to watchlist
+        order (a sort by a column the width has hidden goes on from the first one shown)."""
+        shown = [k for k in self._visible if k in SORT_CYCLE]
+        key = self._sort_key
+        if key is None or key not in shown:
+            nxt: str | None = shown[0]  # the symbol column is never hidden
         else:
-            i = SORT_CYCLE.index(self._sort_key) + 1
-            nxt = SORT_CYCLE[i] if i < len(SORT_CYCLE) else None
+            i = shown.index(key) + 1
+            nxt = shown[i] if i < len(shown) else None
         self.sort_by(nxt, self._reverse)
 
     def reverse_sort(self) -> None:
@@ -394,6 +392,11 @@ class QuotesTable(ScrollView, can_focus=True):
             return self._header.crop(x, x + width).extend_cell_length(width, self._header_style())
         row = y - 1 + int(self.scroll_offset.y)
         if not 0 <= row < len(self._order):
+            if row == 0 and self._filter and self._watchlist:  # say why the table is empty
+                note = printable(f" no symbol matches '{self._filter}' (Escape clears)", width)
+                return Strip([Segment(note, self._style("italic"))]).extend_cell_length(
+                    width, plain
+                )
             return Strip.blank(width, plain)
         symbol = self._order[row]
         strip = self._strips[symbol]

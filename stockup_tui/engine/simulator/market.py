@@ -137,9 +137,10 @@ def _start_units(symbol: str, rng: random.Random) -> int:
 class Market:
     """Per-symbol random walks plus the seeded generator every draw comes from.
 
-    The same seed gives the same starting prices, activity weights and tables for a symbol
-    regardless of which symbols were asked for first (each is derived from `seed` and the name);
-    the same sequence of calls then gives the same trades.
+    A symbol opens at a price derived from its name alone (the same in every run); the same
+    seed gives the same activity weights and tables for a symbol regardless of which symbols
+    were asked for first (derived from `seed` and the name); the same sequence of calls then
+    gives the same trades.
     """
 
     def __init__(self, seed: int | None = None) -> None:
@@ -153,7 +154,9 @@ class Market:
         if st is None:
             # String seeds are hashed with SHA-512, so this does not depend on PYTHONHASHSEED.
             srng = random.Random(f"{self.seed}:{symbol}")
-            units = _start_units(symbol, srng)
+            # The opening price from the name alone: every run (any seed) opens a symbol at the
+            # same price, so a replay or another run over the same topic does not mix markets.
+            units = _start_units(symbol, random.Random(f"open:{symbol}"))
             st = SymbolState(
                 symbol=symbol,
                 units=units,
