@@ -46,6 +46,7 @@ from stockup_tui.widgets.dialogs import (
     AlertScreen,
     AlertsScreen,
     HelpScreen,
+    PipelineScreen,
     QuitScreen,
 )
 from stockup_tui.widgets.events import EventLog, UILogHandler
@@ -135,6 +136,7 @@ class StockupApp(App[None]):
         Binding("B", "alerts", "Alerts", show=False),
         Binding("v", "toggle('detail')", "Detail", show=False),
         Binding("h", "toggle('health')", "Health", show=False),
+        Binding("P", "pipeline", "Pipeline", show=False),
         Binding("l", "toggle('events')", "Log"),
         Binding("tab", "watchlist(1)", "Next list", show=False, priority=True),
         Binding("shift+tab", "watchlist(-1)", "Prev list", show=False, priority=True),
@@ -160,6 +162,7 @@ class StockupApp(App[None]):
         "toggle('detail')": "Toggle the detail pane",
         "toggle('health')": "Toggle the pipeline health pane",
         "toggle('events')": "Toggle the event log",
+        "pipeline": "The Pipeline pane over the whole screen (scrollable)",
         "watchlist(1)": "Next watchlist",
         "watchlist(-1)": "Previous watchlist",
         "help": "Show every key",
@@ -305,6 +308,8 @@ class StockupApp(App[None]):
             stats = self.engine.stats
             if health.display:
                 health.update_health(stats)
+            if isinstance(self.screen, PipelineScreen):
+                self.screen.pane.update_health(stats)
             found = problem(stats, self.settings.source.watchdog)
             if found != self._problem:  # at every size: the pane may be hidden or scrolled
                 self._problem = found
@@ -485,6 +490,9 @@ class StockupApp(App[None]):
         ("wheel", "Scroll the table or the pane under the mouse"),
         ("^p", "Command palette: every action by name"),
     )
+
+    def action_pipeline(self) -> None:
+        self.push_screen(PipelineScreen(self.settings.source.watchdog, self.engine.stats))
 
     def action_help(self) -> None:
         rows = [

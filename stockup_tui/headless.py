@@ -17,6 +17,7 @@ from stockup_tui.config import Settings
 from stockup_tui.engine.drops import describe_losses
 from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.stats import PipelineStats
+from stockup_tui.figures import fmt_queue
 from stockup_tui.untrusted import safe
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ def status_line(st: PipelineStats, final: bool = False) -> str:
         f"{time.strftime('%H:%M:%S', time.localtime(st.at))} "
         f"src {src.kind} {state} {src.frames_per_s:,.0f} fr/s {src.trades_per_s:,.0f} tr/s "
         f"reconnects {src.reconnects}{gap} | "
-        f"bus {bus.kind}{link} q {bus.queue_depth}/{bus.queue_capacity}{backlog} | "
+        f"bus {bus.kind}{link} q {fmt_queue(bus.queue_depth, bus.queue_capacity, bus.queue_unit)}"
+        f"{backlog} | "
         f"analyzer {an.trades_per_s:,.0f} tr/s {an.symbols} sym total {an.trades:,} "
         f"late {an.late:,} future {an.future_time:,} too_old {an.too_old:,}{behind} | "
         f"latency p50 {_ms(an.latency_p50)} p99 {_ms(an.latency_p99)} | "

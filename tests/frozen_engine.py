@@ -71,7 +71,9 @@ def fixed_stats(latest: Mapping[str, SymbolSnapshot]) -> PipelineStats:
             last_error=None,
             finished=False,
         ),
-        bus=BusFigures("memory", True, 1200, 100.0, 1200, 100.0, 0, 1000, 0, None),
+        bus=BusFigures(
+            "memory", True, 1200, 100.0, 1200, 100.0, 0, 1000, 0, None, queue_unit="flushes"
+        ),
         analyzer=AnalyzerFigures(
             trades=2600,
             trades_per_s=1200.0,

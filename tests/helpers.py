@@ -44,7 +44,14 @@ def brute_force(trades: Iterable[tuple[int, float, float]], end: int, window_ms:
         "max": max(p for _, p, _ in inside),
         "mean": math.fsum(p for _, p, _ in inside) / len(inside),
         "vwap": math.fsum(p * v for _, p, v in inside) / vol if vol else None,
+        "rate": _rate(len(inside), end - ordered[0][1][0], window_ms),
     }
+
+
+def _rate(count: int, since_first: int, window_ms: int) -> float:
+    """Trades per second over the span they cover, plus one average gap, in [1 s, window]."""
+    span = since_first * count / (count - 1) if count > 1 else since_first
+    return count / (min(window_ms, max(span, 1000)) / 1000)
 
 
 def close(a: float | None, b: float | None) -> bool:

@@ -49,7 +49,7 @@ def test_metrics_of_one_window() -> None:
         vwap=(10.0 + 36.0) / 4.0,
         change=-1.0,
         change_pct=-10.0,
-        rate=0.3,
+        rate=1.0,  # three trades a second apart: one a second (not 3 per 10 s)
     )
     assert live(a).ts_ms == 3_000
     assert (live(a).last_price, live(a).last_trade_ms) == (9.0, 3_000)
@@ -120,7 +120,20 @@ def test_multiple_windows_in_given_order() -> None:
     assert [w.window_ms for w in windows] == [5_000, 1_000, 3_000]
     assert [w.count for w in windows] == [10, 2, 6]
     assert [w.first for w in windows] == [1_500.0, 5_500.0, 3_500.0]
-    assert [w.rate for w in windows] == [2.0, 2.0, 2.0]
+    assert [w.rate for w in windows] == [2.0, 2.0, 2.0]  # the same pace in every window
+
+
+def test_the_rate_is_the_pace_from_the_first_trade_then_decays() -> None:
+    a = Analyzer([60_000, 300_000])
+    a.trades(batch("A", [(t, 1.0, 1.0) for t in range(100, 10_001, 100)]))  # 10/s for 10 s
+    assert [w.rate for w in live(a).windows] == [10.0, 10.0]  # not 100/60 and 100/300
+    snap = a.watermark(40_000)[-1]  # quiet for 30 s: over the 40 s now covered
+    assert snap.ts_ms == 40_000
+    span = 39.9 * 100 / 99  # first trade to the end, plus one average gap (0.403 s)
+    assert [round(w.rate, 6) for w in snap.windows] == [round(100 / span, 6)] * 2
+    lone = Analyzer([60_000])
+    lone.trades(batch("B", [(5_000, 1.0, 1.0)]))
+    assert live(lone, "B").windows[0].rate == 1.0  # one trade, at the end: over 1 s
 
 
 # -- emission -------------------------------------------------------------------------------------

@@ -67,8 +67,16 @@ def brute_metrics(trades: Sequence[tuple[int, int, float, float]], end: int, wid
         "vwap": math.fsum(tr[2] * tr[3] for tr in inside) / volume if volume != 0 else None,
         "change": change,
         "change_pct": change / first * 100 if first != 0 else None,
-        "rate": len(inside) / (width / 1000),
+        "rate": brute_rate(len(inside), end - min(tr[0] for tr in inside), width),
     }
+
+
+def brute_rate(count: int, since_first: int, width: int) -> float:
+    """The rule: trades per second over the span from the first trade to the end plus one
+    average gap, that span at least 1 s and at most the window."""
+    span = since_first + (since_first / (count - 1) if count > 1 else 0)
+    span = min(width, max(span, 1000))
+    return count / (span / 1000)
 
 
 @dataclass

@@ -534,3 +534,23 @@ async def test_at_80x24_the_footer_keeps_keys_and_quit_and_a_problem_shows(
         await until(pilot, lambda: app._problem is not None, "the problem in the status bar")
         bar = str(app.statusbar.render())
         assert "● bus kafka down: gone" in bar
+
+
+async def test_the_pipeline_opens_full_screen_at_80x24_and_scrolls_by_keyboard(
+    tmp_path: Path,
+) -> None:
+    from stockup_tui.widgets.dialogs import PipelineScreen
+
+    engine = FrozenEngine(priced(AAPL=173.0), fixed_stats({}))
+    app = frozen_app(tmp_path, engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("P")
+        assert isinstance(app.screen, PipelineScreen)
+        pane = app.screen.pane
+        await pilot.pause()
+        assert pane.has_focus and pane.max_scroll_y > 0  # more sections than rows
+        await pilot.press("end")
+        await until(pilot, lambda: pane.scroll_y == pane.max_scroll_y, "scrolled to the end")
+        assert "Stages" in str(pane.query_one("#health-stages").render())
+        await pilot.press("escape")
+        assert not isinstance(app.screen, PipelineScreen)

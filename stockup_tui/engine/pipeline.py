@@ -676,6 +676,7 @@ class Pipeline:
                 last_error=b.last_error,
                 details=tuple(b.details.items()),
                 backlog=b.backlog,
+                queue_unit=b.queue_unit,
             ),
             analyzer=AnalyzerFigures(
                 trades=a.ingested,

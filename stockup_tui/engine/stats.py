@@ -56,6 +56,7 @@ class BusFigures:
     # Messages this process still has to read from the bus (Kafka lag, the memory queue), or
     # None when the bus cannot tell.
     backlog: int | None = None
+    queue_unit: str = "messages"  # what queue_depth/queue_capacity count (bytes, flushes, ...)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,10 @@ from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from stockup_tui.alerts import Alert, parse_level
+from stockup_tui.engine.stats import PipelineStats
 from stockup_tui.untrusted import printable
 from stockup_tui.watchlists import parse_symbols
+from stockup_tui.widgets.health import HealthPane
 
 
 class _Prompt(ModalScreen):
@@ -212,3 +214,32 @@ class QuitScreen(ModalScreen):
         waited = self.clock() - self.started
         text = f"{self.progress()}… {waited:.0f}s (at most {self.bound:g}s)"
         self.query_one("#quit-progress", Static).update(Content(printable(text)))
+
+
+class PipelineScreen(ModalScreen):
+    """The Pipeline pane over the whole screen, at any terminal size (the side pane is gone
+    below 100 columns, and its lower sections are below the fold on smaller ones): arrows,
+    PgUp/PgDn and Home/End scroll it; Escape (or P) closes it. The app feeds `pane`."""
+
+    BINDINGS = [Binding("escape,P,q", "app.pop_screen", "Close")]
+    DEFAULT_CSS = """
+    PipelineScreen > HealthPane {
+        border: round $secondary;
+        border-title-color: $secondary;
+        height: 1fr;
+    }
+    """
+
+    def __init__(self, watchdog: float, stats: PipelineStats) -> None:
+        super().__init__()
+        self.pane = HealthPane(watchdog=watchdog, id="pipeline-full")
+        self.first = stats
+
+    def compose(self) -> ComposeResult:
+        self.pane.border_title = "Pipeline"
+        self.pane.border_subtitle = "↑↓ PgUp PgDn scroll · Esc closes"
+        yield self.pane
+
+    def on_mount(self) -> None:
+        self.pane.update_health(self.first)
+        self.pane.focus()

@@ -25,6 +25,7 @@ from stockup_tui.engine.stats import (
     SourceFigures,
     StageState,
 )
+from stockup_tui.figures import fmt_bytes, fmt_queue
 from stockup_tui.untrusted import safe
 from stockup_tui.widgets.format import (
     DASH,
@@ -359,8 +360,7 @@ def render_source(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> Cont
 
 
 def render_bus(bus: BusFigures) -> Content:
-    fill = bus.queue_depth / bus.queue_capacity if bus.queue_capacity > 0 else 0.0
-    queue = f"{fmt_figure(bus.queue_depth)}/{fmt_figure(bus.queue_capacity)} ({fill:.0%})"
+    queue = fmt_queue(bus.queue_depth, bus.queue_capacity, bus.queue_unit)
     rows = [
         _row(
             (
@@ -381,15 +381,6 @@ def render_bus(bus: BusFigures) -> Content:
     if bus.last_error:
         rows.append(_row(("error", one_line(bus.last_error), Level.BAD)))
     return _section(_header("Bus", bus_level(bus), bus.kind), rows)
-
-
-def fmt_bytes(n: int) -> str:
-    """Memory for humans: 812 kB, 85.3 MB, 1.20 GB."""
-    if n < 1_000_000:
-        return f"{n / 1e3:.0f} kB"
-    if n < 1_000_000_000:
-        return f"{n / 1e6:.1f} MB"
-    return f"{n / 1e9:.2f} GB"
 
 
 def cpu_level(percent: float) -> Level:

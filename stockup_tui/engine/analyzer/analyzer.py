@@ -11,8 +11,10 @@ README quotes them):
   ``E - W < t <= E``. Metrics: count; volume = sum v; first = price of the earliest trade (ties:
   first received); last = price of the latest trade (ties: last received); min; max;
   mean = sum p / count; vwap = sum(p*v) / sum v (None if the volume is 0); change = last - first;
-  change_pct = change / first * 100 (None if first is 0); rate = count / (W / 1000) trades per
-  second. An empty window has count 0, volume 0.0, rate 0.0 and every price field None.
+  change_pct = change / first * 100 (None if first is 0); rate = trades per second over the span
+  the window's trades cover (first trade to end, plus one average gap; at least 1 s, at most W:
+  `window.trade_rate`), so a symbol that just began trading reads its pace in every window.
+  An empty window has count 0, volume 0.0, rate 0.0 and every price field None.
   `last_price` / `last_trade_ms` describe the symbol's latest trade (largest t, ties: last
   received) since it last went quiet.
 * **Boundaries.** The multiples of `emit_interval_ms`. A symbol's boundary B is *closed* (its

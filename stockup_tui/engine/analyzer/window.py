@@ -57,16 +57,29 @@ _FINE = 64  # below this size a segment is not split further
 _SPLIT_PARTS = 8  # a re-scanned first segment is split into this many parts
 
 
+#: The shortest span a window's rate is taken over (a burst within one millisecond).
+MIN_RATE_SPAN_MS = 1000
+
+
+def trade_rate(count: int, since_first_ms: float, width_ms: int) -> float:
+    """Trades per second in a window of `count` trades whose first is `since_first_ms` before
+    its end: over the span the trades cover plus one average gap (evenly spaced trades read
+    exactly their pace), at least 1 s, at most the window. A symbol that began trading 10 s ago
+    reads its pace, not a sixth of it in a 1m window, and the same trades read the same rate in
+    every window that holds them all; once they stop, the rate decays as the window moves on."""
+    span = since_first_ms * count / (count - 1) if count > 1 else since_first_ms
+    return count * 1000 / min(width_ms, max(span, MIN_RATE_SPAN_MS))
+
+
 class _Window:
     """Running min/max state of one window length over the symbol's arrays (absolute indices)."""
 
-    __slots__ = ("empty", "head", "per_sec", "seg_max", "seg_min", "seg_start", "width")
+    __slots__ = ("empty", "head", "seg_max", "seg_min", "seg_start", "width")
 
     def __init__(self, width: int) -> None:
         if width <= 0:
             raise ValueError(f"window length must be positive, got {width}")
         self.width = width
-        self.per_sec = width / 1000
         self.empty = WindowMetrics(
             window_ms=width,
             count=0,
@@ -310,6 +323,7 @@ class SymbolWindows:
         base = self.base
         b = self.tail - base
         px = self.px
+        ts = self.ts
         bk = self.bk
         pref = self._pref
         out = []
@@ -356,7 +370,7 @@ class SymbolWindows:
                     ispv * _UNSCALE / sv if sv else None,
                     change,
                     change / first * 100 if first else None,
-                    count / w.per_sec,
+                    trade_rate(count, end - ts[h], w.width),
                     self._closes(end, w.width, h, b, points) if points else (),
                 )
             )

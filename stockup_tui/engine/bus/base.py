@@ -63,6 +63,7 @@ class BusStats:
     publish_errors: int = 0
     last_error: str | None = None
     backlog: int | None = None  # messages still to read for this consumer, when known
+    queue_unit: str = "messages"  # what queue_depth and queue_capacity count
     closing: str | None = None  # the step `close()` is at, for a person watching it quit
     # Bus-specific health lines for the screen, e.g. {"lag": "p0 12, p1 0", "confirm p99": "4 ms"}
     details: dict[str, str] = field(default_factory=dict)

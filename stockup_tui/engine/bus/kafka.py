@@ -80,7 +80,9 @@ class KafkaBus:
         self._queue: asyncio.Queue[Delivery | None] = asyncio.Queue(4)
         self._started = False
         self._closed = False
-        self._stats = BusStats(kind="kafka", queue_capacity=settings.bus.buffer_bytes)
+        self._stats = BusStats(
+            kind="kafka", queue_capacity=settings.bus.buffer_bytes, queue_unit="bytes"
+        )
         self.dead_lettered = 0
         self._watchers: list[TopicWatcher] = []
 

@@ -20,7 +20,7 @@ class MemoryBus:
         self._queue: asyncio.Queue[Sequence[Message] | None] = asyncio.Queue(capacity)
         self._closed = False
         self._queued_trades = 0
-        self.stats = BusStats(kind="memory", queue_capacity=capacity)
+        self.stats = BusStats(kind="memory", queue_capacity=capacity, queue_unit="flushes")
 
     async def start(self) -> None:
         self.stats.connected = True

@@ -278,9 +278,9 @@ class RabbitMQBus:
             if pub is not None:  # role all: between our source and our analyzer
                 s.queue_depth = max(0, pub.accepted - con.delivered)
                 s.queue_capacity = self.max_ahead
-            elif con.stream:
+            elif con.stream:  # delivered, not yet acknowledged: the prefetch is no bound on it
                 s.queue_depth = con.backlog
-                s.queue_capacity = con.cfg.prefetch
+                s.queue_capacity = 0
             else:
                 s.queue_depth = (con.queue_messages or 0) + con.backlog
                 s.backlog = s.queue_depth
