@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import gc
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -53,9 +55,15 @@ from stockup_tui.widgets.events import EventLog, UILogHandler
 from stockup_tui.widgets.format import window_label
 from stockup_tui.widgets.health import LEVEL_STYLE, HealthPane, Level, problem
 from stockup_tui.widgets.quotes import QuotesTable
+from stockup_tui.widgets.watchlist_dialogs import MoveScreen, WatchlistsScreen
 
 log = logging.getLogger(__name__)
 
+#: The columns of an exported table (`x`): the window's metrics at full precision.
+EXPORT_FIELDS = (
+    "symbol", "last", "last_trade_ms", "previous_close", "day_pct", "window_ms", "count",
+    "volume", "first", "min", "max", "mean", "vwap", "change", "change_pct", "rate",
+)  # fmt: skip
 HEALTH_EVERY = 3  # refresh ticks between health pane redraws (it changes once a second)
 MAX_FPS = 120
 """Frames a second Textual may draw (its default is 60, `TEXTUAL_FPS` overrides both). Frames
@@ -103,6 +111,21 @@ class EngineView(Protocol):
         ...
 
     @property
+    def control_version(self) -> int:
+        """Grows each time another screen of the deployment changed the watchlist."""
+        ...
+
+    @property
+    def previous_close(self) -> Mapping[str, float]:
+        """Previous closes known so far, for the day's change (empty: not known)."""
+        ...
+
+    @property
+    def symbols(self) -> list[str]:
+        """The watchlist the feed follows now."""
+        ...
+
+    @property
     def lost_at_exit(self) -> Mapping[str, int]:
         """After `stop()`: what could not be delivered, by drop reason."""
         ...
@@ -137,6 +160,9 @@ class StockupApp(App[None]):
         Binding("v", "toggle('detail')", "Detail", show=False),
         Binding("h", "toggle('health')", "Health", show=False),
         Binding("P", "pipeline", "Pipeline", show=False),
+        Binding("x", "export", "Export CSV", show=False),
+        Binding("W", "watchlists", "Watchlists", show=False),
+        Binding("m", "move_to_list", "Move to list", show=False),
         Binding("l", "toggle('events')", "Log"),
         Binding("tab", "watchlist(1)", "Next list", show=False, priority=True),
         Binding("shift+tab", "watchlist(-1)", "Prev list", show=False, priority=True),
@@ -163,6 +189,9 @@ class StockupApp(App[None]):
         "toggle('health')": "Toggle the pipeline health pane",
         "toggle('events')": "Toggle the event log",
         "pipeline": "The Pipeline pane over the whole screen (scrollable)",
+        "export": "Export the table (as shown) to a CSV file",
+        "watchlists": "Watchlists: switch, new, rename, delete",
+        "move_to_list": "Move the selected symbol to another watchlist",
         "watchlist(1)": "Next watchlist",
         "watchlist(-1)": "Previous watchlist",
         "help": "Show every key",
@@ -204,6 +233,8 @@ class StockupApp(App[None]):
         self._refresh_timer: Timer | None = None
         self._theme_errors: list[str] = []
         self._problem: tuple[Level, str] | None = None  # the status bar's warning, if any
+        self.export_dir = Path.cwd()  # where `x` writes the table
+        self._control_seen = 0  # the engine's control_version this screen has followed
         # Quitting: None, "draining" (the engine stops on a worker thread), or "abandoned".
         self.quitting: str | None = None
         self.exit_note: str | None = None  # said on the terminal once the screen is gone
@@ -300,7 +331,9 @@ class StockupApp(App[None]):
         latest = self.engine.latest
         now_ms = int(self.clock() * 1000)
         quotes = self.quotes
-        quotes.update_quotes(latest, self.watchlists.symbols, self.window_index, now_ms)
+        quotes.update_quotes(
+            latest, self.watchlists.symbols, self.window_index, now_ms, self.engine.previous_close
+        )
         if self.detail.display:
             self._show_detail(quotes.selected_symbol, latest, now_ms)
         health = self.health
@@ -310,6 +343,8 @@ class StockupApp(App[None]):
                 health.update_health(stats)
             if isinstance(self.screen, PipelineScreen):
                 self.screen.pane.update_health(stats)
+            if self.engine.control_version != self._control_seen:
+                self._follow_other_screen()
             found = problem(stats, self.settings.source.watchdog)
             if found != self._problem:  # at every size: the pane may be hidden or scrolled
                 self._problem = found
@@ -338,7 +373,10 @@ class StockupApp(App[None]):
         self, symbol: str | None, latest: Mapping[str, SymbolSnapshot], now_ms: int
     ) -> None:
         snapshot = latest.get(symbol) if symbol else None
-        self.detail.update_detail(snapshot, self.window_index, symbol=symbol, now_ms=now_ms)
+        close = self.engine.previous_close.get(symbol) if symbol else None
+        self.detail.update_detail(
+            snapshot, self.window_index, symbol=symbol, now_ms=now_ms, previous_close=close
+        )
 
     @on(QuotesTable.SymbolHighlighted)
     def _on_highlight(self, message: QuotesTable.SymbolHighlighted) -> None:
@@ -347,6 +385,17 @@ class StockupApp(App[None]):
         self._show_detail(message.symbol, self.engine.latest, int(self.clock() * 1000))
 
     # -- watchlist edits ---------------------------------------------------------------------
+
+    def _follow_other_screen(self) -> None:
+        """Another screen (a monitor) changed the cluster's watchlist: the active list shows
+        what the feed now follows."""
+        self._control_seen = self.engine.control_version
+        symbols = self.engine.symbols
+        if symbols != self.watchlists.symbols:
+            self.watchlists.lists[self.watchlists.active] = list(symbols)
+            self._save()
+            self._update_subtitle()
+            self.event(f"watchlist changed on another screen: {', '.join(symbols) or 'empty'}")
 
     def _apply_watchlist(self, note: str | None) -> None:
         """Pushes the active list to the feed, saves it and tells the user (`note`: the event
@@ -414,9 +463,39 @@ class StockupApp(App[None]):
             self._apply_watchlist(None)  # the row moves before the user's eyes
             quotes.select_symbol(symbol)
 
+    def action_watchlists(self) -> None:
+        def done(notes: list[str] | None) -> None:
+            if notes:
+                for note in notes[:-1]:
+                    self.event(note)
+                self._apply_watchlist(notes[-1])
+
+        self.push_screen(WatchlistsScreen(self.watchlists), done)
+
+    def action_move_to_list(self) -> None:
+        symbol = self.quotes.selected_symbol
+        targets = [n for n in self.watchlists.names if n != self.watchlists.active]
+        if not symbol:
+            return
+        if not targets:
+            self.notify("only one watchlist: W makes another")
+            return
+
+        def done(target: str | None) -> None:
+            if not target:
+                return
+            try:
+                self.watchlists.move_to(symbol, target)
+            except ValueError as exc:
+                self.notify(str(exc), severity="warning")
+                return
+            self._apply_watchlist(f"moved {symbol} from {self.watchlists.active} to {target}")
+
+        self.push_screen(MoveScreen(symbol, targets), done)
+
     def action_watchlist(self, step: int) -> None:
         if len(self.watchlists.names) < 2:
-            self.notify("only one watchlist: add more under [watchlists] in the config file")
+            self.notify("only one watchlist: W makes another")
             return
         name = self.watchlists.cycle(step)
         self._apply_watchlist(f"watchlist {name}: {len(self.watchlists.symbols)} symbols")
@@ -490,6 +569,24 @@ class StockupApp(App[None]):
         ("wheel", "Scroll the table or the pane under the mouse"),
         ("^p", "Command palette: every action by name"),
     )
+
+    def action_export(self) -> None:
+        """The table as shown (filter, order, window) to `stockup-<list>-<time>.csv` in the
+        directory the app was started from."""
+        rows = self.quotes.export_rows()
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.clock()))
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.watchlists.active)
+        path = self.export_dir / f"stockup-{name}-{stamp}.csv"
+        try:
+            with path.open("x", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=EXPORT_FIELDS)
+                writer.writeheader()  # symbols start with a letter or digit: never a formula
+                writer.writerows(rows)
+        except OSError as exc:
+            self.notify(f"could not export: {exc}", severity="error")
+            return
+        self.notify(f"{len(rows)} rows written to {path}")
+        self.event(f"exported {len(rows)} rows to {path}")
 
     def action_pipeline(self) -> None:
         self.push_screen(PipelineScreen(self.settings.source.watchdog, self.engine.stats))

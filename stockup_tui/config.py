@@ -111,6 +111,10 @@ class SourceConfig(_Section):
     url: str = "wss://ws.finnhub.io"
     token: SecretStr | None = Field(None, description="Finnhub API token (or FINNHUB_TOKEN)")
     watchdog: Duration = Field(10.0, gt=0, description="no frame for this long = dead connection")
+    rest_url: str = Field(
+        "https://finnhub.io/api/v1",
+        description="Finnhub REST base, for the previous close the screen's day change uses",
+    )
     max_frame_bytes: int = Field(
         1_048_576, ge=1024, description="frames up to this are parsed; longer ones are dropped"
     )
@@ -148,6 +152,16 @@ class SourceConfig(_Section):
                 f"({self.max_frame_bytes:,})"
             )
         return self
+
+    @field_validator("rest_url")
+    @classmethod
+    def _rest_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username is not None or parts.query or parts.fragment:
+            raise ValueError("must be a plain base URL (the token goes in source.token)")
+        return v
 
     @field_validator("url")
     @classmethod
@@ -623,6 +637,8 @@ def save_settings(path: Path, updates: Mapping[str, Any]) -> None:
             if part not in node:
                 node[part] = tomlkit.table()
             node = node[part]
+        if isinstance(value, Mapping) and not value and leaf not in node:
+            continue  # an empty table the file never had: nothing to write
         if isinstance(value, Mapping) and leaf in node and isinstance(node[leaf], Mapping):
             table = node[leaf]  # a table (watchlists): keep the entries' own comments
             for key in [k for k in table if k not in value]:

@@ -90,6 +90,58 @@ class Watchlists:
             )
         return added, notes
 
+    def check_name(self, name: str) -> str:
+        """A new list's name, stripped; ValueError says why it cannot be one (the config
+        file's rule: 1-64 printable characters, not `main`, not taken)."""
+        name = name.strip()
+        if not name:
+            raise ValueError("type a name for the list")
+        if name == MAIN:
+            raise ValueError("'main' is the top-level symbols list")
+        if not name.isprintable() or len(name) > 64:
+            raise ValueError("at most 64 printable characters")
+        if name in self.lists:
+            raise ValueError(f"there is a list named {name} already")
+        return name
+
+    def create(self, name: str) -> str:
+        """A new empty list, made active; returns its name (ValueError: see `check_name`)."""
+        name = self.check_name(name)
+        self.lists[name] = []
+        self.active = name
+        return name
+
+    def rename(self, old: str, new: str) -> str:
+        """Renames a list in place (its position in the cycle is kept); not `main`."""
+        if old == MAIN:
+            raise ValueError("'main' cannot be renamed (it is the symbols setting)")
+        new = self.check_name(new)
+        self.lists = {new if k == old else k: v for k, v in self.lists.items()}
+        if self.active == old:
+            self.active = new
+        return new
+
+    def delete(self, name: str) -> list[str]:
+        """Deletes a list (not `main`); returns its symbols. The active one becomes `main`."""
+        if name == MAIN:
+            raise ValueError("'main' cannot be deleted (it is the symbols setting)")
+        symbols = self.lists.pop(name)
+        if self.active == name:
+            self.active = MAIN
+        return symbols
+
+    def move_to(self, symbol: str, target: str) -> None:
+        """Moves `symbol` from the active list to the end of `target`; ValueError says why not."""
+        if target == self.active:
+            raise ValueError(f"{symbol} is in {target} already")
+        dest = self.lists[target]
+        if symbol in dest:
+            raise ValueError(f"{symbol} is in {target} already")
+        if len(dest) >= self.limit:
+            raise ValueError(f"{target} holds at most {self.limit} symbols")
+        self.symbols.remove(symbol)
+        dest.append(symbol)
+
     def insert(self, symbol: str, index: int, name: str | None = None) -> bool:
         """Puts `symbol` back at `index` of list `name` (default: the active one), as an undone
         removal does; False if it is there already, the list is full or gone."""
@@ -121,9 +173,8 @@ class Watchlists:
             "symbols": list(self.lists[MAIN]),
             "ui.watchlist": self.active,
         }
-        others = {k: list(v) for k, v in self.lists.items() if k != MAIN}
-        if others:
-            updates["watchlists"] = others
+        # Always written (a deleted last list must go from the file too).
+        updates["watchlists"] = {k: list(v) for k, v in self.lists.items() if k != MAIN}
         return updates
 
 

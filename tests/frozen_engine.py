@@ -24,6 +24,7 @@ class FrozenEngine:
         self._latest = latest
         self._stats = stats
         self.symbols: list[str] = []
+        self.previous_close: dict[str, float] = {}
 
     @property
     def latest(self) -> Mapping[str, SymbolSnapshot]:
@@ -41,6 +42,8 @@ class FrozenEngine:
 
     def set_symbols(self, symbols: Iterable[str]) -> None:
         self.symbols = list(symbols)
+
+    control_version = 0
 
     def stop_progress(self) -> str:
         return "stopped"

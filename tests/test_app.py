@@ -554,3 +554,91 @@ async def test_the_pipeline_opens_full_screen_at_80x24_and_scrolls_by_keyboard(
         assert "Stages" in str(pane.query_one("#health-stages").render())
         await pilot.press("escape")
         assert not isinstance(app.screen, PipelineScreen)
+
+
+async def test_x_exports_the_table_as_shown_to_csv(tmp_path: Path) -> None:
+    import csv
+
+    engine = FrozenEngine(priced(AAPL=173.0, MSFT=400.0, AMD=150.0), fixed_stats({}))
+    app = frozen_app(tmp_path, engine, symbols="AAPL,MSFT,AMD")
+    app.export_dir = tmp_path
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(rows(app)) == 3, "three rows")
+        await pilot.press("slash", "a", "enter")  # filter: AAPL and AMD
+        await until(pilot, lambda: len(rows(app)) == 2, "filtered")
+        await pilot.press("x")
+    files = list(tmp_path.glob("stockup-main-*.csv"))
+    assert len(files) == 1
+    with files[0].open(newline="") as fh:
+        got = list(csv.DictReader(fh))
+    assert [r["symbol"] for r in got] == ["AAPL", "AMD"]
+    assert float(got[0]["last"]) == 173.0
+
+
+async def test_watchlists_are_made_renamed_deleted_and_symbols_moved_from_the_keyboard(
+    tmp_path: Path,
+) -> None:
+    from stockup_tui.widgets.watchlist_dialogs import MoveScreen, NameScreen, WatchlistsScreen
+
+    engine = FrozenEngine(priced(AAPL=173.0, MSFT=400.0), fixed_stats({}))
+    app = frozen_app(tmp_path, engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("W")
+        assert isinstance(app.screen, WatchlistsScreen)
+        await pilot.press("n")
+        assert isinstance(app.screen, NameScreen)
+        await pilot.press(*"tech", "enter")
+        await pilot.press("escape")  # close the list: the new one is active
+        assert app.watchlists.active == "tech" and engine.symbols == []
+        assert saved(app)["watchlists"] == {"tech": []}
+        await pilot.press("shift+tab")  # back to main
+        await until(pilot, lambda: app.watchlists.active == "main", "main active")
+        app.quotes.select_symbol("MSFT")
+        await until(pilot, lambda: app.quotes.selected_symbol == "MSFT", "MSFT selected")
+        await pilot.press("m")
+        assert isinstance(app.screen, MoveScreen)
+        await pilot.press("enter")  # the only other list: tech
+        assert app.watchlists.lists == {"main": ["AAPL"], "tech": ["MSFT"]}
+        assert engine.symbols == ["AAPL"]  # the feed follows the active list
+        await pilot.press("W", "down", "r")
+        await pilot.press(*(["backspace"] * 4), *"chips", "enter", "escape")
+        assert list(app.watchlists.lists) == ["main", "chips"]
+        await pilot.press("W", "down", "d")
+        assert list(app.watchlists.lists) == ["main", "chips"]  # one d only asks
+        await pilot.press("d", "escape")
+        assert list(app.watchlists.lists) == ["main"]
+    assert "chips" not in saved(app).get("watchlists", {})
+    log_text = "\n".join(item[1] for item in app.events.events)
+    assert "watchlist chips deleted (MSFT)" in log_text
+
+
+async def test_a_watchlist_changed_on_another_screen_shows_here(tmp_path: Path) -> None:
+    engine = FrozenEngine(priced(AAPL=173.0, NFLX=90.0), fixed_stats({}))
+    app = frozen_app(tmp_path, engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: rows(app) == ["AAPL", "MSFT"], "the configured list")
+        engine.symbols = ["AAPL", "NFLX"]  # what the control topic said, as the engine took it
+        engine.control_version = 1
+        await until(pilot, lambda: rows(app) == ["AAPL", "NFLX"], "the list from the monitor")
+    assert saved(app)["symbols"] == ["AAPL", "NFLX"]
+    log_text = "\n".join(item[1] for item in app.events.events)
+    assert "watchlist changed on another screen: AAPL, NFLX" in log_text
+
+
+async def test_the_day_change_against_the_previous_close(tmp_path: Path) -> None:
+    from stockup_tui.widgets.format import DASH
+
+    engine = FrozenEngine(priced(AAPL=176.0, MSFT=400.0), fixed_stats({}))
+    engine.previous_close = {"AAPL": 160.0}  # MSFT: not known (yet)
+    app = frozen_app(tmp_path, engine)
+    async with app.run_test(size=(160, 40)) as pilot:
+        table = app.quotes
+        await until(pilot, lambda: rows(app) == ["AAPL", "MSFT"], "both rows")
+        assert "day_pct" in table.visible_columns
+        assert table.get_cell("AAPL", "day_pct").plain.strip() == "+10.00%"
+        assert table.get_cell("MSFT", "day_pct").plain.strip() == DASH
+        table.select_symbol("AAPL")
+        shown = "day +10.00% (prev close 160.00)"
+        await until(pilot, lambda: shown in app.detail.title_text, "the day in the detail")
+        table.sort_by("day_pct", reverse=True)
+        assert table.shown_symbols == ["AAPL", "MSFT"]  # without a close: last

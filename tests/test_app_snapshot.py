@@ -43,9 +43,11 @@ def frozen_latest(tmp_path_factory: pytest.TempPathFactory) -> Mapping[str, Symb
 def frozen_app(latest: Mapping[str, SymbolSnapshot], tmp_path: Path) -> StockupApp:
     loaded = load_config(overrides={"symbols": ",".join(SYMBOLS), "windows": "1m,5m"}, environ={})
     last_ms = max(s.last_trade_ms or 0 for s in latest.values())
+    engine = FrozenEngine(latest, fixed_stats(latest))
+    engine.previous_close = {"AAPL": 187.5, "MSFT": 425.0}  # BTC:USD: none known
     return StockupApp(
         loaded,
-        FrozenEngine(latest, fixed_stats(latest)),
+        engine,
         clock=lambda: last_ms / 1000 + 1.5,
         config_path=tmp_path / "config.toml",
         save=False,

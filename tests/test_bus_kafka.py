@@ -483,11 +483,14 @@ async def test_monitor_shows_the_snapshots_the_analyzer_commits(
         await monitor.stop()
 
 
-async def test_a_watchlist_change_on_a_screen_reaches_the_query_process(
-    kafka: dict[str, Any],
+@pytest.mark.parametrize("role", ["query", "all"])
+async def test_a_watchlist_change_on_a_screen_reaches_the_process_with_the_feed(
+    kafka: dict[str, Any], role: str
 ) -> None:
+    """A monitor's screen changes the watchlist: the process reading the feed follows it,
+    split (`query`) or whole (`all`, whose own screen then shows it: `control_version`)."""
     query = Pipeline.from_settings(
-        kafka_settings(kafka, role="query", symbols=["AAPL"], simulator={"rate": 50})
+        kafka_settings(kafka, role=role, symbols=["AAPL"], simulator={"rate": 50})
     )
     screen = Pipeline.from_settings(kafka_settings(kafka, role="monitor", symbols=["AAPL"]))
     await query.start()
@@ -503,6 +506,13 @@ async def test_a_watchlist_change_on_a_screen_reaches_the_query_process(
             what="the query process to subscribe to the new watchlist",
         )
         assert query.settings.symbols == ["AAPL", "MSFT", "TSLA"]
+        assert query.control_version == 1
+        if role == "all":  # it analyzes too: the monitor shows the new symbols' windows
+            await wait_until(
+                lambda: {"MSFT", "TSLA"} <= set(screen.snapshots.latest),
+                timeout=60,
+                what="the monitor to show the new symbols' windows",
+            )
     finally:
         await screen.stop()
         await query.stop()

@@ -33,6 +33,10 @@ def test_host_runs_the_pipeline_on_its_own_thread() -> None:
         assert sim is not None
         wait_sync(lambda: sim.simulator.subscriptions() == {"AAPL", "MSFT"}, what="subscribe")
         wait_sync(lambda: "MSFT" in host.latest, what="MSFT snapshot")
+        # The previous closes come from the simulator's REST endpoint, for the watchlist.
+        market = sim.simulator.market
+        want = {s: market.previous_close(s) for s in ("AAPL", "MSFT")}
+        wait_sync(lambda: dict(host.previous_close) == want, what="the previous closes")
         host.set_symbols(["MSFT"])
         wait_sync(lambda: sim.simulator.subscriptions() == {"MSFT"}, what="unsubscribe")
     finally:

@@ -31,3 +31,31 @@ def test_insert_puts_a_symbol_back_in_its_place_and_list() -> None:
     assert not w.insert("X", 0, "gone")  # no such list
     assert w.insert("AMD", 9)  # past the end: appended to the active list
     assert w.symbols == ["NVDA", "AMD"]
+
+
+def test_lists_are_created_renamed_deleted_and_symbols_moved_between_them() -> None:
+    w = lists()
+    assert w.create(" crypto ") == "crypto" and w.active == "crypto"
+    for bad, why in [("", "type a name"), ("main", "top-level"), ("tech", "already"),
+                     ("x\x1b", "printable"), ("y" * 65, "printable")]:  # fmt: skip
+        try:
+            w.create(bad)
+        except ValueError as exc:
+            assert why in str(exc)
+        else:
+            raise AssertionError(f"{bad!r} accepted")
+    w.active = "main"
+    w.move_to("MSFT", "tech")
+    assert w.lists["main"] == ["AAPL"] and w.lists["tech"] == ["NVDA", "MSFT"]
+    assert w.rename("tech", "chips") == "chips"
+    assert list(w.lists) == ["main", "chips", "crypto"]  # the cycle order is kept
+    w.active = "chips"
+    assert w.delete("chips") == ["NVDA", "MSFT"] and w.active == "main"
+    assert w.settings_updates()["watchlists"] == {"crypto": []}
+    for call in (lambda: w.rename("main", "x"), lambda: w.delete("main")):
+        try:
+            call()
+        except ValueError as exc:
+            assert "'main' cannot" in str(exc)
+        else:
+            raise AssertionError("main changed")

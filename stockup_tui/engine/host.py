@@ -18,6 +18,7 @@ from stockup_tui.config import Settings
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.sinks.base import Sink
+from stockup_tui.engine.sources.previous_close import PreviousCloses
 from stockup_tui.engine.stats import PipelineStats
 
 T = TypeVar("T")
@@ -41,6 +42,9 @@ class EngineHost:
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
+        # Previous closes for the screen's day change (None: no REST API for this feed).
+        self.closes: PreviousCloses | None = None
+        self._wanted: list[str] = list(settings.symbols)
 
     @property
     def latest(self) -> Mapping[str, SymbolSnapshot]:
@@ -85,6 +89,16 @@ class EngineHost:
         self._loop.call_soon_threadsafe(run)
         return future.result(timeout)
 
+    @property
+    def control_version(self) -> int:
+        """Grows when another screen changed the watchlist (see `Pipeline._run_control`)."""
+        return self.pipeline.control_version
+
+    @property
+    def symbols(self) -> list[str]:
+        """The watchlist the feed follows now."""
+        return list(self.pipeline.settings.symbols)
+
     def stop_progress(self) -> str:
         return self.pipeline.stop_progress()
 
@@ -93,8 +107,19 @@ class EngineHost:
         return self.pipeline.lost_at_exit
 
     def set_symbols(self, symbols: Iterable[str]) -> None:
-        wanted = list(symbols)
-        self.call(lambda: self.pipeline.set_symbols(wanted))
+        wanted = self._wanted = list(symbols)
+
+        def change() -> None:
+            self.pipeline.set_symbols(wanted)
+            if self.closes is not None:
+                self.closes.want(wanted)
+
+        self.call(change)
+
+    @property
+    def previous_close(self) -> Mapping[str, float]:
+        """Previous closes known so far (empty without a REST API)."""
+        return self.closes.closes if self.closes is not None else {}
 
     def _main(self) -> None:
         asyncio.run(self._run())
@@ -108,6 +133,19 @@ class EngineHost:
             self._error = exc
             self._ready.set()
             return
+        closes_task = None
+        url = self.pipeline.rest_url()
+        if url is not None:
+            token = self.pipeline.settings.source.token
+            self.closes = PreviousCloses(
+                url,
+                token.get_secret_value() if token else None,
+                spacing=0.0 if self.pipeline.simulator is not None else 1.1,
+            )
+            self.closes.want(self._wanted)
+            closes_task = asyncio.create_task(self.closes.run(), name="previous-closes")
         self._ready.set()
         await self._stop.wait()
+        if closes_task is not None:
+            closes_task.cancel()
         await self.pipeline.stop()

@@ -149,6 +149,9 @@ class Pipeline:
         self._wm_due = 0.0
         self.watermarks = 0  # watermark records published
         self.replayed = 0  # trades applied without emitting while recovering
+        # Watchlists taken from the control topic (another screen changed it): a screen on this
+        # process follows when it grows.
+        self.control_version = 0
         self._stages: dict[str, _Stage] = {}
         self._rates = RateMeter()
         self._process = ProcessMeter()
@@ -285,7 +288,7 @@ class Pipeline:
             self._analyzer_done.set()
         if role == "monitor":
             self._spawn("monitor", self._run_monitor)
-        if role == "query" and hasattr(self.bus, "watch_control"):
+        if role in ("all", "query") and hasattr(self.bus, "watch_control"):
             self._spawn("control", self._run_control)
         self._spawn("clock", self._run_clock)
         log.info(
@@ -295,6 +298,15 @@ class Pipeline:
             len(self.settings.symbols),
             ",".join(self.settings.windows),
         )
+
+    def rest_url(self) -> str | None:
+        """Where a screen can ask for previous closes: the simulator's own port, Finnhub's REST
+        API for a Finnhub feed (also from a monitor configured for it), else nowhere."""
+        if self.simulator is not None and isinstance(self.source, FinnhubClient):
+            return self.source.stats.endpoint.replace("ws://", "http://", 1) + "/api/v1"
+        if self.settings.source.kind == "finnhub":
+            return self.settings.source.rest_url
+        return None
 
     async def wait_source_done(self) -> None:
         """Returns when a finite source (a replay) has delivered everything."""
@@ -592,11 +604,14 @@ class Pipeline:
             self.snapshots.replace(list(latest.values()))
 
     async def _run_control(self) -> None:
-        """`--role query`: watchlist changes made on any screen, from the control topic."""
+        """The processes with a feed (`all`, `query`) follow the watchlist changes made on any
+        screen of the deployment (a monitor's too), from the control topic; their own come
+        back the same and change nothing."""
         async for symbols in self.bus.watch_control():  # type: ignore[attr-defined]
             if symbols != self.settings.symbols:
                 log.info("watchlist from the control topic: %s", ", ".join(symbols))
                 self.set_symbols(symbols, share=False)
+                self.control_version += 1
 
     async def _run_clock(self) -> None:
         """Refreshes live snapshots and the stats, on fixed timers (the screen's, not the

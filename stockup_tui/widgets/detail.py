@@ -381,6 +381,7 @@ class SymbolDetail(Widget):
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self._title_key: object = None
+        self._previous_close: float | None = None
         self._metrics_key: object = None
         self._placeholder_key: object = None
         self._chart_key: object = None  # (symbol, window) the chart shows: a change is urgent
@@ -419,13 +420,16 @@ class SymbolDetail(Widget):
         *,
         symbol: str | None = None,
         now_ms: int | None = None,
+        previous_close: float | None = None,
     ) -> None:
         """Shows `snapshot` with `window_index` selected; None shows a placeholder.
 
         `symbol` names the selection when it has no snapshot yet ("waiting for trades…");
-        `now_ms` (default: the wall clock) dates the last trade in the title.
+        `now_ms` (default: the wall clock) dates the last trade in the title; with
+        `previous_close` the title also gives the day's change.
         """
         self._last_args = (snapshot, window_index, symbol, now_ms)
+        self._previous_close = previous_close
         if not self._ready:  # on_mount draws the latest arguments
             return
         if snapshot is None:
@@ -465,7 +469,13 @@ class SymbolDetail(Widget):
         self._title_key = self._metrics_key = None
         self.query_one(MetricsGrid).clear_styles()
         snapshot, window_index, symbol, now_ms = self._last_args
-        self.update_detail(snapshot, window_index, symbol=symbol, now_ms=now_ms)
+        self.update_detail(
+            snapshot,
+            window_index,
+            symbol=symbol,
+            now_ms=now_ms,
+            previous_close=self._previous_close,
+        )
 
     def _update_title(self, snap: SymbolSnapshot, window: WindowMetrics | None, now: int) -> None:
         age = None if snap.last_trade_ms is None else fmt_age(now - snap.last_trade_ms)
@@ -474,7 +484,8 @@ class SymbolDetail(Widget):
             if window is None
             else (window.window_ms, window.vwap, window.min, window.max, window.change_pct)
         )
-        key = (snap.symbol, snap.last_price, age, legend)
+        close = self._previous_close
+        key = (snap.symbol, snap.last_price, age, legend, close)
         if key == self._title_key:
             return
         self._title_key = key
@@ -485,6 +496,12 @@ class SymbolDetail(Widget):
         if window is not None and window.change_pct is not None:
             style = up if window.change_pct > 0 else down if window.change_pct < 0 else ""
             title.append(f"  {fmt_pct(window.change_pct)}", style=style)
+        if close is not None and snap.last_price is not None:
+            day = (snap.last_price - close) / close * 100
+            style = up if day > 0 else down if day < 0 else ""
+            title.append("  · day ", style="dim")
+            title.append(fmt_pct(day), style=style)
+            title.append(f" (prev close {fmt_price(close)})", style="dim")
         title.append(f"  · last trade {age} ago" if age else "  · no trade yet", style="dim")
         self.title_text = title.plain
         # Title and legend are one line each (fixed height): no layout pass needed.

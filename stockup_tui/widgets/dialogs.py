@@ -1,4 +1,5 @@
-"""Modal prompts: add symbols, set and list price alerts, the key help, and quitting.
+"""Modal prompts: add symbols, set and list price alerts, the key help, the full-screen
+Pipeline pane and quitting (the watchlist dialogs are in `watchlist_dialogs.py`).
 
 Each prompt validates as you type and says what is wrong in plain words; Enter accepts only
 valid input, Escape cancels.
@@ -23,7 +24,7 @@ from stockup_tui.watchlists import parse_symbols
 from stockup_tui.widgets.health import HealthPane
 
 
-class _Prompt(ModalScreen):
+class Prompt(ModalScreen):
     """A titled single-line prompt with a message line under the input."""
 
     BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
@@ -48,7 +49,7 @@ class _Prompt(ModalScreen):
         self.dismiss(None)
 
 
-class AddSymbolsScreen(_Prompt):
+class AddSymbolsScreen(Prompt):
     """Returns the list of valid symbols typed (one or several), or None."""
 
     title_text = "Add symbols"
@@ -73,7 +74,7 @@ class AddSymbolsScreen(_Prompt):
         self.dismiss(valid)
 
 
-class AlertScreen(_Prompt):
+class AlertScreen(Prompt):
     """Returns the `Alert` typed for the selected symbol, or None (rule: `stockup_tui.alerts`)."""
 
     placeholder = "above 190.5"

@@ -43,6 +43,7 @@ COLUMNS: tuple[tuple[str, str, JustifyMethod, int], ...] = (
     ("last", "last", "right", 9),
     ("chg", "chg", "right", 7),
     ("chg_pct", "chg%", "right", 7),
+    ("day_pct", "day%", "right", 7),
     ("rate", "tr/s", "right", 5),
     ("volume", "volume", "right", 6),
     ("vwap", "vwap", "right", 9),
@@ -53,7 +54,9 @@ COLUMNS: tuple[tuple[str, str, JustifyMethod, int], ...] = (
 )
 COLUMN_KEYS: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
 # Least important first: dropped in this order as the table gets narrower.
-DROP_ORDER: tuple[str, ...] = ("spark", "min", "max", "vwap", "age", "volume", "rate", "chg")
+DROP_ORDER: tuple[str, ...] = (
+    "spark", "min", "max", "vwap", "age", "volume", "rate", "day_pct", "chg",
+)  # fmt: skip
 # The sortable columns, in display order: `cycle_sort` walks the visible ones left to right,
 # then returns to watchlist order.
 SORT_CYCLE: tuple[str, ...] = tuple(k for k in COLUMN_KEYS if k != "spark")
@@ -157,6 +160,7 @@ class QuotesTable(ScrollView, can_focus=True):
     ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self._snapshots: Mapping[str, SymbolSnapshot] = {}
+        self._previous: Mapping[str, float] = {}
         self._watchlist: tuple[str, ...] = ()
         self._window_index = 0
         self._now_ms = 0
@@ -197,9 +201,12 @@ class QuotesTable(ScrollView, can_focus=True):
         watchlist: Sequence[str],
         window_index: int,
         now_ms: int,
+        previous_close: Mapping[str, float] | None = None,
     ) -> None:
-        """Shows the latest snapshots; only rows whose text or style changed are re-rendered."""
+        """Shows the latest snapshots; only rows whose text or style changed are re-rendered.
+        `previous_close`: per symbol, what the day's change (`day%`) is measured from."""
         self._snapshots = snapshots
+        self._previous = previous_close or {}
         self._watchlist = tuple(dict.fromkeys(watchlist))
         self._window_index = window_index
         self._now_ms = now_ms
@@ -591,6 +598,12 @@ class QuotesTable(ScrollView, can_focus=True):
         flash = self._flash.get(symbol)
         last_style = "" if flash is None else (styles.flash_up if flash[2] else styles.flash_down)
         row["last"] = (fmt_price(snap.last_price), last_style)
+        day = self._day_pct(symbol, snap)
+        if day is not None:
+            row["day_pct"] = (
+                fmt_pct(day),
+                styles.up if day > 0 else styles.down if day < 0 else "",
+            )
         if snap.last_trade_ms is not None:
             age = self._now_ms - snap.last_trade_ms
             row["age"] = (fmt_age(age), "dim" if age >= STALE_MS else "")
@@ -608,6 +621,33 @@ class QuotesTable(ScrollView, can_focus=True):
         row["spark"] = (sparkline(w.closes, SPARK_WIDTH), sign_style)
         return row
 
+    def export_rows(self) -> list[dict[str, object]]:
+        """The rows shown (filter and order as on screen) as plain values for a CSV file: the
+        window's full-precision numbers, not the cells' rounded text."""
+        rows: list[dict[str, object]] = []
+        for symbol in self._order:
+            snap = self._snapshots.get(symbol)
+            w = self._window(snap) if snap is not None else None
+            row: dict[str, object] = {"symbol": symbol}
+            row["last"] = snap.last_price if snap is not None else None
+            row["last_trade_ms"] = snap.last_trade_ms if snap is not None else None
+            row["previous_close"] = self._previous.get(symbol)
+            row["day_pct"] = self._day_pct(symbol, snap) if snap is not None else None
+            for key in ("count", "volume", "first", "min", "max", "mean", "vwap", "change"):
+                row[key] = getattr(w, key) if w is not None else None
+            row["change_pct"] = w.change_pct if w is not None else None
+            row["rate"] = w.rate if w is not None else None
+            row["window_ms"] = w.window_ms if w is not None else None
+            rows.append(row)
+        return rows
+
+    def _day_pct(self, symbol: str, snap: SymbolSnapshot) -> float | None:
+        """The change since the previous close, in percent (None without one)."""
+        close = self._previous.get(symbol)
+        if close is None or snap.last_price is None:
+            return None
+        return (snap.last_price - close) / close * 100
+
     def _sort_value(self, symbol: str) -> float | str | None:
         key = self._sort_key
         if key == "symbol":
@@ -617,6 +657,8 @@ class QuotesTable(ScrollView, can_focus=True):
             return None
         if key == "last":
             return snap.last_price
+        if key == "day_pct":
+            return self._day_pct(symbol, snap)
         if key == "age":
             return None if snap.last_trade_ms is None else self._now_ms - snap.last_trade_ms
         w = self._window(snap)

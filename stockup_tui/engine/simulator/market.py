@@ -169,6 +169,15 @@ class Market:
             self._symbols[symbol] = st
         return st
 
+    def previous_close(self, symbol: str) -> float:
+        """Yesterday's close, as Finnhub's REST `/quote` gives it (`pc`): from the name alone,
+        within a few percent of the opening price, on its tick grid."""
+        units = _start_units(symbol, random.Random(f"open:{symbol}"))
+        factor = 1.0 + random.Random(f"close:{symbol}").gauss(0.0, 0.015)
+        close = max(1, round(units * factor))
+        tick = tick_units(close)
+        return max(tick, close // tick * tick) / UNITS
+
     def price(self, symbol: str) -> float:
         """Current price of `symbol`."""
         return self.state(symbol).price

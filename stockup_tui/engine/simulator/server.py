@@ -17,10 +17,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from .market import Market, Trade, TradeFeed
 
@@ -133,10 +135,33 @@ class MarketSimulator:
             compression=None,  # deflate would cost more CPU than generating the trades
             max_size=2**16,  # clients only send tiny control messages
             close_timeout=2.0,
+            process_request=self._rest,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         if self.settings.drop_every > 0:
             self._drop_task = asyncio.create_task(self._drop_loop())
+
+    def _rest(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Finnhub's REST `GET /api/v1/quote?symbol=X` on the same port (the previous close a
+        screen shows the day's change against); websocket upgrades go on to `_handle`."""
+        parts = urlsplit(request.path)
+        if parts.path != "/api/v1/quote":
+            return None
+        symbol = parse_qs(parts.query).get("symbol", [""])[0].strip().upper()
+        if not symbol or len(symbol) > 50:
+            return connection.respond(400, "symbol required\n")
+        market = self.market
+        price, close = market.price(symbol), market.previous_close(symbol)
+        body = {
+            "c": price,
+            "d": round(price - close, 4),
+            "dp": round((price - close) / close * 100, 4),
+            "pc": close,
+            "t": int(time.time()),
+        }
+        response = connection.respond(200, orjson.dumps(body).decode())
+        response.headers["Content-Type"] = "application/json"
+        return response
 
     async def stop(self) -> None:
         """Close the server and every connection (close frame 1001), cancel background tasks."""
