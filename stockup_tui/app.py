@@ -498,6 +498,7 @@ class StockupApp(App[None]):
             self.notify("only one watchlist: W makes another")
             return
         name = self.watchlists.cycle(step)
+        self.quotes.reset_widths()
         self._apply_watchlist(f"watchlist {name}: {len(self.watchlists.symbols)} symbols")
 
     # -- view --------------------------------------------------------------------------------

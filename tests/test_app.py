@@ -638,7 +638,7 @@ async def test_the_day_change_against_the_previous_close(tmp_path: Path) -> None
         assert table.get_cell("AAPL", "day_pct").plain.strip() == "+10.00%"
         assert table.get_cell("MSFT", "day_pct").plain.strip() == DASH
         table.select_symbol("AAPL")
-        shown = "day +10.00% (prev close 160.00)"
-        await until(pilot, lambda: shown in app.detail.title_text, "the day in the detail")
+        await until(pilot, lambda: "day +10.00%" in app.detail.title_text, "the day in the title")
+        assert app.detail.title_text.endswith("· prev close 160.00")
         table.sort_by("day_pct", reverse=True)
         assert table.shown_symbols == ["AAPL", "MSFT"]  # without a close: last

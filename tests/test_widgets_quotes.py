@@ -22,7 +22,14 @@ from stockup_tui.widgets.format import (
     sparkline,
     window_label,
 )
-from stockup_tui.widgets.quotes import COLUMN_KEYS, COLUMNS, SORT_CYCLE, QuotesTable
+from stockup_tui.widgets.quotes import (
+    COLUMN_KEYS,
+    COLUMNS,
+    SORT_CYCLE,
+    SPARK_MAX,
+    SPARK_WIDTH,
+    QuotesTable,
+)
 from tests.helpers import wait_until
 
 WATCHLIST = ["AAPL", "MSFT", "TSLA", "NVDA", "NEW"]  # NEW never gets a snapshot
@@ -262,7 +269,13 @@ async def test_narrow_width_drops_spark_first_then_more() -> None:
         table.update_quotes(snaps(), WATCHLIST, 0, 1_000)
         await pilot.pause()
         assert table.visible_columns == COLUMN_KEYS
-        full = sum(table.column_width(k) for k in COLUMN_KEYS)
+        # Room to spare goes to the sparkline: the table uses the width it has.
+        assert table.column_width("spark") > SPARK_WIDTH + 2
+        used = sum(table.column_width(k) for k in COLUMN_KEYS)
+        assert used == table.size.width or table.column_width("spark") == SPARK_MAX + 2
+        assert len(table.get_cell("AAPL", "spark").plain) <= table.column_width("spark") - 2
+        # The narrowest the whole set can be: the sparkline at its least.
+        full = sum(table.column_width(k) for k in COLUMN_KEYS if k != "spark") + SPARK_WIDTH + 2
 
         table.styles.width = full - 1
         await wait_until(lambda: "spark" not in table.visible_columns, 5, "spark to go")
@@ -304,6 +317,8 @@ async def test_fifty_symbols_refresh_renders_only_changed_rows(
         data = {s: snap(s, 100.0 + i) for i, s in enumerate(watchlist)}
         table.update_quotes(data, watchlist, 0, 1_000)
         await pilot.pause()
+        # The rows brought a scrollbar: the sparkline gave it its column once. Settled now.
+        table.update_quotes(data, watchlist, 0, 1_000)
         calls = spy_rows(table, monkeypatch)
         for _ in range(10):
             table.update_quotes(data, watchlist, 0, 1_000)

@@ -362,19 +362,20 @@ class SymbolDetail(Widget):
     """
 
     METRICS: tuple[tuple[str, str], ...] = (
+        ("change", "chg"),
+        ("change_pct", "chg%"),
+        ("vwap", "vwap"),
+        ("rate", "tr/s"),
         ("count", "count"),
         ("volume", "volume"),
-        ("first", "first"),
-        ("last", "last"),
         ("min", "min"),
         ("max", "max"),
         ("mean", "mean"),
-        ("vwap", "vwap"),
-        ("change", "chg"),
-        ("change_pct", "chg%"),
-        ("rate", "tr/s"),
+        ("first", "first"),
+        ("last", "last"),
     )
-    """(WindowMetrics field, row label), in display order."""
+    """(WindowMetrics field, row label), in display order: what a short pane keeps first (the
+    last price is in the title)."""
 
     def __init__(
         self, *, name: str | None = None, id: str | None = None, classes: str | None = None
@@ -501,8 +502,9 @@ class SymbolDetail(Widget):
             style = up if day > 0 else down if day < 0 else ""
             title.append("  · day ", style="dim")
             title.append(fmt_pct(day), style=style)
-            title.append(f" (prev close {fmt_price(close)})", style="dim")
-        title.append(f"  · last trade {age} ago" if age else "  · no trade yet", style="dim")
+        title.append(f"  · {age} ago" if age else "  · no trade yet", style="dim")
+        if close is not None:  # the least needed: what a narrow pane cuts off
+            title.append(f"  · prev close {fmt_price(close)}", style="dim")
         self.title_text = title.plain
         # Title and legend are one line each (fixed height): no layout pass needed.
         self.query_one("#detail-title", Static).update(title, layout=False)

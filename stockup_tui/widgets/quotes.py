@@ -60,7 +60,8 @@ DROP_ORDER: tuple[str, ...] = (
 # The sortable columns, in display order: `cycle_sort` walks the visible ones left to right,
 # then returns to watchlist order.
 SORT_CYCLE: tuple[str, ...] = tuple(k for k in COLUMN_KEYS if k != "spark")
-SPARK_WIDTH = 12
+SPARK_WIDTH = 12  # the sparkline's width when the table is tight
+SPARK_MAX = 60  # ... and at most, when the terminal leaves room
 FLASH_MS = 600
 STALE_MS = 60_000
 
@@ -87,6 +88,16 @@ class _Styles(NamedTuple):
     down: str
     flash_up: str
     flash_down: str
+
+
+def _initial_widths() -> dict[str, int]:
+    """Each column's width before any figure is seen (padding included); a sortable column has
+    room for its label's sort arrow."""
+    widths = {
+        k: max(_ESTIMATE[k], len(_LABELS[k]) + (2 if k in SORT_CYCLE else 0)) + 2 for k in _LABELS
+    }
+    widths["spark"] = SPARK_WIDTH + 2
+    return widths
 
 
 class QuotesTable(ScrollView, can_focus=True):
@@ -172,10 +183,8 @@ class QuotesTable(ScrollView, can_focus=True):
         self._strips: dict[str, Strip] = {}  # each shown row, ready to paint
         self._visible: tuple[str, ...] = COLUMN_KEYS  # column keys that fit
         # Padding included; a sortable column also has room for its label's sort arrow.
-        self._widths: dict[str, int] = {
-            k: max(_ESTIMATE[k], len(_LABELS[k]) + (2 if k in SORT_CYCLE else 0)) + 2
-            for k in _LABELS
-        }
+        self._widths: dict[str, int] = _initial_widths()
+        self._spark = SPARK_WIDTH  # the sparkline's width now (grows into spare room)
         self._header: Strip | None = None
         self._last: dict[str, float] = {}  # last price per symbol, to detect ticks
         self._flash: dict[str, tuple[int, int, bool]] = {}  # symbol -> (start, end, uptick)
@@ -207,10 +216,20 @@ class QuotesTable(ScrollView, can_focus=True):
         `previous_close`: per symbol, what the day's change (`day%`) is measured from."""
         self._snapshots = snapshots
         self._previous = previous_close or {}
-        self._watchlist = tuple(dict.fromkeys(watchlist))
+        watchlist = tuple(dict.fromkeys(watchlist))
+        if window_index != self._window_index:
+            self.reset_widths()
+        self._watchlist = watchlist
         self._window_index = window_index
         self._now_ms = now_ms
         self._refresh_rows()
+
+    def reset_widths(self) -> None:
+        """Other figures are coming (another window, another list): the columns may narrow
+        again. Between such changes they only widen, so they never jitter tick by tick."""
+        self._widths = _initial_widths()
+        self._cells.clear()
+        self._header = None
 
     def sort_by(self, column_key: str | None, reverse: bool = False) -> None:
         """Sorts by a column (None: watchlist order); rows without a value go last."""
@@ -487,7 +506,11 @@ class QuotesTable(ScrollView, can_focus=True):
         previous = self.selected_symbol
         order = self._sorted(symbols)
         rendered = {s: self._render_row(s, styles) for s in symbols}
-        if self._grow_widths(rendered) | self._fit_columns():
+        spark = self._spark
+        fitted = self._grow_widths(rendered) | self._fit_columns()
+        if self._spark != spark:  # the sparkline's room changed: draw them at the new width
+            rendered = {s: self._render_row(s, styles) for s in symbols}
+        if fitted:
             self._cells.clear()  # widths or columns changed: every row is rendered again
             self._header = None
         repaint_all = order != self._order
@@ -532,18 +555,27 @@ class QuotesTable(ScrollView, can_focus=True):
         return grew
 
     def _fit_columns(self) -> bool:
-        """Drops the least important columns until the rest fit; True if the set changed."""
+        """Drops the least important columns until the rest fit (the sparkline counted at its
+        narrowest), then gives the room left to the sparkline; True if the set or a width
+        changed."""
         width = self.scrollable_content_region.width
+        widths = self._widths
+        widths["spark"] = SPARK_WIDTH + 2
         visible = list(COLUMN_KEYS)
+        spark = SPARK_WIDTH
         if width > 0:
-            need = sum(self._widths[k] for k in visible)
+            need = sum(widths[k] for k in visible)
             for key in DROP_ORDER:
                 if need <= width:
                     break
                 visible.remove(key)
-                need -= self._widths[key]
-        changed = tuple(visible) != self._visible
+                need -= widths[key]
+            if "spark" in visible and need < width:
+                spark = min(SPARK_MAX, SPARK_WIDTH + width - need)
+        widths["spark"] = spark + 2
+        changed = tuple(visible) != self._visible or spark != self._spark
         self._visible = tuple(visible)
+        self._spark = spark
         return changed
 
     def _column_at(self, x: int) -> str | None:
@@ -618,7 +650,7 @@ class QuotesTable(ScrollView, can_focus=True):
         row["vwap"] = (fmt_price(w.vwap), "")
         row["min"] = (fmt_price(w.min), "")
         row["max"] = (fmt_price(w.max), "")
-        row["spark"] = (sparkline(w.closes, SPARK_WIDTH), sign_style)
+        row["spark"] = (sparkline(w.closes, self._spark), sign_style)
         return row
 
     def export_rows(self) -> list[dict[str, object]]:
