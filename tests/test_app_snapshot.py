@@ -8,6 +8,7 @@ Update the baselines after an intended change with `pytest --snapshot-update`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from stockup_tui.app import StockupApp
 from stockup_tui.config import Settings, load_config
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.pipeline import Pipeline
+from stockup_tui.engine.stats import PipelineStats
 from tests.frozen_engine import SYMBOLS, FrozenEngine, fixed_stats
 from tests.test_pipeline import make_recording
 
@@ -40,10 +42,12 @@ def frozen_latest(tmp_path_factory: pytest.TempPathFactory) -> Mapping[str, Symb
     return asyncio.run(run())
 
 
-def frozen_app(latest: Mapping[str, SymbolSnapshot], tmp_path: Path) -> StockupApp:
+def frozen_app(
+    latest: Mapping[str, SymbolSnapshot], tmp_path: Path, stats: PipelineStats | None = None
+) -> StockupApp:
     loaded = load_config(overrides={"symbols": ",".join(SYMBOLS), "windows": "1m,5m"}, environ={})
     last_ms = max(s.last_trade_ms or 0 for s in latest.values())
-    engine = FrozenEngine(latest, fixed_stats(latest))
+    engine = FrozenEngine(latest, stats or fixed_stats(latest))
     engine.previous_close = {"AAPL": 187.5, "MSFT": 425.0}  # BTC:USD: none known
     return StockupApp(
         loaded,
@@ -67,3 +71,37 @@ def test_main_screen_light_theme_with_log(snap_compare, frozen_latest, tmp_path:
     assert snap_compare(
         frozen_app(frozen_latest, tmp_path), terminal_size=(120, 40), run_before=setup
     )
+
+
+def broken_stats(latest: Mapping[str, SymbolSnapshot]) -> PipelineStats:
+    """The figures of a pipeline whose Kafka broker went away, and InfluxDB with it."""
+    stats = fixed_stats(latest)
+    bus = replace(
+        stats.bus,
+        kind="kafka",
+        connected=False,
+        last_error="cannot reach 127.0.0.1:9092: KafkaConnectionError",
+        queue_depth=5_242_880,
+        queue_capacity=67_108_864,
+        queue_unit="bytes",
+    )
+    influx = {"state": "down", "written": 1200, "pending": 300, "error": "connection refused"}
+    return replace(stats, bus=bus, sinks={"influx": influx})
+
+
+def test_80x24_with_the_bus_down(snap_compare, frozen_latest, tmp_path: Path) -> None:
+    """The smallest usual terminal: no side panes, the red stage named in the status bar, help
+    and quit in the footer."""
+    app = frozen_app(frozen_latest, tmp_path, broken_stats(frozen_latest))
+    assert snap_compare(app, terminal_size=(80, 24))
+
+
+def test_160x45_pipeline_full_screen_with_the_bus_down(
+    snap_compare, frozen_latest, tmp_path: Path
+) -> None:
+    async def setup(pilot) -> None:
+        await pilot.press("P")
+        await pilot.pause()
+
+    app = frozen_app(frozen_latest, tmp_path, broken_stats(frozen_latest))
+    assert snap_compare(app, terminal_size=(160, 45), run_before=setup)
