@@ -55,6 +55,7 @@ from stockup_tui.widgets.events import EventLog, UILogHandler
 from stockup_tui.widgets.format import window_label
 from stockup_tui.widgets.health import LEVEL_STYLE, HealthPane, Level, problem
 from stockup_tui.widgets.quotes import QuotesTable
+from stockup_tui.widgets.symbol_view import TAPE_ROWS, SymbolScreen
 from stockup_tui.widgets.watchlist_dialogs import MoveScreen, WatchlistsScreen
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,10 @@ class EngineView(Protocol):
         """Previous closes known so far, for the day's change (empty: not known)."""
         ...
 
+    def recent_trades(self, symbol: str, n: int = 20) -> list[tuple[int, float, float]]:
+        """The symbol's latest trades, newest first: (t ms, price, volume)."""
+        ...
+
     @property
     def symbols(self) -> list[str]:
         """The watchlist the feed follows now."""
@@ -161,6 +166,7 @@ class StockupApp(App[None]):
         Binding("h", "toggle('health')", "Health", show=False),
         Binding("P", "pipeline", "Pipeline", show=False),
         Binding("x", "export", "Export CSV", show=False),
+        Binding("enter", "symbol_view", "Symbol", show=False),
         Binding("W", "watchlists", "Watchlists", show=False),
         Binding("m", "move_to_list", "Move to list", show=False),
         Binding("l", "toggle('events')", "Log"),
@@ -190,6 +196,7 @@ class StockupApp(App[None]):
         "toggle('events')": "Toggle the event log",
         "pipeline": "The Pipeline pane over the whole screen (scrollable)",
         "export": "Export the table (as shown) to a CSV file",
+        "symbol_view": "The selected symbol full screen: chart with a time axis, tape",
         "watchlists": "Watchlists: switch, new, rename, delete",
         "move_to_list": "Move the selected symbol to another watchlist",
         "watchlist(1)": "Next watchlist",
@@ -336,6 +343,8 @@ class StockupApp(App[None]):
         )
         if self.detail.display:
             self._show_detail(quotes.selected_symbol, latest, now_ms)
+        if isinstance(self.screen, SymbolScreen):
+            self._show_symbol(self.screen, latest, now_ms, tape=not tick or self._ticks % 3 == 1)
         health = self.health
         if tick and self._ticks % HEALTH_EVERY == 1:
             stats = self.engine.stats
@@ -588,6 +597,34 @@ class StockupApp(App[None]):
             return
         self.notify(f"{len(rows)} rows written to {path}")
         self.event(f"exported {len(rows)} rows to {path}")
+
+    def action_symbol_view(self) -> None:
+        symbol = self.quotes.selected_symbol
+        if not symbol:
+            return
+        screen = SymbolScreen(symbol)
+        self.push_screen(screen)
+        self.call_after_refresh(
+            lambda: self._show_symbol(screen, self.engine.latest, int(self.clock() * 1000))
+        )
+
+    def _show_symbol(
+        self,
+        screen: SymbolScreen,
+        latest: Mapping[str, SymbolSnapshot],
+        now_ms: int,
+        tape: bool = True,
+    ) -> None:
+        symbol = screen.symbol
+        trades = self.engine.recent_trades(symbol, TAPE_ROWS) if tape else screen.trades
+        screen.trades = trades
+        screen.show(
+            latest.get(symbol),
+            self.window_index,
+            now_ms,
+            self.engine.previous_close.get(symbol),
+            trades,
+        )
 
     def action_pipeline(self) -> None:
         self.push_screen(PipelineScreen(self.settings.source.watchdog, self.engine.stats))

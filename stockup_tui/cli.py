@@ -259,12 +259,13 @@ def run_app(loaded: LoadedConfig) -> int:
     """The dashboard; the engine runs on its own thread under it."""
     from stockup_tui.app import StockupApp
     from stockup_tui.engine.host import EngineHost
+    from stockup_tui.widgets.detail import CHART_POINTS
 
     # The engine's threads share the GIL with the screen: hand it over more often than the
     # default 5 ms so that a key press is not kept waiting behind a burst of trades.
     sys.setswitchinterval(0.001)
     try:
-        host = EngineHost(loaded.settings, live_points=60)
+        host = EngineHost(loaded.settings, live_points=CHART_POINTS)
     except ConfigError as exc:
         print(f"stockup-tui: {safe_lines(exc)}", file=sys.stderr)
         return exits.CONFIG

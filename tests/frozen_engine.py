@@ -25,6 +25,7 @@ class FrozenEngine:
         self._stats = stats
         self.symbols: list[str] = []
         self.previous_close: dict[str, float] = {}
+        self.tape: dict[str, list[tuple[int, float, float]]] = {}
 
     @property
     def latest(self) -> Mapping[str, SymbolSnapshot]:
@@ -44,6 +45,9 @@ class FrozenEngine:
         self.symbols = list(symbols)
 
     control_version = 0
+
+    def recent_trades(self, symbol: str, n: int = 20) -> list[tuple[int, float, float]]:
+        return self.tape.get(symbol, [])[:n]
 
     def stop_progress(self) -> str:
         return "stopped"

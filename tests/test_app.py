@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import tomllib
@@ -642,3 +643,57 @@ async def test_the_day_change_against_the_previous_close(tmp_path: Path) -> None
         assert app.detail.title_text.endswith("· prev close 160.00")
         table.sort_by("day_pct", reverse=True)
         assert table.shown_symbols == ["AAPL", "MSFT"]  # without a close: last
+
+
+async def test_enter_shows_the_symbol_full_screen_with_a_time_axis_and_its_tape(
+    tmp_path: Path,
+) -> None:
+    from stockup_tui.engine.model import WindowMetrics
+    from stockup_tui.widgets.symbol_view import SymbolScreen
+
+    def metrics(width: int) -> WindowMetrics:
+        closes = tuple(170.0 + i / 10 for i in range(30))
+        return WindowMetrics(width, 30, 300.0, 170.0, 172.9, 170.0, 172.9, 171.5, 171.4,
+                             2.9, 1.7, 0.5, closes)  # fmt: skip
+
+    latest = {
+        "AAPL": SymbolSnapshot("AAPL", 1_000, 172.9, 1_000, (metrics(60_000), metrics(300_000)))
+    }
+    engine = FrozenEngine(latest, fixed_stats({}))
+    engine.tape = {"AAPL": [(1_764_000_000_250, 172.9, 100.0), (1_764_000_000_000, 172.8, 5.0)]}
+    app = frozen_app(tmp_path, engine, symbols="AAPL")
+    async with app.run_test(size=(160, 45)) as pilot:
+        await until(pilot, lambda: rows(app) == ["AAPL"], "the row")
+        await pilot.press("enter")
+        assert isinstance(app.screen, SymbolScreen)
+        screen = app.screen
+        await until(pilot, lambda: "172.90" in screen.tape_text, "the tape")
+        assert screen.tape_text.splitlines()[0].endswith("172.90      100")
+        chart = screen.detail.chart
+        await until(pilot, lambda: chart.series is not None, "the chart")
+        assert (chart.series.buckets, chart.series.span_ms) == (60, 60_000)
+        await pilot.press("w")  # the next window, here too
+        await until(pilot, lambda: chart.series.span_ms == 300_000, "the 5m chart")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, SymbolScreen)
+
+
+async def test_the_tape_shows_the_real_engines_latest_trades(tmp_path: Path) -> None:
+    from stockup_tui.widgets.symbol_view import SymbolScreen
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "AAPL" in app.engine.latest, "AAPL trades")
+        app.quotes.select_symbol("AAPL")
+        await until(pilot, lambda: app.quotes.selected_symbol == "AAPL", "AAPL selected")
+        await pilot.press("enter")
+        assert isinstance(app.screen, SymbolScreen)
+        screen = app.screen
+        await until(pilot, lambda: ":" in screen.tape_text, "trades on the tape")
+        lines = screen.tape_text.splitlines()
+        assert 0 < len(lines) <= 40
+        for line in lines:  # time, price, volume: the newest first
+            clock, price, _volume = line.split()
+            assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", clock) and float(price) > 0
+        clocks = [line.split()[0] for line in lines]
+        assert clocks == sorted(clocks, reverse=True)

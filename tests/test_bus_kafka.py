@@ -11,8 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import asdict
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import pytest
 from stockup_tui.config import Settings
 from stockup_tui.engine.bus.kafka import KafkaBus
 from stockup_tui.engine.drops import Drops
+from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.pipeline import Pipeline
 from tests.helpers import ListSink, make_recording, wait_until
 from tests.services import require_kafka
@@ -73,6 +74,14 @@ def replay_settings(
         source={"kind": "replay", "replay": path, "replay_speed": speed},
         **data,
     )
+
+
+def without_closes(latest: Mapping[str, SymbolSnapshot]) -> dict[str, SymbolSnapshot]:
+    """The snapshots as emitted: the monitor adds closes of its own for the chart."""
+    return {
+        symbol: replace(snap, windows=tuple(replace(w, closes=()) for w in snap.windows))
+        for symbol, snap in latest.items()
+    }
 
 
 def snapshot_key(snap: Any) -> tuple[str, int]:
@@ -459,7 +468,9 @@ async def test_monitor_shows_the_snapshots_the_analyzer_commits(
 ) -> None:
     path = tmp_path / "session.jsonl"
     make_recording(path, seed=3)
-    monitor = Pipeline.from_settings(kafka_settings(kafka, role="monitor", windows=["1m", "5m"]))
+    monitor = Pipeline.from_settings(
+        kafka_settings(kafka, role="monitor", windows=["1m", "5m"]), live_points=20
+    )
     await monitor.start()
     sink = ListSink()
     pipe = Pipeline.from_settings(replay_settings(kafka, path), sinks=[sink])
@@ -473,12 +484,18 @@ async def test_monitor_shows_the_snapshots_the_analyzer_commits(
         for snap in sink.snapshots:
             last[snap.symbol] = snap  # emitted in order per symbol
         await wait_until(
-            lambda: dict(monitor.snapshots.latest) == last,
+            lambda: without_closes(monitor.snapshots.latest) == last,
             timeout=30,
             what="the monitor to show the last committed snapshot of every symbol",
         )
         assert pipe.bus.metrics_sink.written == len(sink.snapshots)
         assert pipe.bus.metrics_sink.dropped == 0
+        # The chart's prices: from the snapshots the monitor read, one a second per symbol.
+        for symbol, snap in monitor.snapshots.latest.items():
+            closes = snap.windows[0].closes
+            assert closes and closes[-1] == snap.last_price, symbol
+        stats = monitor.fresh_stats(0)
+        assert stats.source.kind == "metrics topic" and stats.source.frames >= len(last)
     finally:
         await monitor.stop()
 

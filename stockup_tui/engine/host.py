@@ -116,6 +116,13 @@ class EngineHost:
 
         self.call(change)
 
+    def recent_trades(self, symbol: str, n: int = 20) -> list[tuple[int, float, float]]:
+        """The symbol's latest trades, newest first, from the engine's thread (a copy)."""
+        try:
+            return self.call(lambda: self.pipeline.analyzer.recent_trades(symbol, n), 1.0)
+        except (RuntimeError, TimeoutError):  # not running, or busy for a second: no tape now
+            return []
+
     @property
     def previous_close(self) -> Mapping[str, float]:
         """Previous closes known so far (empty without a REST API)."""

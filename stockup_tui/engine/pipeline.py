@@ -44,6 +44,7 @@ from stockup_tui.engine.model import SymbolBatch, SymbolSnapshot, Watermark
 from stockup_tui.engine.process import ProcessMeter
 from stockup_tui.engine.simulator import SimulatorSettings, SimulatorThread
 from stockup_tui.engine.sinks.base import Sink
+from stockup_tui.engine.sinks.history import PriceHistory
 from stockup_tui.engine.sinks.jsonl import JsonlSink
 from stockup_tui.engine.sinks.snapshots import SnapshotStore
 from stockup_tui.engine.sources.base import NullSource, TradeSource
@@ -152,6 +153,7 @@ class Pipeline:
         # Watchlists taken from the control topic (another screen changed it): a screen on this
         # process follows when it grows.
         self.control_version = 0
+        self.monitored = 0  # snapshots read from the metrics topic (`--role monitor`)
         self._stages: dict[str, _Stage] = {}
         self._rates = RateMeter()
         self._process = ProcessMeter()
@@ -592,15 +594,27 @@ class Pipeline:
         self._analyzer_done.set()
 
     async def _run_monitor(self) -> None:
-        """`--role monitor`: the screen shows what the analyzers commit to the metrics topic."""
+        """`--role monitor`: the screen shows what the analyzers commit to the metrics topic,
+        read from the longest window back, so that the chart has the prices of a whole window
+        at once (kept in a `PriceHistory`: the topic's snapshots carry no intra-window prices)."""
         latest: dict[str, SymbolSnapshot] = dict(self.snapshots.latest)
-        since = int(time.time() * 1000) - 3 * max(self.settings.emit_interval_ms, 5_000)
+        longest = max(self.settings.windows_ms)
+        history = PriceHistory(longest, self.settings.max_symbols)
+        since = int(time.time() * 1000) - longest - 3 * max(self.settings.emit_interval_ms, 5_000)
+        points = self.live_points
         async for snaps in self.bus.watch_metrics(since):  # type: ignore[attr-defined]
+            history.add(snaps)
+            changed = set()
             for snap in snaps:
                 old = latest.get(snap.symbol)
                 if old is None or snap.ts_ms >= old.ts_ms:
                     latest[snap.symbol] = snap
+                    changed.add(snap.symbol)
+            self.monitored += len(snaps)
             self.snapshots.write(snaps)
+            if points:
+                for symbol in changed:
+                    latest[symbol] = history.with_closes(latest[symbol], points)
             self.snapshots.replace(list(latest.values()))
 
     async def _run_control(self) -> None:
@@ -627,6 +641,11 @@ class Pipeline:
             self.fresh_stats()  # by the clock, not by ticks: a busy loop makes ticks late
             if tick % trim_every == 0:
                 release_free_heap()
+
+    def _monitored_at(self) -> float | None:
+        """When the newest snapshot the monitor shows was emitted (event time, seconds)."""
+        newest = max((snap.ts_ms for snap in self.snapshots.latest.values()), default=None)
+        return None if newest is None else newest / 1000
 
     def fresh_stats(self, max_age: float = 1.0) -> PipelineStats:
         """The stats, rebuilt first when older than `max_age` seconds (never stale figures:
@@ -658,6 +677,18 @@ class Pipeline:
         a = self.analyzer
         p50, p99 = self.latency.recent()
         p50_all, p99_all = self.latency.overall()
+        if self.settings.role == "monitor":  # its source is the metrics topic, not a feed
+            b = self.bus.stats
+            s = replace(
+                s,
+                kind="metrics topic",
+                endpoint=self.settings.kafka.metrics_topic,
+                connected=b.connected,
+                connections=1,
+                frames=self.monitored,
+                finished=False,
+                last_frame_at=self._monitored_at(),
+            )
         return PipelineStats(
             at=now,
             uptime=now_m - self._started_at,

@@ -48,6 +48,10 @@ except ImportError:  # pragma: no cover - exercised only where textual-plotext i
 HAS_PLOTEXT = PlotextPlot is not None
 
 
+#: Price points per window the screen asks the engine for (`live_points`): the chart's buckets.
+CHART_POINTS = 60
+
+
 class ChartSeries(NamedTuple):
     """What the chart shows; compared as a whole to decide whether to redraw."""
 
@@ -56,6 +60,17 @@ class ChartSeries(NamedTuple):
     vwap: float | None
     low: float | None
     high: float | None
+    # The closes are the last ones of `buckets` equal buckets over `span_ms` (the window):
+    # with both, the x axis is time, labelled back from "now" (0: just "now" at the end).
+    buckets: int = 0
+    span_ms: int = 0
+
+
+def ago(ms: float) -> str:
+    """`-1m`, `-45s`, `-2.5s`: a time axis label, back from now."""
+    if ms >= 60_000 and ms % 60_000 == 0:
+        return f"-{ms / 60_000:g}m"
+    return f"-{ms / 1000:g}s"
 
 
 def _rgb(value: str | None, fallback: str) -> tuple[int, int, int]:
@@ -179,13 +194,22 @@ class PriceChart(Widget):
         theme = self.app.current_theme
         plt = widget.plt
         plt.clear_data()
-        xs = list(range(len(s.closes)))
+        n = len(s.closes)
         values = [v for v in (s.vwap, s.low, s.high, *s.closes) if v is not None]
         lo, hi = min(values), max(values)
         pad = (hi - lo) * 0.05 or max(abs(hi) * 0.001, 1e-9)
         plt.ylim(lo - pad, hi + pad)
-        plt.xlim(0, max(len(xs) - 1, 1))
-        plt.xticks([xs[-1]], ["now"])
+        if s.buckets >= n and s.span_ms > 0:  # a time axis over the whole window
+            b = s.buckets
+            xs = list(range(b - n, b))
+            plt.xlim(0, max(b - 1, 1))
+            ticks = [round((b - 1) * k / 4) for k in range(5)]
+            labels = [ago(s.span_ms * (1 - k / 4)) for k in range(4)] + ["now"]
+            plt.xticks(ticks, labels)
+        else:
+            xs = list(range(n))
+            plt.xlim(0, max(n - 1, 1))
+            plt.xticks([xs[-1]], ["now"])
         for value, colour, fallback in (
             (s.low, theme.error, "red"),
             (s.high, theme.success, "green"),
@@ -461,6 +485,8 @@ class SymbolDetail(Widget):
                     window.vwap,
                     window.min,
                     window.max,
+                    CHART_POINTS,
+                    window.window_ms,
                 ),
                 urgent=urgent,
             )

@@ -208,6 +208,13 @@ class Analyzer:
                 return snap
         return None
 
+    def recent_trades(self, symbol: str, n: int = 20) -> list[tuple[int, float, float]]:
+        """The symbol's latest `n` trades in its windows, newest first: (t, price, volume)."""
+        for part in self._parts.values():
+            if symbol in part.syms:
+                return part.recent(symbol, n)
+        return []
+
     def live_all(self, points: int = 0) -> list[SymbolSnapshot]:
         """Live snapshots of every symbol, active ones first."""
         return list(self._iter_live(points))

@@ -326,6 +326,11 @@ class Partition:
 
     # -- queries -----------------------------------------------------------------------------
 
+    def recent(self, name: str, n: int) -> list[tuple[int, float, float]]:
+        """The symbol's latest `n` trades, newest first (none once it went quiet)."""
+        sym = self.syms.get(name)
+        return [] if sym is None else sym.store.recent(n)
+
     def live(self, name: str, points: int = 0) -> SymbolSnapshot | None:
         sym = self.syms.get(name)
         if sym is None:

@@ -301,6 +301,14 @@ class SymbolWindows:
 
     # -- queries -----------------------------------------------------------------------------
 
+    def recent(self, n: int) -> list[tuple[int, float, float]]:
+        """The latest `n` trades stored, newest first, as (t, price, volume): the screen's tape."""
+        k = len(self.ts)
+        lo = max(0, k - n)
+        return list(
+            zip(self.ts[lo:k][::-1], self.px[lo:k][::-1], self.vol[lo:k][::-1], strict=True)
+        )
+
     def query(self, end: float, points: int = 0) -> tuple[WindowMetrics, ...]:
         """Metrics of every window ending at `end` over the trades stored so far.
 
