@@ -7,7 +7,13 @@ from textual.app import App, ComposeResult
 from textual.widgets import Static
 
 from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics
-from stockup_tui.widgets.detail import HAS_PLOTEXT, ChartSeries, MetricsGrid, SymbolDetail
+from stockup_tui.widgets.detail import (
+    CHART_POINTS,
+    HAS_PLOTEXT,
+    ChartSeries,
+    MetricsGrid,
+    SymbolDetail,
+)
 from tests.helpers import wait_until
 
 CLOSES = tuple(100.0 + (i % 7) * 0.25 for i in range(60))
@@ -159,7 +165,7 @@ async def test_chart_gets_the_closes_and_redraws_only_on_change() -> None:
         detail = app.query_one(SymbolDetail)
         chart = detail.chart
         detail.update_detail(snapshot(), 0, now_ms=10_000)
-        expected = ChartSeries("1m", CLOSES, 101.0, 99.5, 103.5)
+        expected = ChartSeries("1m", CLOSES, 101.0, 99.5, 103.5, CHART_POINTS, 60_000)
         await wait_until(lambda: chart.series == expected, 5, "the first chart")
         draws = chart.draws
 

@@ -115,14 +115,15 @@ class KafkaBus:
             stats.closing = "sending"
             sent = await asyncio.to_thread(self.publisher.flush, PUBLISH_DRAIN_S)
         if self.reader is not None:
+            wait = DRAIN_TIMEOUT_S + 15
             if self._publishes and sent:
                 stats.closing = "reading what was sent, then committing"
                 self.reader.drain_and_stop()
-                wait = DRAIN_TIMEOUT_S + 15
             else:  # nothing to wait for: what the broker did not take, no consumer will read
                 stats.closing = "committing and leaving the consumer group"
                 self.reader.stop()
-                wait = 15 if sent else 5  # a broker away: its commit is lost either way
+                if not sent:
+                    wait = 5  # the broker did not take our trades: it will not take a commit
             # Returns once the analyzer acknowledged every delivery and the last commit is done.
             await asyncio.to_thread(self.reader.join, wait)
             if self.reader.alive:  # stuck on a broker that is away: end the stream without it
