@@ -110,20 +110,22 @@ class KafkaBus:
             return
         self._closed = True
         stats = self.stats
-        sent = True
+        away = False  # the broker did not take our trades and is not even connected
         if self._publishes:
             stats.closing = "sending"
             sent = await asyncio.to_thread(self.publisher.flush, PUBLISH_DRAIN_S)
+            reader = self.reader
+            away = not sent and not self.publisher.connected and not (reader and reader.connected)
         if self.reader is not None:
             wait = DRAIN_TIMEOUT_S + 15
-            if self._publishes and sent:
+            if self._publishes and not away:
                 stats.closing = "reading what was sent, then committing"
                 self.reader.drain_and_stop()
             else:  # nothing to wait for: what the broker did not take, no consumer will read
                 stats.closing = "committing and leaving the consumer group"
                 self.reader.stop()
-                if not sent:
-                    wait = 5  # the broker did not take our trades: it will not take a commit
+                if away:
+                    wait = 5  # it did not take our trades: it will not take a commit either
             # Returns once the analyzer acknowledged every delivery and the last commit is done.
             await asyncio.to_thread(self.reader.join, wait)
             if self.reader.alive:  # stuck on a broker that is away: end the stream without it
@@ -131,8 +133,8 @@ class KafkaBus:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._queue.put(None), 5)
         stats.closing = "sending the last snapshots"
-        # A broker that did not take our trades within PUBLISH_DRAIN_S is not waited for again.
-        ok = await asyncio.to_thread(self.publisher.close, PUBLISH_DRAIN_S if sent else 0.0)
+        # A broker away after PUBLISH_DRAIN_S is not waited for again.
+        ok = await asyncio.to_thread(self.publisher.close, 0.0 if away else PUBLISH_DRAIN_S)
         if not ok and self.publisher.unacked_trades:
             self.drops.add(
                 "bus_unsent_at_exit",
