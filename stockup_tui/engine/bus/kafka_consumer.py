@@ -47,7 +47,6 @@ COMMIT_EVERY_S = 0.1
 #: A commit unanswered for this long is given up on (its answer may still come): the next goes.
 COMMIT_STUCK_S = 10.0
 DRAIN_TIMEOUT_S = 15.0
-LAG_TIMEOUT_MS = 2_000  # the lag query's bound (a figure for the screen)
 
 
 METADATA_VERSION = 2
@@ -344,9 +343,7 @@ class KafkaReader:
             self.lag = {}
             return
         try:
-            # A status figure: never worth holding the consumer thread (its polls, its
-            # heartbeats, a stop) for the client's 30 s request timeout when the broker is away.
-            ends = consumer.end_offsets(assigned, timeout_ms=LAG_TIMEOUT_MS)
+            ends = consumer.end_offsets(assigned)
             self.lag = {tp.partition: max(0, ends[tp] - consumer.position(tp)) for tp in assigned}
         except Exception as exc:
             self._error(exc, "lag query failed")
@@ -362,8 +359,7 @@ class KafkaReader:
                 continue
             if targets is None:
                 try:
-                    left = max(0.1, deadline - time.monotonic())
-                    targets = consumer.end_offsets(assigned, timeout_ms=round(left * 1000))
+                    targets = consumer.end_offsets(assigned)
                 except Exception as exc:
                     self._error(exc, "end offsets failed")
                     continue
