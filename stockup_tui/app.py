@@ -375,8 +375,9 @@ class StockupApp(App[None]):
                 events.add_event(level, text, at)
 
     def event(self, text: str, level: str = "INFO") -> None:
-        """A line in the event log (and the Python log)."""
-        self.events.add_event(level, text, self.clock())
+        """A line in the event log. Lines of ours quote names and paths from outside (a
+        watchlist, the directory an export went to): shown as text, secrets masked."""
+        self.events.add_event(level, safe(text), self.clock())
 
     def _show_detail(
         self, symbol: str | None, latest: Mapping[str, SymbolSnapshot], now_ms: int

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -109,3 +112,15 @@ def make_recording(
             rec.write('{"type":"ping"}', recv)
     rec.close()
     return truth
+
+
+async def headless_on_feed(port: int, *args: str, **env: str) -> asyncio.subprocess.Process:
+    """`stockup-tui --headless` reading a Finnhub-protocol feed at 127.0.0.1:`port`, subscribed
+    to AAPL, a status line every 0.3 s; stdout and stderr piped; `env` added to a clean one."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")}
+    clean |= {"PYTHONUNBUFFERED": "1", **env}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "stockup_tui", "--headless", "--source", "finnhub",
+        "--url", f"ws://127.0.0.1:{port}", "--symbols", "AAPL", "--status-interval", "0.3",
+        *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean,
+    )  # fmt: skip

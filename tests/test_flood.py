@@ -16,6 +16,8 @@ import time
 import orjson
 from websockets.asyncio.server import serve
 
+from tests.helpers import headless_on_feed
+
 CMD = [sys.executable, "-m", "stockup_tui"]
 
 
@@ -47,13 +49,7 @@ async def test_unsubscribed_symbols_are_counted_drops_not_state() -> None:
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        proc = await asyncio.create_subprocess_exec(
-            *CMD, "--headless", "--source", "finnhub", "--url", f"ws://127.0.0.1:{port}",
-            "--symbols", "AAPL", "--status-interval", "0.3",
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-        )  # fmt: skip
+        proc = await headless_on_feed(port)
         try:
             assert proc.stdout is not None
             line = b""

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.server import serve
 
 from stockup_tui.untrusted import SafeFormatter, printable, redact, safe
+from tests.helpers import headless_on_feed
 
 CMD = [sys.executable, "-m", "stockup_tui"]
 HOSTILE = "\u001b]0;TITLE\u0007red\u001b[31m\r\n2026-01-01 00:00:00 ERROR forged: line\u202egnp.exe"
@@ -79,13 +80,7 @@ async def test_a_hostile_feed_cannot_reach_the_terminal_or_forge_log_lines(tmp_p
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        proc = await asyncio.create_subprocess_exec(
-            *CMD, "--headless", "--source", "finnhub", "--url", f"ws://127.0.0.1:{port}",
-            "--symbols", "AAPL", "--status-interval", "0.3",
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-        )  # fmt: skip
+        proc = await headless_on_feed(port)
         try:
             assert proc.stdout is not None
             seen = b""
