@@ -83,6 +83,7 @@ async def main() -> None:
         "topic": f"bench.{tag}.trades",
         "metrics_topic": f"bench.{tag}.metrics",
         "control_topic": f"bench.{tag}.control",
+        "status_topic": f"bench.{tag}.status",
         "dead_letter_topic": f"bench.{tag}.dlq",
         "group_id": f"bench.{tag}",
     }

@@ -53,7 +53,8 @@ from stockup_tui.widgets.dialogs import (
 )
 from stockup_tui.widgets.events import EventLog, UILogHandler
 from stockup_tui.widgets.format import window_label
-from stockup_tui.widgets.health import LEVEL_STYLE, HealthPane, Level, problem
+from stockup_tui.widgets.health import HealthPane, problem
+from stockup_tui.widgets.levels import LEVEL_STYLE, Level
 from stockup_tui.widgets.quotes import QuotesTable
 from stockup_tui.widgets.symbol_view import TAPE_ROWS, SymbolScreen
 from stockup_tui.widgets.watchlist_dialogs import MoveScreen, WatchlistsScreen
@@ -293,7 +294,8 @@ class StockupApp(App[None]):
         self.statusbar = self.query_one("#statusbar", Static)
         self._load_themes()
         self.detail.border_title = "Detail"
-        self.health.border_title = "Pipeline"
+        # A monitor's pane shows the whole deployment (status topic), not its own pipeline.
+        self.health.border_title = "Cluster" if self.settings.role == "monitor" else "Pipeline"
         self.events.border_title = "Events"
         logging.getLogger().addHandler(self.log_handler)
         loop = asyncio.get_running_loop()
@@ -628,7 +630,11 @@ class StockupApp(App[None]):
         )
 
     def action_pipeline(self) -> None:
-        self.push_screen(PipelineScreen(self.settings.source.watchdog, self.engine.stats))
+        self.push_screen(
+            PipelineScreen(
+                self.settings.source.watchdog, self.engine.stats, self.health.border_title or ""
+            )
+        )
 
     def action_help(self) -> None:
         rows = [

@@ -234,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(loaded, screen=args.command is None and not args.headless)
 
     if args.command == "config":
-        print_config(loaded)
+        try:
+            print_config(loaded)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `stockup-tui config | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return exits.OK
     if args.command == "simulate":
         from stockup_tui.engine.pipeline import simulator_settings

@@ -215,6 +215,12 @@ class KafkaConfig(_Section):
     topic: str = Field("stockup.trades", description="trade batches, key = symbol")
     metrics_topic: str = Field("stockup.metrics", description="window snapshots (for monitors)")
     control_topic: str = Field("stockup.control", description="watchlist changes (compacted)")
+    status_topic: str = Field(
+        "stockup.status", description="each process's status record (the monitor's cluster view)"
+    )
+    status_interval: Duration = Field(
+        2.0, ge=0.2, le=60, description="seconds between a process's status records"
+    )
     dead_letter_topic: str = Field("stockup.trades.dlq", description="poison messages")
     partitions: int = Field(6, ge=1, le=10_000)
     replication_factor: int = Field(1, ge=1, le=100)

@@ -4,7 +4,18 @@ parts (snapshot tests, and app tests of what the screen does with the engine's a
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
+from stockup_tui.engine.cluster import (
+    LIVE,
+    SILENT,
+    ClusterFigures,
+    PartitionRow,
+    PartitionStatus,
+    ProcessIdentity,
+    ProcessRow,
+    ProcessStatus,
+)
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.stats import (
     AnalyzerFigures,
@@ -96,3 +107,67 @@ def fixed_stats(latest: Mapping[str, SymbolSnapshot]) -> PipelineStats:
         drops={"duplicate": 130, "malformed_json": 8},
         stages=(StageState("source", "running"), StageState("analyzer", "running")),
     )
+
+
+def _status(
+    role: str,
+    pid: int,
+    instance: str = "",
+    *,
+    lag: tuple[tuple[int, int, float | None], ...] = (),
+    state: str = "running",
+    error: str | None = None,
+    source: float = 0.0,
+    analyzed: float = 0.0,
+) -> ProcessStatus:
+    return ProcessStatus(
+        identity=ProcessIdentity(role, "box", pid, 1_700_000_000_000, instance),
+        at_ms=1_700_000_100_000,
+        interval=2.0,
+        state=state,
+        source_per_s=source,
+        published_per_s=source / 40,
+        analyzed_per_s=analyzed,
+        snapshots=4_200,
+        drops=0,
+        cpu_percent=12.0 if role != "monitor" else 3.0,
+        rss_bytes=70 * 1024 * 1024,
+        error=error,
+        lag=tuple(PartitionStatus(p, n, n * 40, s) for p, n, s in lag),
+    )
+
+
+def cluster_stats(latest: Mapping[str, SymbolSnapshot]) -> PipelineStats:
+    """A monitor's figures: a query, two analyzers of which one went silent (kill -9) while
+    holding partitions 3-5, and the monitor itself."""
+    stats = fixed_stats(latest)
+    query = _status("query", 101, source=3_000.0)
+    live = _status(
+        "analyzer", 102, "box-0", lag=((0, 0, 0.0), (1, 2, 0.3), (2, 0, 0.0)), analyzed=1_500.0
+    )
+    gone = _status(
+        "analyzer",
+        103,
+        "box-1",
+        lag=((3, 12, 1.1), (4, 0, 0.0), (5, 3, 0.4)),
+        analyzed=1_500.0,
+        error="Kafka poll failed: [Broker] no leader for partition 4",
+    )
+    monitor = _status("monitor", 104)
+    rows = (
+        ProcessRow(query, LIVE, 0.4, False),
+        ProcessRow(live, LIVE, 0.9, False),
+        ProcessRow(gone, SILENT, 7.2, False),
+        ProcessRow(monitor, LIVE, 0.2, True),
+    )
+    parts = tuple(
+        PartitionRow(p.partition, row.name, row.health, p.messages, p.trades, p.seconds)
+        for row in rows[1:3]
+        for p in row.status.lag
+    )
+    cluster = ClusterFigures("stockup.trades", rows, parts)
+    source = replace(
+        stats.source, kind="metrics topic", endpoint="stockup.metrics", trades=0, trades_per_s=0
+    )
+    bus = replace(stats.bus, kind="kafka", queue_unit="bytes", queue_capacity=67_108_864)
+    return replace(stats, source=source, bus=bus, cluster=cluster, stages=())

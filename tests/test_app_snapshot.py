@@ -18,7 +18,7 @@ from stockup_tui.config import Settings, load_config
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.stats import PipelineStats
-from tests.frozen_engine import SYMBOLS, FrozenEngine, fixed_stats
+from tests.frozen_engine import SYMBOLS, FrozenEngine, cluster_stats, fixed_stats
 from tests.test_pipeline import make_recording
 
 
@@ -43,9 +43,13 @@ def frozen_latest(tmp_path_factory: pytest.TempPathFactory) -> Mapping[str, Symb
 
 
 def frozen_app(
-    latest: Mapping[str, SymbolSnapshot], tmp_path: Path, stats: PipelineStats | None = None
+    latest: Mapping[str, SymbolSnapshot],
+    tmp_path: Path,
+    stats: PipelineStats | None = None,
+    **overrides: str,
 ) -> StockupApp:
-    loaded = load_config(overrides={"symbols": ",".join(SYMBOLS), "windows": "1m,5m"}, environ={})
+    flags = {"symbols": ",".join(SYMBOLS), "windows": "1m,5m", **overrides}
+    loaded = load_config(overrides=flags, environ={})
     last_ms = max(s.last_trade_ms or 0 for s in latest.values())
     engine = FrozenEngine(latest, stats or fixed_stats(latest))
     engine.previous_close = {"AAPL": 187.5, "MSFT": 425.0}  # BTC:USD: none known
@@ -105,3 +109,23 @@ def test_160x45_pipeline_full_screen_with_the_bus_down(
 
     app = frozen_app(frozen_latest, tmp_path, broken_stats(frozen_latest))
     assert snap_compare(app, terminal_size=(160, 45), run_before=setup)
+
+
+def monitor_app(latest: Mapping[str, SymbolSnapshot], tmp_path: Path) -> StockupApp:
+    """A `--role monitor` screen over a cluster with two analyzers, one of them killed."""
+    stats = cluster_stats(latest)
+    return frozen_app(latest, tmp_path, stats, role="monitor", **{"bus.kind": "kafka"})
+
+
+def test_160x45_monitor_with_the_cluster_view(snap_compare, frozen_latest, tmp_path: Path) -> None:
+    assert snap_compare(monitor_app(frozen_latest, tmp_path), terminal_size=(160, 45))
+
+
+def test_80x24_monitor_cluster_full_screen(snap_compare, frozen_latest, tmp_path: Path) -> None:
+    async def setup(pilot) -> None:
+        await pilot.press("P")
+        await pilot.pause()
+
+    assert snap_compare(
+        monitor_app(frozen_latest, tmp_path), terminal_size=(80, 24), run_before=setup
+    )

@@ -40,6 +40,7 @@ def kafka() -> Iterator[dict[str, Any]]:
         "topic": f"test.{tag}.trades",
         "metrics_topic": f"test.{tag}.metrics",
         "control_topic": f"test.{tag}.control",
+        "status_topic": f"test.{tag}.status",
         "dead_letter_topic": f"test.{tag}.dlq",
         "group_id": f"test.{tag}",
         "partitions": 6,
@@ -49,9 +50,7 @@ def kafka() -> Iterator[dict[str, Any]]:
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        names = [
-            section[k] for k in ("topic", "metrics_topic", "control_topic", "dead_letter_topic")
-        ]
+        names = [section[k] for k in section if k.endswith("topic")]
         existing = set(admin.list_topics())
         admin.delete_topics([n for n in names if n in existing])
     finally:

@@ -42,6 +42,7 @@ def kafka_names() -> Iterator[dict[str, Any]]:
         "topic": f"chaos.{tag}.trades",
         "metrics_topic": f"chaos.{tag}.metrics",
         "control_topic": f"chaos.{tag}.control",
+        "status_topic": f"chaos.{tag}.status",
         "dead_letter_topic": f"chaos.{tag}.dlq",
         "group_id": f"chaos.{tag}",
         "partitions": 6,
@@ -52,9 +53,7 @@ def kafka_names() -> Iterator[dict[str, Any]]:
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        names = [
-            section[k] for k in ("topic", "metrics_topic", "control_topic", "dead_letter_topic")
-        ]
+        names = [section[k] for k in section if k.endswith("topic")]
         admin.delete_topics([n for n in names if n in set(admin.list_topics())])
     finally:
         admin.close()

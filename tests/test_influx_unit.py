@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 import socket
 import time
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stockup_tui.config import InfluxConfig
+from stockup_tui.engine.cluster import ProcessIdentity
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics
 from stockup_tui.engine.sinks.influx import InfluxSink
@@ -34,6 +36,7 @@ from stockup_tui.engine.sinks.influx_lines import (
 from stockup_tui.engine.stats import (
     AnalyzerFigures,
     BusFigures,
+    PartitionLag,
     PipelineStats,
     SourceFigures,
 )
@@ -217,7 +220,7 @@ def test_ops_points_keep_their_field_types() -> None:
     lines = point_lines(points)
     assert len(lines) == 3
     ops = lines[0]
-    assert ops.startswith("pipeline_ops,host=h\\ 1,role=all ")
+    assert ops.startswith("pipeline_ops,host=h\\ 1,instance=h\\ 1,role=all ")
     for field in (
         "bus_published=10i",
         "source_connected=1i",
@@ -228,7 +231,33 @@ def test_ops_points_keep_their_field_types() -> None:
     ):
         assert field in ops, field
     assert "latency_p50_all_ms" not in ops  # unknown figures are left out, not written as 0
-    assert lines[1] == ("pipeline_drops,host=h\\ 1,reason=bad_type,role=all count=1i 1700000000000")
+    assert lines[1] == (
+        "pipeline_drops,host=h\\ 1,instance=h\\ 1,reason=bad_type,role=all count=1i 1700000000000"
+    )
+
+
+def test_ops_points_are_per_process_of_the_cluster() -> None:
+    """Two analyzers on one host are two series (their instance ids), with their partitions."""
+    base = fake_stats()
+    lag = (PartitionLag(0, 0, 0.0), PartitionLag(3, 40, 1.5))
+    stats = replace(
+        base,
+        bus=replace(base.bus, partitions=lag),
+        identity=ProcessIdentity("analyzer", "box", 42, 1, instance="box-1"),
+    )
+    ops = point_lines(ops_points(stats, host="box", role="analyzer", at_ms=1))[0]
+    assert ops.startswith("pipeline_ops,host=box,instance=box-1,role=analyzer ")
+    assert "partitions_owned=2i" in ops
+    assert "lag_max_s=1.5" in ops
+    alone = point_lines(
+        ops_points(
+            replace(stats, identity=replace(stats.identity, instance="")),
+            host="box",
+            role="query",
+            at_ms=1,
+        )
+    )[0]
+    assert alone.startswith("pipeline_ops,host=box,instance=box:42,role=query ")
 
 
 def free_port() -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +30,14 @@ from stockup_tui.config import ConfigError, Settings, SimulatorConfig
 from stockup_tui.engine.analyzer import Analyzer
 from stockup_tui.engine.bus.base import ALL_PARTITIONS, Bus, Message
 from stockup_tui.engine.bus.factory import create_bus
+from stockup_tui.engine.cluster import (
+    LOOKBACK_S,
+    ClusterView,
+    ProcessIdentity,
+    encode_status,
+    parse_status,
+    status_from_stats,
+)
 from stockup_tui.engine.codec import (
     WATERMARK_KEY,
     CodecError,
@@ -154,6 +163,10 @@ class Pipeline:
         # process follows when it grows.
         self.control_version = 0
         self.monitored = 0  # snapshots read from the metrics topic (`--role monitor`)
+        # Who this process is in the cluster (a bus with a status topic: Kafka), set at start;
+        # a monitor's picture of the whole deployment, from that topic.
+        self.identity: ProcessIdentity | None = None
+        self.cluster: ClusterView | None = None
         self._stages: dict[str, _Stage] = {}
         self._rates = RateMeter()
         self._process = ProcessMeter()
@@ -292,6 +305,20 @@ class Pipeline:
             self._spawn("monitor", self._run_monitor)
         if role in ("all", "query") and hasattr(self.bus, "watch_control"):
             self._spawn("control", self._run_control)
+        if hasattr(self.bus, "publish_status"):
+            member = getattr(self.bus, "member", None)
+            self.identity = ProcessIdentity(
+                role=role,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                started_ms=int(time.time() * 1000),
+                instance=(member.value or "") if member is not None else "",
+            )
+            self._spawn("status", self._run_status)
+            if role == "monitor":
+                kafka = self.settings.kafka
+                self.cluster = ClusterView(kafka.topic, kafka.partitions, own_key=self.identity.key)
+                self._spawn("cluster", self._run_cluster)
         self._spawn("clock", self._run_clock)
         log.info(
             "pipeline started: source=%s bus=%s symbols=%d windows=%s",
@@ -321,6 +348,7 @@ class Pipeline:
             return
         self._stopping = True
         before = self.drops.snapshot()
+        self._say_status("stopping")
         self.stop_phase = "source"
         await self.source.stop()
         self._cancel("source")
@@ -330,6 +358,7 @@ class Pipeline:
         if self._publishes and self._live_clock and not self._source_done.is_set():
             # A live stop closes what the clock has passed; a restart goes on from there.
             await self._advance_clock(time.time())
+        self._say_status("stopped", farewell=True)
         await self.bus.close()
         self.stop_phase = "analyzer"
         try:
@@ -627,6 +656,50 @@ class Pipeline:
                 self.set_symbols(symbols, share=False)
                 self.control_version += 1
 
+    def _say_status(self, state: str, *, farewell: bool = False) -> None:
+        """Writes this process's status record (`farewell`: handed to the bus to send after
+        its consumer has left, the last thing this process says)."""
+        identity = self.identity
+        if identity is None:
+            return
+        status = status_from_stats(
+            self._build_stats() if farewell else self.fresh_stats(),
+            identity,
+            state=state,
+            interval=self.settings.kafka.status_interval,
+        )
+        record = (identity.key.encode(), encode_status(status))
+        if farewell:
+            self.bus.farewell = record  # type: ignore[attr-defined]
+        else:
+            self.bus.publish_status(*record)  # type: ignore[attr-defined]
+
+    async def _run_status(self) -> None:
+        """A status record every `kafka.status_interval` (the monitor's cluster view)."""
+        interval = self.settings.kafka.status_interval
+        while True:
+            self._say_status("stopping" if self._stopping else "running")
+            await asyncio.sleep(interval)
+
+    async def _run_cluster(self) -> None:
+        """`--role monitor`: every process's status records, the last minute first."""
+        view = self.cluster
+        assert view is not None
+        started = time.time()
+        since = int((started - LOOKBACK_S) * 1000)
+        async for batch in self.bus.watch_status(since):  # type: ignore[attr-defined]
+            now = time.time()
+            for value, ts_ms in batch:
+                try:
+                    status = parse_status(value)
+                except ValueError as exc:
+                    view.invalid += 1
+                    self.drops.add("status_invalid", detail=str(exc))
+                    continue
+                # Written before this monitor started: aged by its timestamp; else by arrival.
+                written = ts_ms / 1000
+                view.add(status, written if 0 <= written < started else now)
+
     async def _run_clock(self) -> None:
         """Refreshes live snapshots and the stats, on fixed timers (the screen's, not the
         analyzer's: nothing here changes what is emitted)."""
@@ -723,6 +796,7 @@ class Pipeline:
                 details=tuple(b.details.items()),
                 backlog=b.backlog,
                 queue_unit=b.queue_unit,
+                partitions=b.partitions,
             ),
             analyzer=AnalyzerFigures(
                 trades=a.ingested,
@@ -745,4 +819,6 @@ class Pipeline:
             stages=tuple(st.state for st in self._stages.values()),
             sinks={sink.name: sink.figures() for sink in self.sinks},
             process=self._process.sample(),
+            identity=self.identity,
+            cluster=None if self.cluster is None else self.cluster.figures(now),
         )

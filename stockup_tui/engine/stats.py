@@ -1,7 +1,7 @@
 """One immutable picture of the whole pipeline's health, rebuilt once a second.
 
-Stages keep plain counters (cheap to bump on the hot path); the hub turns them into rates once a
-tick and publishes a frozen `PipelineStats` that the screen, the headless status line and the
+Stages keep plain counters (cheap to bump on the hot path); the pipeline turns them into rates once
+a tick and publishes a frozen `PipelineStats` that the screen, the headless status line and the
 InfluxDB ops measurement read from any thread.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from stockup_tui.engine.cluster import ClusterFigures, ProcessIdentity
 from stockup_tui.engine.process import ProcessFigures
 
 
@@ -41,6 +42,15 @@ class SourceFigures:
 
 
 @dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """A partition this process reads: what is left and how old the newest record read is."""
+
+    partition: int
+    messages: int  # records still to read (end offset - position)
+    seconds: float | None  # 0 when caught up; while behind, the age of the newest record read
+
+
+@dataclass(frozen=True, slots=True)
 class BusFigures:
     kind: str
     connected: bool
@@ -57,6 +67,7 @@ class BusFigures:
     # None when the bus cannot tell.
     backlog: int | None = None
     queue_unit: str = "messages"  # what queue_depth/queue_capacity count (bytes, flushes, ...)
+    partitions: tuple[PartitionLag, ...] = ()  # the partitions it reads (Kafka)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +102,8 @@ class PipelineStats:
     sinks: dict[str, dict[str, object]] = field(default_factory=dict)
     process: ProcessFigures | None = None  # this process's CPU, memory, network (engine/process)
     drop_bytes: dict[str, int] = field(default_factory=dict)  # for drops with a size (frames)
+    identity: ProcessIdentity | None = None  # who this process is in the cluster (Kafka)
+    cluster: ClusterFigures | None = None  # the deployment's processes (`--role monitor`)
 
 
 class RateMeter:

@@ -231,13 +231,14 @@ class PipelineScreen(ModalScreen):
     }
     """
 
-    def __init__(self, watchdog: float, stats: PipelineStats) -> None:
+    def __init__(self, watchdog: float, stats: PipelineStats, title: str = "Pipeline") -> None:
         super().__init__()
         self.pane = HealthPane(watchdog=watchdog, id="pipeline-full")
         self.first = stats
+        self.title_text = title
 
     def compose(self) -> ComposeResult:
-        self.pane.border_title = "Pipeline"
+        self.pane.border_title = self.title_text
         self.pane.border_subtitle = "↑↓ PgUp PgDn scroll · Esc closes"
         yield self.pane
 

@@ -9,7 +9,6 @@ so the thresholds can be unit tested without a screen; the widget only caches an
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from enum import IntEnum
 
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -26,7 +25,12 @@ from stockup_tui.engine.stats import (
     StageState,
 )
 from stockup_tui.figures import fmt_bytes, fmt_queue
-from stockup_tui.untrusted import safe
+from stockup_tui.widgets.cluster import (
+    cluster_level,
+    cluster_problem,
+    render_cluster,
+    render_partitions,
+)
 from stockup_tui.widgets.format import (
     DASH,
     fmt_duration,
@@ -34,6 +38,16 @@ from stockup_tui.widgets.format import (
     fmt_latency,
     fmt_per_s,
     fmt_value,
+)
+from stockup_tui.widgets.levels import (
+    LABEL_W,
+    Level,
+    header,
+    one_line,
+    row,
+    section,
+    styled,
+    worst,
 )
 
 # Thresholds (seconds or fractions). FRAME_AGE_BAD matches the source watchdog default: past it
@@ -45,41 +59,14 @@ QUEUE_WARN = 0.5
 QUEUE_BAD = 0.9
 LATENCY_WARN = 0.1
 LATENCY_BAD = 1.0
-ERROR_CHARS = 160  # the full text is in the section's tooltip
 CPU_WARN = 80.0  # percent of one core
 
 # Drop reasons that mean our own code or a service failed (not merely bad input from the feed).
 _FAILURE_REASONS = frozenset({"analyzer_error", "server_error"})
 _FAILURE_PREFIXES = ("sink_error:", "bus_")
 
-LABEL_W = 8
-VALUE_W = 11
-
-
-class Level(IntEnum):
-    """How worrying a figure is; ordered so that `max()` gives the worst of several."""
-
-    IDLE = 0  # nothing to judge: no data yet, finished, or routine
-    OK = 1
-    WARN = 2
-    BAD = 3
-
-
-LEVEL_STYLE: dict[Level, str] = {
-    Level.IDLE: "",
-    Level.OK: "$success",
-    Level.WARN: "$warning",
-    Level.BAD: "$error",
-}
-_DOT = {Level.IDLE: "○", Level.OK: "●", Level.WARN: "●", Level.BAD: "●"}
-
 
 # -- pure judgements -----------------------------------------------------------------------------
-
-
-def worst(levels: Iterable[Level]) -> Level:
-    """The most severe of `levels` (IDLE when there are none)."""
-    return max(levels, default=Level.IDLE)
 
 
 def source_down_for(source: SourceFigures, uptime: float) -> float | None:
@@ -273,6 +260,8 @@ def problem(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> tuple[Leve
         level = stage_level(stage)
         if level >= Level.WARN:
             found.append((level, f"stage {stage.name} {stage.status}"))
+    if stats.cluster is not None and (seen := cluster_problem(stats.cluster)) is not None:
+        found.append(seen)
     if not found:
         return None
     worst_level = max(level for level, _ in found)
@@ -284,47 +273,7 @@ def problem(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> tuple[Leve
 # -- formatting ----------------------------------------------------------------------------------
 
 
-def one_line(text: str, limit: int = ERROR_CHARS) -> str:
-    """Errors can be multi-line tracebacks from outside; the pane shows one line of plain
-    text of them, secrets masked."""
-    return safe(" ".join(text.split()), limit)
-
-
 # -- rendering (pure: stats in, Content out) ------------------------------------------------------
-
-Cell = tuple[str, str, Level]
-
-
-def _styled(text: str, level: Level) -> Content:
-    style = LEVEL_STYLE[level]
-    return Content.styled(text, style) if style else Content(text)
-
-
-def _header(title: str, level: Level, extra: str = "") -> Content:
-    parts: list[Content | tuple[str, str] | str] = [
-        _styled(_DOT[level], level),
-        " ",
-        (title, "bold"),
-    ]
-    if extra:
-        parts += ["  ", (extra, "dim")]
-    return Content.assemble(*parts)
-
-
-def _row(*cells: Cell) -> Content:
-    """Label/value cells laid out in fixed columns so rows line up across sections."""
-    parts: list[Content | tuple[str, str] | str] = []
-    for i, (label, value, level) in enumerate(cells):
-        last = i == len(cells) - 1
-        parts.append((label.ljust(LABEL_W), "dim"))
-        parts.append(_styled(value if last else value.ljust(VALUE_W), level))
-        if not last:
-            parts.append(" ")
-    return Content.assemble(*parts)
-
-
-def _section(header: Content, rows: Iterable[Content]) -> Content:
-    return Content("\n").join([header, *rows])
 
 
 def render_source(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> Content:
@@ -335,52 +284,52 @@ def render_source(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> Cont
     age_level = frame_age_level(src.last_frame_age, src.finished, watchdog)
     age_text = DASH if src.last_frame_age is None else f"{fmt_duration(src.last_frame_age)} ago"
     rows = [
-        _row(("state", label, link)),
-        _row(("url", src.endpoint or DASH, Level.IDLE)),
-        _row(
+        row(("state", label, link)),
+        row(("url", src.endpoint or DASH, Level.IDLE)),
+        row(
             ("conns", fmt_figure(src.connections), Level.IDLE),
             ("reconn", fmt_figure(src.reconnects), Level.IDLE),
         ),
-        _row(
+        row(
             ("gap", fmt_duration(src.last_gap), Level.IDLE),
             ("max gap", fmt_duration(src.max_gap) if src.max_gap else DASH, Level.IDLE),
         ),
-        _row(
+        row(
             ("frames", fmt_per_s(src.frames_per_s), Level.IDLE),
             ("trades", fmt_per_s(src.trades_per_s), Level.IDLE),
         ),
-        _row(
+        row(
             ("last fr", age_text, age_level),
             ("symbols", fmt_figure(len(src.subscribed)), Level.IDLE),
         ),
     ]
     if src.last_error:
-        rows.append(_row(("error", one_line(src.last_error), Level.BAD)))
-    return _section(_header("Source", source_level(stats, watchdog), src.kind), rows)
+        rows.append(row(("error", one_line(src.last_error), Level.BAD)))
+    return section(header("Source", source_level(stats, watchdog), src.kind), rows)
 
 
 def render_bus(bus: BusFigures) -> Content:
     queue = fmt_queue(bus.queue_depth, bus.queue_capacity, bus.queue_unit)
     rows = [
-        _row(
+        row(
             (
                 "link",
                 "connected" if bus.connected else "disconnected",
                 bus_link_level(bus.connected),
             )
         ),
-        _row(
+        row(
             ("pub", fmt_per_s(bus.published_per_s), Level.IDLE),
             ("cons", fmt_per_s(bus.consumed_per_s), Level.IDLE),
         ),
-        _row(("queue", queue, queue_level(bus.queue_depth, bus.queue_capacity))),
-        _row(("backlog", DASH if bus.backlog is None else fmt_figure(bus.backlog), Level.IDLE)),
-        _row(("errors", fmt_figure(bus.publish_errors), count_level(bus.publish_errors))),
+        row(("queue", queue, queue_level(bus.queue_depth, bus.queue_capacity))),
+        row(("backlog", DASH if bus.backlog is None else fmt_figure(bus.backlog), Level.IDLE)),
+        row(("errors", fmt_figure(bus.publish_errors), count_level(bus.publish_errors))),
     ]
-    rows.extend(_row((label, value, Level.IDLE)) for label, value in bus.details)
+    rows.extend(row((label, value, Level.IDLE)) for label, value in bus.details)
     if bus.last_error:
-        rows.append(_row(("error", one_line(bus.last_error), Level.BAD)))
-    return _section(_header("Bus", bus_level(bus), bus.kind), rows)
+        rows.append(row(("error", one_line(bus.last_error), Level.BAD)))
+    return section(header("Bus", bus_level(bus), bus.kind), rows)
 
 
 def cpu_level(percent: float) -> Level:
@@ -392,35 +341,35 @@ def cpu_level(percent: float) -> Level:
 def render_analyzer(an: AnalyzerFigures, process: ProcessFigures | None = None) -> Content:
     lat = latency_level(an.latency_p99)
     rows = [
-        _row(
+        row(
             ("trades", fmt_per_s(an.trades_per_s), Level.IDLE),
             ("symbols", fmt_figure(an.symbols), Level.IDLE),
         ),
-        _row(
+        row(
             ("late", fmt_figure(an.late), Level.IDLE),
             ("snaps", fmt_figure(an.snapshots), Level.IDLE),
         ),
-        _row(
+        row(
             ("future", fmt_figure(an.future_time), count_level(an.future_time)),
             ("too old", fmt_figure(an.too_old), count_level(an.too_old)),
         ),
-        _row(
+        row(
             ("behind", DASH if an.behind is None else fmt_duration(an.behind), Level.IDLE),
             ("replay", fmt_figure(an.replayed), Level.IDLE),
         ),
-        _row(
+        row(
             ("lat p50", fmt_latency(an.latency_p50), Level.IDLE),
             ("lat p99", fmt_latency(an.latency_p99), lat),
         ),
     ]
     if process is not None:  # the whole process: source, bus client, analyzer and sinks
         rows.append(
-            _row(
+            row(
                 ("cpu", f"{process.cpu_percent:.0f}%", cpu_level(process.cpu_percent)),
                 ("rss", fmt_bytes(process.rss_bytes), Level.IDLE),
             )
         )
-    return _section(_header("Analyzer", analyzer_level(an)), rows)
+    return section(header("Analyzer", analyzer_level(an)), rows)
 
 
 def render_sinks(sinks: Mapping[str, Mapping[str, object]]) -> Content:
@@ -434,14 +383,14 @@ def render_sinks(sinks: Mapping[str, Mapping[str, object]]) -> Content:
         state = str(figures.get("state", ""))
         rows.append(
             Content.assemble(
-                (name.ljust(LABEL_W - 1), "bold"), " ", _styled(state, level), "  ", pairs or DASH
+                (name.ljust(LABEL_W - 1), "bold"), " ", styled(state, level), "  ", pairs or DASH
             )
         )
         if error and level >= Level.WARN:
-            rows.append(_styled(one_line(str(error)), level))
+            rows.append(styled(one_line(str(error)), level))
     if not rows:
         rows.append(Content.styled("none", "dim"))
-    return _section(_header("Sinks", sinks_level(sinks)), rows)
+    return section(header("Sinks", sinks_level(sinks)), rows)
 
 
 def render_drops(drops: Mapping[str, int], sizes: Mapping[str, int] | None = None) -> Content:
@@ -453,9 +402,9 @@ def render_drops(drops: Mapping[str, int], sizes: Mapping[str, int] | None = Non
     for reason, n in shown:
         level = drop_level(reason, n)
         parts: list[Content | tuple[str, str] | str] = [
-            _styled(reason.ljust(18), level),
+            styled(reason.ljust(18), level),
             " ",
-            _styled(fmt_figure(n).rjust(8), level),
+            styled(fmt_figure(n).rjust(8), level),
         ]
         if sizes.get(reason):
             parts += ["  ", (fmt_bytes(sizes[reason]), "dim")]
@@ -463,9 +412,9 @@ def render_drops(drops: Mapping[str, int], sizes: Mapping[str, int] | None = Non
             parts += ["  ", ("routine", "dim")]
         rows.append(Content.assemble(*parts))
     if not rows:
-        rows.append(_styled("none", Level.OK))
+        rows.append(styled("none", Level.OK))
     extra = f"total {fmt_figure(total)}" if total else ""
-    return _section(_header("Drops", drops_level(drops), extra), rows)
+    return section(header("Drops", drops_level(drops), extra), rows)
 
 
 def render_stages(stages: Iterable[StageState]) -> Content:
@@ -475,16 +424,16 @@ def render_stages(stages: Iterable[StageState]) -> Content:
         parts: list[Content | tuple[str, str] | str] = [
             (st.name.ljust(10), "bold"),
             " ",
-            _styled(st.status.ljust(10), stage_level(st)),
+            styled(st.status.ljust(10), stage_level(st)),
         ]
         if st.restarts:
-            parts += [" ", _styled(f"restarts {st.restarts}", count_level(st.restarts))]
+            parts += [" ", styled(f"restarts {st.restarts}", count_level(st.restarts))]
         rows.append(Content.assemble(*parts))
         if st.last_error:
-            rows.append(Content.assemble("  ", _styled(one_line(st.last_error), Level.BAD)))
+            rows.append(Content.assemble("  ", styled(one_line(st.last_error), Level.BAD)))
     if not rows:
         rows.append(Content.styled("none yet", "dim"))
-    return _section(_header("Stages", stages_level(stages)), rows)
+    return section(header("Stages", stages_level(stages)), rows)
 
 
 def _errors_tooltip(*errors: tuple[str, str | None]) -> str | None:
@@ -495,7 +444,9 @@ def _errors_tooltip(*errors: tuple[str, str | None]) -> str | None:
 
 # -- widget --------------------------------------------------------------------------------------
 
-SECTIONS = ("source", "bus", "analyzer", "sinks", "drops", "stages")
+SECTIONS = ("cluster", "partitions", "source", "bus", "analyzer", "sinks", "drops", "stages")
+#: A monitor's screen shows the cluster instead of its own (empty) analyzer; others no cluster.
+MONITOR_ONLY = frozenset({"cluster", "partitions"})
 
 
 class HealthPane(VerticalScroll):
@@ -543,7 +494,11 @@ class HealthPane(VerticalScroll):
     def compose(self) -> ComposeResult:
         for key in SECTIONS:
             text = "waiting for the pipeline…" if key == "source" else ""
-            yield Static(Content.styled(text, "dim"), id=f"health-{key}", classes="health-section")
+            static = Static(
+                Content.styled(text, "dim"), id=f"health-{key}", classes="health-section"
+            )
+            static.display = key not in MONITOR_ONLY
+            yield static
 
     def on_mount(self) -> None:
         self._statics = {key: self.query_one(f"#health-{key}", Static) for key in SECTIONS}
@@ -553,6 +508,7 @@ class HealthPane(VerticalScroll):
     def update_health(self, stats: PipelineStats) -> None:
         """Re-renders the sections whose content changed since the last call."""
         self.last_stats = stats
+        cluster = stats.cluster
         rendered = {
             "source": render_source(stats, self.watchdog),
             "bus": render_bus(stats.bus),
@@ -561,11 +517,17 @@ class HealthPane(VerticalScroll):
             "drops": render_drops(stats.drops, stats.drop_bytes),
             "stages": render_stages(stats.stages),
         }
+        if cluster is not None:
+            rendered["cluster"] = render_cluster(cluster)
+            rendered["partitions"] = render_partitions(cluster)
+            del rendered["analyzer"]
         tips = {
             "source": _errors_tooltip(("source", stats.source.last_error)),
             "bus": _errors_tooltip(("bus", stats.bus.last_error)),
             "stages": _errors_tooltip(*((s.name, s.last_error) for s in stats.stages)),
         }
+        for key, static in self._statics.items():
+            static.display = key in rendered
         for key, content in rendered.items():
             static = self._statics.get(key)
             if static is None:  # not mounted yet: the next call will paint
@@ -581,5 +543,7 @@ class HealthPane(VerticalScroll):
                 self._tips[key] = tip
                 static.tooltip = tip
         self.level = overall_level(stats, self.watchdog)
+        if cluster is not None:
+            self.level = max(self.level, cluster_level(cluster))
         self.set_class(self.level == Level.WARN, "-warn")
         self.set_class(self.level == Level.BAD, "-bad")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from stockup_tui.engine.analyzer.partition import Checkpoint
+from stockup_tui.engine.stats import PartitionLag
 
 #: `Message.partition` of a published watermark: the bus writes it into every partition.
 ALL_PARTITIONS = -1
@@ -65,6 +66,7 @@ class BusStats:
     backlog: int | None = None  # messages still to read for this consumer, when known
     queue_unit: str = "messages"  # what queue_depth and queue_capacity count
     closing: str | None = None  # the step `close()` is at, for a person watching it quit
+    partitions: tuple[PartitionLag, ...] = ()  # the partitions this consumer reads (Kafka)
     # Bus-specific health lines for the screen, e.g. {"lag": "p0 12, p1 0", "confirm p99": "4 ms"}
     details: dict[str, str] = field(default_factory=dict)
 

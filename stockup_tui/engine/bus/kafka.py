@@ -27,6 +27,7 @@ from stockup_tui.engine.bus.kafka_watch import TopicWatcher
 from stockup_tui.engine.codec import CodecError, decode_snapshot
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.stats import PartitionLag
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,14 @@ def parse_control(value: bytes) -> list[str]:
 
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f}ms"
+
+
+def _behind(lag: int, last_ts: int | None, now_ms: float) -> float | None:
+    """Seconds a partition's reader is behind: 0 when caught up, else the age of the newest
+    record it read (unknown before the first)."""
+    if lag == 0:
+        return 0.0
+    return None if last_ts is None or last_ts < 0 else max(0.0, (now_ms - last_ts) / 1000)
 
 
 #: How long `publish` waits for room in a full outbox while the broker is answering.
@@ -85,6 +94,9 @@ class KafkaBus:
         )
         self.dead_lettered = 0
         self._watchers: list[TopicWatcher] = []
+        # The status record that says "stopped", sent after the consumer has left (pipeline).
+        self.farewell: tuple[bytes, bytes] | None = None
+        self._farewell_sent = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -133,6 +145,9 @@ class KafkaBus:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._queue.put(None), 5)
         stats.closing = "sending the last snapshots"
+        if self.farewell is not None:
+            self.publish_status(*self.farewell)
+            self._farewell_sent = True  # nothing may follow it
         # A broker away after PUBLISH_DRAIN_S is not waited for again.
         ok = await asyncio.to_thread(self.publisher.close, 0.0 if away else PUBLISH_DRAIN_S)
         if not ok and self.publisher.unacked_trades:
@@ -196,7 +211,10 @@ class KafkaBus:
 
     # -- the metrics and control topics ----------------------------------------------------
 
-    async def _watch(self, topic: str, start_ms: int | None) -> AsyncIterator[list[bytes]]:
+    async def _watch(
+        self, topic: str, start_ms: int | None
+    ) -> AsyncIterator[list[tuple[bytes, int]]]:
+        """Batches of (value, Kafka timestamp in ms) from every partition of `topic`."""
         watcher = TopicWatcher(self.cfg, topic, asyncio.get_running_loop(), start_ms)
         self._watchers.append(watcher)
         watcher.start()
@@ -205,15 +223,15 @@ class KafkaBus:
                 batch = await watcher.queue.get()
                 if batch is None:
                     return
-                yield [value for _, value in batch]
+                yield batch
         finally:
             watcher.stop()
 
     async def watch_metrics(self, since_ms: int) -> AsyncIterator[list[SymbolSnapshot]]:
         """Snapshots the analyzers commit to the metrics topic, from `since_ms` on (monitor)."""
-        async for values in self._watch(self.cfg.metrics_topic, since_ms):
+        async for batch in self._watch(self.cfg.metrics_topic, since_ms):
             snaps = []
-            for value in values:
+            for value, _ in batch:
                 try:
                     snaps.append(decode_snapshot(value))
                 except CodecError as exc:
@@ -223,9 +241,9 @@ class KafkaBus:
 
     async def watch_control(self) -> AsyncIterator[list[str]]:
         """Watchlists published by any screen, the latest one first (query role)."""
-        async for values in self._watch(self.cfg.control_topic, None):
+        async for batch in self._watch(self.cfg.control_topic, None):
             latest = None
-            for value in values:
+            for value, _ in batch:
                 try:
                     latest = parse_control(value)
                 except ValueError as exc:
@@ -238,6 +256,20 @@ class KafkaBus:
         value = orjson.dumps({"v": 1, "symbols": symbols})
         if self.publisher.offer([Outgoing(self.cfg.control_topic, CONTROL_KEY, value)]):
             self.drops.add("control_full", detail="Kafka outbox full")
+
+    async def watch_status(self, since_ms: int) -> AsyncIterator[list[tuple[bytes, int]]]:
+        """Every process's status records from `since_ms` on, with their Kafka timestamps
+        (the monitor's cluster view parses them: they are untrusted)."""
+        async for batch in self._watch(self.cfg.status_topic, since_ms):
+            yield batch
+
+    def publish_status(self, key: bytes, value: bytes) -> None:
+        """One status record of this process (`engine/cluster.py`); a full outbox skips it
+        (the next one follows in an interval), counted."""
+        if self._farewell_sent:
+            return
+        if self.publisher.offer([Outgoing(self.cfg.status_topic, key, value)]):
+            self.drops.add("status_full", detail="Kafka outbox full")
 
     # -- health ----------------------------------------------------------------------------
 
@@ -272,6 +304,11 @@ class KafkaBus:
             per = ", ".join(f"p{p} {n:,}" for p, n in sorted(rd.lag.items()))
             details["lag"] = f"{total:,} ({per})" if per else "-"
             st.backlog = total if rd.lag else None
+            now_ms = time.time() * 1000
+            st.partitions = tuple(
+                PartitionLag(p, n, _behind(n, rd.last_ts.get(p), now_ms))
+                for p, n in sorted(rd.lag.items())
+            )
             c50 = rd.commit_latency.percentile(0.5)
             details["commits"] = f"{rd.commits:,} (p50 {_ms(c50)}, errors {rd.commit_errors})"
         if self.dead_lettered:

@@ -39,7 +39,7 @@ def client_config(cfg: KafkaConfig) -> dict[str, Any]:
 
 
 def ensure_topics(cfg: KafkaConfig) -> None:
-    """Creates the app's topics when missing (trades, metrics, control, dead letters)."""
+    """Creates the app's topics when missing (trades, metrics, control, status, dead letters)."""
     from kafka import KafkaAdminClient
     from kafka.errors import TopicAlreadyExistsError
 
@@ -50,6 +50,8 @@ def ensure_topics(cfg: KafkaConfig) -> None:
         cfg.dead_letter_topic: {"retention.ms": str(7 * 86_400_000)},
         # The control topic holds the latest watchlist under one key: compacted, kept forever.
         cfg.control_topic: {"cleanup.policy": "compact"},
+        # Status records: a monitor reads the last minute of them; an hour is plenty.
+        cfg.status_topic: {"retention.ms": str(3_600_000)},
     }
     admin = KafkaAdminClient(**client_config(cfg))
     try:
@@ -57,9 +59,10 @@ def ensure_topics(cfg: KafkaConfig) -> None:
         missing = {name: conf for name, conf in wanted.items() if name not in existing}
         if not missing:
             return
+        single = {cfg.control_topic, cfg.status_topic}  # small topics read whole
         spec = {
             name: {
-                "num_partitions": 1 if name == cfg.control_topic else cfg.partitions,
+                "num_partitions": 1 if name in single else cfg.partitions,
                 "replication_factor": cfg.replication_factor,
                 "configs": conf,
             }

@@ -109,6 +109,8 @@ class KafkaReader:
         self.last_error: str | None = None
         self.assignment: tuple[int, ...] = ()  # partitions owned and already rewound
         self.lag: dict[int, int] = {}
+        # Kafka timestamp (ms) of the newest record delivered, per partition: how far behind.
+        self.last_ts: dict[int, int] = {}
         self.consumed = 0
         self.commits = 0
         self.commit_errors = 0
@@ -258,6 +260,7 @@ class KafkaReader:
                     )
                 )
             token[part] = recs[-1].offset
+            self.last_ts[part] = recs[-1].timestamp
         self.consumed += len(messages)
         delivery = Delivery(messages=messages, token=token, revoked=revoked, starts=starts)
         self._delivered += 1

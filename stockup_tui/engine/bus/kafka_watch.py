@@ -1,8 +1,9 @@
 """Reads a small topic from every partition without a consumer group, on its own thread.
 
 Used for the metrics topic (`--role monitor` shows what the analyzers emit) and for the compacted
-control topic (watchlist changes from any screen reach the query process). Values go to the
-event loop in batches through an asyncio queue.
+control topic (watchlist changes from any screen reach the query process) and the status topic
+(the monitor's cluster view). Values and their Kafka timestamps go to the event loop in batches
+through an asyncio queue.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class TopicWatcher:
         self.topic = topic
         self.start_ms = start_ms
         self._loop = loop
-        self.queue: asyncio.Queue[list[tuple[bytes, bytes]] | None] = asyncio.Queue(16)
+        self.queue: asyncio.Queue[list[tuple[bytes, int]] | None] = asyncio.Queue(16)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.received = 0
@@ -101,7 +102,7 @@ class TopicWatcher:
                 self._stop.wait(0.5)
                 continue
             self.connected = True
-            batch = [(r.key or b"", r.value or b"") for recs in records.values() for r in recs]
+            batch = [(r.value or b"", r.timestamp) for recs in records.values() for r in recs]
             if batch:
                 self.received += len(batch)
                 self._put(batch)
@@ -109,7 +110,7 @@ class TopicWatcher:
             consumer.close()
         self._put(None)
 
-    def _put(self, item: list[tuple[bytes, bytes]] | None) -> None:
+    def _put(self, item: list[tuple[bytes, int]] | None) -> None:
         hand_to_loop(
             self._loop, self.queue, item, lambda: self._stop.is_set() and item is not None, 5.0
         )

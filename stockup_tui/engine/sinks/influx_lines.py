@@ -7,8 +7,9 @@ Schema (documented in the README, checked by the Grafana dashboard tests):
   fields are absent when the window is empty, `vwap` when the volume is 0), timestamp = the
   window end (`SymbolSnapshot.ts_ms`) in milliseconds. One point per symbol per window per
   emitted snapshot; the same symbol, window and time overwrite, so a replay is idempotent.
-- `pipeline_ops`, tags `host` and `role`: the process's figures at wall-clock time.
-- `pipeline_drops`, tags `host`, `role`, `reason`, field `count`: cumulative drops by reason.
+- `pipeline_ops`, tags `host`, `role` and `instance` (one per process of a deployment: the
+  analyzer's Kafka instance id, else `host:pid`): the process's figures at wall-clock time.
+- `pipeline_drops`, tags `host`, `role`, `instance`, `reason`, field `count`: cumulative drops.
 
 Window points are the hot path (up to tens of thousands a second while a recording replays), so
 they are formatted here directly; the escaping and number formatting are influxdb-client's
@@ -199,7 +200,9 @@ def ops_points(
     field never conflicts with its earlier points; a figure that is unknown is left out.
     """
     src, bus, an = stats.source, stats.bus, stats.analyzer
-    p = Point(OPS_MEASUREMENT).tag("host", host).tag("role", role)
+    # One series per process of the deployment: the analyzer's stable instance id, else host:pid.
+    instance = stats.identity.name if stats.identity is not None else host
+    p = Point(OPS_MEASUREMENT).tag("host", host).tag("role", role).tag("instance", instance)
     ints: dict[str, int] = {
         "source_connected": int(bool(src.connected)),
         "source_reconnects": src.reconnects,
@@ -245,6 +248,11 @@ def ops_points(
         ints["net_recv_bytes"] = proc.net_recv_bytes
     if bus.backlog is not None:
         ints["bus_backlog"] = bus.backlog
+    if bus.partitions:  # a consumer's partitions: how many, and how far behind the worst is
+        ints["partitions_owned"] = len(bus.partitions)
+        behind = [p.seconds for p in bus.partitions if p.seconds is not None]
+        if behind:
+            floats["lag_max_s"] = max(behind)
     for label, value in bus.details:
         for name, number in detail_fields(label, value):
             if name not in floats and name not in ints:
@@ -261,6 +269,7 @@ def ops_points(
             Point(DROPS_MEASUREMENT)
             .tag("host", host)
             .tag("role", role)
+            .tag("instance", instance)
             .tag("reason", reason)
             .field("count", int(count))
             .time(at_ms, WritePrecision.MS)
