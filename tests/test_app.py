@@ -697,3 +697,25 @@ async def test_the_tape_shows_the_real_engines_latest_trades(tmp_path: Path) -> 
             assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", clock) and float(price) > 0
         clocks = [line.split()[0] for line in lines]
         assert clocks == sorted(clocks, reverse=True)
+
+
+async def test_a_monitor_names_a_silent_process_and_shows_the_cluster(tmp_path: Path) -> None:
+    """`--role monitor`: the side pane is the Cluster view; at 80x24 (no side pane) the status
+    bar names the silent analyzer, and `P` opens the cluster full screen."""
+    from stockup_tui.widgets.dialogs import PipelineScreen
+    from tests.frozen_engine import cluster_stats
+
+    engine = FrozenEngine(priced(AAPL=173.0), cluster_stats({}))
+    app = frozen_app(tmp_path, engine, role="monitor", **{"bus.kind": "kafka"})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app._problem is not None, "the problem in the status bar")
+        assert "analyzer box-1 silent for 7.2s" in str(app.statusbar.render())
+        await pilot.press("P")
+        await until(pilot, lambda: isinstance(app.screen, PipelineScreen), "the full pane")
+        pane = app.screen.pane  # type: ignore[attr-defined]
+        assert pane.border_title == "Cluster"
+        text = str(pane.query_one("#health-cluster").render())
+        assert "box-1" in text and "silent" in text
+        assert not pane.query_one("#health-analyzer").display  # the monitor has no analyzer
+        parts = str(pane.query_one("#health-partitions").render())
+        assert "p3" in parts and "(silent)" in parts

@@ -7,7 +7,8 @@ Update the baselines after an intended change with `pytest --snapshot-update`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -129,3 +130,31 @@ def test_80x24_monitor_cluster_full_screen(snap_compare, frozen_latest, tmp_path
     assert snap_compare(
         monitor_app(frozen_latest, tmp_path), terminal_size=(80, 24), run_before=setup
     )
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time is UTC for the test, whatever the machine's zone (the tape shows clock times)."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_80x24_symbol_view(snap_compare, frozen_latest, tmp_path: Path, utc: None) -> None:
+    """`Enter` on a row: the chart with its time axis, every window's metrics, the tape."""
+    app = frozen_app(frozen_latest, tmp_path)
+    last_ms = max(s.last_trade_ms or 0 for s in frozen_latest.values())
+    tape = [(last_ms - 700 * i, 190.0 - 0.01 * (i % 7), float(10 * (i % 5 + 1))) for i in range(30)]
+    app.engine.tape = {"AAPL": tape}  # type: ignore[attr-defined]
+
+    async def setup(pilot) -> None:
+        from stockup_tui.widgets.symbol_view import SymbolScreen
+
+        await pilot.pause()  # the first refresh fills the table
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, SymbolScreen)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=setup)
