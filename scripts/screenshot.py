@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from stockup_tui.app import StockupApp
@@ -50,15 +51,29 @@ async def main() -> None:
     host = EngineHost(loaded.settings, live_points=CHART_POINTS)
     config = Path(tempfile.mkdtemp()) / "config.toml"  # the user's own file stays untouched
     app = StockupApp(loaded, host, config_path=config, save=False)
+    await shoot(app, args, width, height)
+    print(f"wrote {args.out}")
+
+
+async def shoot(
+    app: StockupApp,
+    args: argparse.Namespace,
+    width: int,
+    height: int,
+    before: Callable[[], float] | None = None,
+) -> None:
+    """Runs the app for `--seconds`, then `before()` (it returns how long to wait after it),
+    presses `--keys`, saves the screen and quits."""
     async with app.run_test(size=(width, height)) as pilot:
         await pilot.pause(args.seconds)
+        if before is not None:
+            await pilot.pause(before())
         if args.keys:
             await pilot.press(*args.keys)
             await pilot.pause(1.0)
         app.save_screenshot(filename=args.out.name, path=str(args.out.parent))
         await pilot.press("q")
         await pilot.pause(2.0)
-    print(f"wrote {args.out}")
 
 
 async def cluster_shot(
@@ -92,18 +107,13 @@ async def cluster_shot(
     loaded = load_config(overrides=overrides, environ={})
     host = EngineHost(loaded.settings, live_points=CHART_POINTS)
     app = StockupApp(loaded, host, config_path=logs / "config.toml", save=False)
+
+    def kill_one() -> float:
+        procs[-1].send_signal(signal.SIGKILL)
+        return 2 * loaded.settings.kafka.status_interval + 2  # until it shows as silent
+
     try:
-        async with app.run_test(size=(width, height)) as pilot:
-            await pilot.pause(args.seconds)
-            if args.kill_one:
-                procs[-1].send_signal(signal.SIGKILL)
-                await pilot.pause(2 * loaded.settings.kafka.status_interval + 2)
-            if args.keys:
-                await pilot.press(*args.keys)
-                await pilot.pause(1.0)
-            app.save_screenshot(filename=args.out.name, path=str(args.out.parent))
-            await pilot.press("q")
-            await pilot.pause(2.0)
+        await shoot(app, args, width, height, kill_one if args.kill_one else None)
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -59,6 +63,37 @@ def require_kafka() -> str:
     host, port = _host_port(KAFKA_BOOTSTRAP.split(",")[0], 9092)
     require("Kafka", host, port)
     return KAFKA_BOOTSTRAP
+
+
+@contextmanager
+def private_kafka(prefix: str, **extra: Any) -> Iterator[dict[str, Any]]:
+    """A `kafka` settings section with topics and a group of its own on the real broker (so
+    that tests never see each other's records); its topics are deleted afterwards."""
+    bootstrap = require_kafka()
+    tag = f"{prefix}.{uuid.uuid4().hex[:10]}"
+    section: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "topic": f"{tag}.trades",
+        "metrics_topic": f"{tag}.metrics",
+        "control_topic": f"{tag}.control",
+        "status_topic": f"{tag}.status",
+        "dead_letter_topic": f"{tag}.dlq",
+        "group_id": tag,
+        "partitions": 6,
+        **extra,
+    }
+    try:
+        yield section
+    finally:
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            existing = set(admin.list_topics())
+            names = [v for k, v in section.items() if k.endswith("topic") and v in existing]
+            admin.delete_topics(names)
+        finally:
+            admin.close()
 
 
 def require_rabbitmq() -> tuple[str, int]:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -25,7 +24,7 @@ from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.pipeline import Pipeline
 from tests.helpers import ListSink, make_recording, wait_until
-from tests.services import require_kafka
+from tests.services import private_kafka
 
 pytestmark = pytest.mark.kafka
 
@@ -33,28 +32,8 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture
 def kafka() -> Iterator[dict[str, Any]]:
     """A private set of topics and a group on the real broker, deleted afterwards."""
-    bootstrap = require_kafka()
-    tag = uuid.uuid4().hex[:10]
-    section = {
-        "bootstrap_servers": bootstrap,
-        "topic": f"test.{tag}.trades",
-        "metrics_topic": f"test.{tag}.metrics",
-        "control_topic": f"test.{tag}.control",
-        "status_topic": f"test.{tag}.status",
-        "dead_letter_topic": f"test.{tag}.dlq",
-        "group_id": f"test.{tag}",
-        "partitions": 6,
-    }
-    yield section
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        names = [section[k] for k in section if k.endswith("topic")]
-        existing = set(admin.list_topics())
-        admin.delete_topics([n for n in names if n in existing])
-    finally:
-        admin.close()
+    with private_kafka("test") as section:
+        yield section
 
 
 def kafka_settings(section: dict[str, Any], **data: Any) -> Settings:
@@ -433,10 +412,15 @@ async def test_a_produce_retry_after_a_timeout_does_not_double_count(
 
     def outage() -> None:
         # A frozen broker keeps the connection open: the produce request times out on the
-        # client, which sends it again; the broker then sees both (idempotence dedups).
+        # client, which sends it again; the broker then sees both (idempotence dedups). The
+        # freeze lasts from the moment a produce request is in flight (trades keep coming).
         pid = broker_pid()
         os.kill(pid, signal.SIGSTOP)
         try:
+            deadline = time.monotonic() + 30
+            while pipe.bus.publisher.in_flight == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert pipe.bus.publisher.in_flight, "no produce request while the broker froze"
             time.sleep(4)  # longer than request_timeout: the outage itself
         finally:
             os.kill(pid, signal.SIGCONT)

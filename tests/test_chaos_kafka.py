@@ -14,7 +14,6 @@ import asyncio
 import random
 import signal
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import pytest
 
 from tests import chaos
 from tests.helpers import wait_until
-from tests.services import require_kafka
+from tests.services import private_kafka
 from tests.test_bus_kafka import kafka_script
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -35,28 +34,9 @@ SESSION_TIMEOUT = 6.0
 
 @pytest.fixture
 def kafka_names() -> Iterator[dict[str, Any]]:
-    bootstrap = require_kafka()
-    tag = uuid.uuid4().hex[:10]
-    section = {
-        "bootstrap_servers": bootstrap,
-        "topic": f"chaos.{tag}.trades",
-        "metrics_topic": f"chaos.{tag}.metrics",
-        "control_topic": f"chaos.{tag}.control",
-        "status_topic": f"chaos.{tag}.status",
-        "dead_letter_topic": f"chaos.{tag}.dlq",
-        "group_id": f"chaos.{tag}",
-        "partitions": 6,
-        "session_timeout": f"{SESSION_TIMEOUT:g}s",
-    }
-    yield section
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        names = [section[k] for k in section if k.endswith("topic")]
-        admin.delete_topics([n for n in names if n in set(admin.list_topics())])
-    finally:
-        admin.close()
+    """A private set of topics and a group on the real broker, deleted afterwards."""
+    with private_kafka("chaos", session_timeout=f"{SESSION_TIMEOUT:g}s") as section:
+        yield section
 
 
 def config(path: Path, section: dict[str, Any]) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.widgets.health import Level, problem
 from tests import chaos
 from tests.helpers import wait_until
-from tests.services import require_kafka
+from tests.services import private_kafka
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -30,29 +29,9 @@ SILENT_AFTER = 2 * INTERVAL + 1.0  # engine/cluster.py: health_of
 
 @pytest.fixture
 def kafka_names() -> Iterator[dict[str, Any]]:
-    bootstrap = require_kafka()
-    tag = uuid.uuid4().hex[:10]
-    section = {
-        "bootstrap_servers": bootstrap,
-        "topic": f"cluster.{tag}.trades",
-        "metrics_topic": f"cluster.{tag}.metrics",
-        "control_topic": f"cluster.{tag}.control",
-        "status_topic": f"cluster.{tag}.status",
-        "dead_letter_topic": f"cluster.{tag}.dlq",
-        "group_id": f"cluster.{tag}",
-        "partitions": 6,
-        "session_timeout": "6s",
-        "status_interval": f"{INTERVAL}s",
-    }
-    yield section
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        names = [section[k] for k in section if k.endswith("topic")]
-        admin.delete_topics([n for n in names if n in set(admin.list_topics())])
-    finally:
-        admin.close()
+    """A private set of topics and a group on the real broker, deleted afterwards."""
+    with private_kafka("cluster", session_timeout="6s", status_interval=f"{INTERVAL}s") as section:
+        yield section
 
 
 def write_config(path: Path, section: dict[str, Any]) -> Path:

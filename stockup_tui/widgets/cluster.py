@@ -44,8 +44,8 @@ def cluster_level(cluster: ClusterFigures) -> Level:
     )
 
 
-def cluster_problem(cluster: ClusterFigures) -> tuple[Level, str] | None:
-    """The worst thing about the cluster in a few words (the status bar)."""
+def cluster_problems(cluster: ClusterFigures) -> list[tuple[Level, str]]:
+    """What is amber or red about the cluster, in a few words each (the status bar)."""
     found: list[tuple[Level, str]] = []
     for row in cluster.processes:
         if row.health in (SILENT, LATE):
@@ -59,12 +59,7 @@ def cluster_problem(cluster: ClusterFigures) -> tuple[Level, str] | None:
         found.append((Level.BAD, f"no live analyzer reads partition {listed}"))
     elif not cluster.analyzers and cluster.processes:
         found.append((Level.WARN, "no analyzer in the cluster"))
-    if not found:
-        return None
-    top = max(level for level, _ in found)
-    text = next(text for level, text in found if level == top)
-    more = len(found) - 1
-    return top, one_line(text) + (f" (+{more} more: P)" if more else "")
+    return found
 
 
 def _age(row: ProcessRow) -> str:

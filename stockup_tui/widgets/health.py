@@ -27,7 +27,7 @@ from stockup_tui.engine.stats import (
 from stockup_tui.figures import fmt_bytes, fmt_queue
 from stockup_tui.widgets.cluster import (
     cluster_level,
-    cluster_problem,
+    cluster_problems,
     render_cluster,
     render_partitions,
 )
@@ -260,14 +260,14 @@ def problem(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> tuple[Leve
         level = stage_level(stage)
         if level >= Level.WARN:
             found.append((level, f"stage {stage.name} {stage.status}"))
-    if stats.cluster is not None and (seen := cluster_problem(stats.cluster)) is not None:
-        found.append(seen)
+    if stats.cluster is not None:
+        found.extend(cluster_problems(stats.cluster))
     if not found:
         return None
     worst_level = max(level for level, _ in found)
     text = next(text for level, text in found if level == worst_level)
     more = len(found) - 1
-    return worst_level, one_line(text) + (f" (+{more} more: h)" if more else "")
+    return worst_level, one_line(text) + (f" (+{more} more: P)" if more else "")
 
 
 # -- formatting ----------------------------------------------------------------------------------

@@ -187,7 +187,11 @@ class KafkaPublisher:
                 try:
                     ensure_topics(self.cfg)
                     producer = self._producer()
+                    self._learn_topics(producer)
                 except Exception as exc:
+                    if producer is not None:
+                        producer.close(timeout=0)
+                        producer = None
                     self._set_error(exc, f"cannot reach {servers(self.cfg)}")
                     with self._cond:
                         self._cond.wait(backoff)
@@ -239,6 +243,22 @@ class KafkaPublisher:
                 self._set_error(exc, "final flush failed")
             producer.close(timeout=5)
         self._ready = False
+
+    def _learn_topics(self, producer: Any) -> None:
+        """Asks for the metadata of every topic this process may write to, once connected:
+        `send()` to a topic whose metadata is unknown blocks (max_block_ms) until the broker
+        answers, so a first snapshot or status record sent while the broker is away would
+        hold every trade queued behind it."""
+        cfg = self.cfg
+        for topic in (
+            cfg.topic,
+            cfg.metrics_topic,
+            cfg.status_topic,
+            cfg.control_topic,
+            cfg.dead_letter_topic,
+        ):
+            if not producer.partitions_for(topic):
+                raise RuntimeError(f"no partitions known for topic {topic}")
 
     def _each_partition(self, producer: Any, item: Outgoing) -> list[Outgoing]:
         """One copy of `item` per partition of its topic (a watermark goes to all of them)."""
