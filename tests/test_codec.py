@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -14,7 +15,9 @@ from stockup_tui.engine.codec import (
     SCHEMA_VERSION,
     CodecError,
     decode_batch,
+    decode_record,
     encode_batch,
+    encode_group,
     message_key,
 )
 from stockup_tui.engine.model import SymbolBatch
@@ -291,3 +294,82 @@ def test_mutated_messages_decode_valid_or_raise_codec_error(field: str, value: o
 def test_arbitrary_payloads_raise_only_codec_error(payload: bytes) -> None:
     with contextlib.suppress(CodecError):
         decode_batch(payload)
+
+
+@st.composite
+def groups(draw: st.DrawFn) -> list[SymbolBatch]:
+    """A flush's batches for one partition: distinct symbols, at least one trade each."""
+    out = draw(st.lists(batches().filter(len), min_size=1, max_size=5))
+    return list({b.symbol: b for b in out}.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(groups(), st.integers(min_value=0, max_value=2**63 - 1))
+def test_a_group_decodes_into_its_batches_with_the_groups_id(
+    group: list[SymbolBatch], seq: int
+) -> None:
+    raw = encode_group(group, "prod-1", seq)
+    got = decode_record(raw)
+    assert got == [replace(b, bid=("prod-1", seq)) for b in group]
+    for b in got:
+        assert [type(x) for x in b.p + b.v] == [float] * (2 * len(b))
+    assert encode_group(got, "prod-1", seq) == raw
+
+
+def test_a_group_is_smaller_than_a_message_per_symbol() -> None:
+    """The live case: about one trade per symbol per flush."""
+    group = [
+        SymbolBatch(f"SYM{i:02d}", [1_700_000_000_000 + i], [100.0 + i], [10.0], [None],
+                    [(1_700_000_000.5, 1)])
+        for i in range(8)
+    ]  # fmt: skip
+    grouped = len(encode_group(group, "0123456789abcdef", 1))
+    alone = sum(len(encode_batch(replace(b, bid=("0123456789abcdef", 1)))) for b in group)
+    assert grouped < alone / 2
+
+
+GROUP = orjson.loads(
+    encode_group(
+        [
+            SymbolBatch("AAPL", [5, 7], [1.0, 2.0], [1.0, 1.0], [None, ["x"]], [(1.0, 2)]),
+            SymbolBatch("MSFT", [6], [3.0], [2.0], [None], [(1.5, 1)]),
+        ],
+        "p",
+        1,
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"s": ["AAPL", "AAPL"]}, "appears twice"),
+        ({"s": []}, "non-empty"),
+        ({"n": [2, 2]}, "column lengths"),
+        ({"n": [3, 0]}, "counts below 1"),
+        ({"rn": [2, 0]}, "counts below 1"),
+        ({"r": [[1.0, 1], [1.5, 2]]}, "do not cover"),
+        ({"t": [5, -10, 1]}, "time out of range"),
+        ({"c": [None]}, "3 entries"),
+        ({"id": ["p"]}, "id must be"),
+        ({"extra": 1}, "group fields"),
+    ],
+)
+def test_a_bad_group_is_refused_with_the_reason(change: dict, words: str) -> None:
+    with pytest.raises(CodecError, match=words) as info:
+        decode_record(orjson.dumps(GROUP | change))
+    assert info.value.reason == "wrong_schema"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([*sorted(GROUP), "x"]), json_values)
+def test_mutated_groups_decode_valid_or_raise_codec_error(field: str, value: object) -> None:
+    try:
+        got = decode_record(orjson.dumps(GROUP | {field: value}))
+    except CodecError as exc:
+        assert exc.reason in {"wrong_version", "wrong_schema"}
+        return
+    assert type(got) is list
+    for b in got:
+        assert len(b.t) == len(b.p) == len(b.v) == len(b.c) == len(b)
+        assert sum(n for _, n in b.recv) == len(b)

@@ -10,6 +10,19 @@ or one `Watermark`, written by the query side into every partition::
 
     {"v": 1, "kind": "wm", "wm": ms, "final": false}
 
+or a *group*: the batches of every symbol one flush routes to one partition, in one message
+(`encode_group`; what the publisher sends whenever the bus can say where a symbol goes)::
+
+    {"v": 1, "kind": "group", "id": ["producer", seq], "s": ["AAPL", "MSFT"], "n": [2, 1],
+     "t": [ms, delta, delta], "p": [...], "q": [...], "r": [[recv, n], ...], "rn": [1, 1],
+     "c": [...]}
+
+Its columns hold the symbols' trades one symbol after the other (`n` trades each, `rn` receive
+runs each); `t` is delta-encoded (the first absolute); `c` is left out when every trade's is
+null. It decodes into one `SymbolBatch` per symbol, each with the group's id: at a live pace a
+flush holds about one trade per symbol, and a message per symbol cost more than 100 bytes and a
+bus record per trade.
+
 ``id`` (optional) names the batch: the producer's random id and a sequence number that grows with
 every batch it publishes; the analyzer applies a batch id at most once.
 
@@ -25,8 +38,9 @@ the format; the websocket parser imports them so that everything it emits can cr
 
 from __future__ import annotations
 
-from itertools import chain
+from itertools import accumulate, chain
 from math import isfinite
+from operator import sub
 
 import orjson
 
@@ -35,6 +49,7 @@ from .model import SymbolBatch, SymbolSnapshot, Watermark, WindowMetrics
 SCHEMA_VERSION = 1
 KIND_TRADES = "trades"
 KIND_WATERMARK = "wm"
+KIND_GROUP = "group"
 
 MAX_SYMBOL_LEN = 50
 #: Prices above this are treated as garbage: it keeps `price * volume` sums far from overflow.
@@ -105,6 +120,40 @@ def encode_watermark(mark: Watermark) -> bytes:
 
 #: The key of watermark records (they go to every partition explicitly, not by key).
 WATERMARK_KEY = b""
+#: The key of a group record: its partition is explicit (the bus's `route`), not by key.
+GROUP_KEY = b"~group"
+
+
+def encode_group(batches: list[SymbolBatch], producer: str, seq: int) -> bytes:
+    """One message for the batches of several symbols (distinct, one partition's); trusted."""
+    t: list[int] = []
+    p: list[float] = []
+    q: list[float] = []
+    c: list[list[str] | None] = []
+    r: list[tuple[float, int]] = []
+    for b in batches:
+        t += b.t
+        p += b.p
+        q += b.v
+        c += b.c
+        r += b.recv
+    deltas = t[:1]
+    deltas += map(sub, t[1:], t[:-1])
+    obj: dict[str, object] = {
+        "v": SCHEMA_VERSION,
+        "kind": KIND_GROUP,
+        "id": (producer, seq),
+        "s": [b.symbol for b in batches],
+        "n": [len(b.t) for b in batches],
+        "t": deltas,
+        "p": p,
+        "q": q,
+        "r": r,
+        "rn": [len(b.recv) for b in batches],
+    }
+    if c.count(None) != len(c):  # some trade has conditions (even an empty list)
+        obj["c"] = c
+    return orjson.dumps(obj)
 
 
 def message_key(batch: SymbolBatch) -> bytes:
@@ -155,10 +204,16 @@ def _load(payload: bytes | bytearray | memoryview | str) -> dict:
 _WATERMARK_KEYS = frozenset(("v", "kind", "wm", "final"))
 
 
-def decode_record(payload: bytes | bytearray | memoryview | str) -> SymbolBatch | Watermark:
-    """Parse and fully validate one bus message; raise `CodecError` on anything unexpected."""
+def decode_record(
+    payload: bytes | bytearray | memoryview | str,
+) -> SymbolBatch | Watermark | list[SymbolBatch]:
+    """Parse and fully validate one bus message; raise `CodecError` on anything unexpected.
+    A group decodes into its symbols' batches."""
     obj = _load(payload)
-    if obj.get("kind") == KIND_WATERMARK:
+    kind = obj.get("kind")
+    if kind == KIND_GROUP:
+        return _group(obj)
+    if kind == KIND_WATERMARK:
         if obj.keys() != _WATERMARK_KEYS:
             raise _schema(f"watermark fields {sorted(obj)} != {sorted(_WATERMARK_KEYS)}")
         wm, final = obj["wm"], obj["final"]
@@ -173,24 +228,95 @@ def decode_batch(payload: bytes | bytearray | memoryview | str) -> SymbolBatch:
     return _batch(_load(payload))
 
 
+def _batch_id(bid: object) -> tuple[str, int]:
+    if not (
+        type(bid) is list
+        and len(bid) == 2
+        and type(bid[0]) is str
+        and 0 < len(bid[0]) <= MAX_PRODUCER_LEN
+        and bid[0].isprintable()
+        and type(bid[1]) is int
+        and 0 <= bid[1] < 2**63
+    ):
+        raise _schema(f"id must be [producer, seq], got {bid!r:.80}")
+    return bid[0], bid[1]
+
+
+_GROUP_KEYS = frozenset(("v", "kind", "id", "s", "n", "t", "p", "q", "r", "rn"))
+_GROUP_KEYS_C = _GROUP_KEYS | {"c"}
+
+
+def _counts(col: object, name: str, size: int, low: int) -> list[int]:
+    if type(col) is not list or len(col) != size or not set(map(type, col)) <= _INT:
+        raise _schema(f"{name}: {size} integers expected")
+    if size and min(col) < low:
+        raise _schema(f"{name}: counts below {low}")
+    return col
+
+
+def _group(obj: dict) -> list[SymbolBatch]:
+    keys = obj.keys()
+    if keys != _GROUP_KEYS and keys != _GROUP_KEYS_C:
+        raise _schema(f"group fields {sorted(obj)} != {sorted(_GROUP_KEYS)} (+ optional c)")
+    bid = _batch_id(obj["id"])
+    symbols = obj["s"]
+    if type(symbols) is not list or not symbols or not all(map(symbol_ok, symbols)):
+        raise _schema("s: a non-empty array of symbols expected")
+    if len(set(symbols)) != len(symbols):
+        raise _schema("s: a symbol appears twice")
+    k = len(symbols)
+    sizes = _counts(obj["n"], "n", k, 1)
+    t, p, q, r = obj["t"], obj["p"], obj["q"], obj["r"]
+    if not (type(t) is list and type(p) is list and type(q) is list and type(r) is list):
+        raise _schema("t, p, q and r must be arrays")
+    n = len(t)
+    if n > MAX_TRADES_PER_MESSAGE:
+        raise _schema(f"{n} trades > {MAX_TRADES_PER_MESSAGE}")
+    if sum(sizes) != n or len(p) != n or len(q) != n:
+        raise _schema(f"column lengths differ: n={sum(sizes)} t={n} p={len(p)} q={len(q)}")
+    if not set(map(type, t)) <= _INT:
+        raise _schema("t: non-integer values")
+    t = list(accumulate(t))
+    if min(t) <= 0 or max(t) > MAX_TIME_MS:
+        raise _schema("t: time out of range")
+    p = _check_numbers(p, "p", 0.0, MAX_PRICE, allow_low=False)
+    q = _check_numbers(q, "q", 0.0, MAX_VOLUME, allow_low=True)
+    c = obj.get("c")
+    if c is None:
+        c = [None] * n
+    elif type(c) is not list or len(c) != n:
+        raise _schema(f"c: {n} entries expected")
+    elif (
+        not set(map(type, c)) <= _COND
+        or not set(map(type, chain.from_iterable(filter(None, c)))) <= _STR
+    ):
+        raise _schema("c: entries must be null or arrays of strings")
+    runs = _counts(obj["rn"], "rn", k, 1)
+    if sum(runs) != len(r):
+        raise _schema(f"rn: {sum(runs)} runs named, r holds {len(r)}")
+    if not set(map(type, r)) <= _LIST or not set(map(len, r)) <= {2}:
+        raise _schema("r: runs must be [recv_time, n] pairs")
+    times, counts = zip(*r, strict=True)
+    _counts(list(counts), "r", len(r), 1)
+    times = _check_numbers(list(times), "r", 0.0, float(MAX_TIME_MS) / 1000.0, True)
+    recv = list(zip(times, counts, strict=True))
+    out = []
+    at = run = 0
+    for symbol, size, nruns in zip(symbols, sizes, runs, strict=True):
+        mine = recv[run : run + nruns]
+        if sum(count for _, count in mine) != size:
+            raise _schema(f"r: the runs of {symbol} do not cover its {size} trades")
+        end = at + size
+        out.append(SymbolBatch(symbol, t[at:end], p[at:end], q[at:end], c[at:end], mine, bid))
+        at, run = end, run + nruns
+    return out
+
+
 def _batch(obj: dict) -> SymbolBatch:
     keys = obj.keys()
     if keys != _KEYS and keys != _KEYS_ID:
         raise _schema(f"fields {sorted(obj)} != {sorted(_KEYS)} (+ optional id)")
-    bid = None
-    if keys == _KEYS_ID:
-        bid = obj["id"]
-        if not (
-            type(bid) is list
-            and len(bid) == 2
-            and type(bid[0]) is str
-            and 0 < len(bid[0]) <= MAX_PRODUCER_LEN
-            and bid[0].isprintable()
-            and type(bid[1]) is int
-            and 0 <= bid[1] < 2**63
-        ):
-            raise _schema(f"id must be [producer, seq], got {bid!r:.80}")
-        bid = (bid[0], bid[1])
+    bid = _batch_id(obj["id"]) if keys == _KEYS_ID else None
     if obj["kind"] != KIND_TRADES:
         raise _schema(f"kind {obj['kind']!r} != {KIND_TRADES!r}")
     symbol = obj["s"]

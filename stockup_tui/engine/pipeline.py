@@ -39,10 +39,12 @@ from stockup_tui.engine.cluster import (
     status_from_stats,
 )
 from stockup_tui.engine.codec import (
+    GROUP_KEY,
     WATERMARK_KEY,
     CodecError,
     decode_record,
     encode_batch,
+    encode_group,
     encode_watermark,
     message_key,
 )
@@ -552,11 +554,23 @@ class Pipeline:
             if batches:
                 producer = self._producer_id
                 seq = self._seq
+                route = self.bus.route
+                groups: dict[int, list[SymbolBatch]] = {}
                 messages = []
                 for b in batches:
+                    key = message_key(b)
+                    part = route(key)
+                    if part is None:  # the bus cannot tell yet: one message per symbol, keyed
+                        seq += 1
+                        b.bid = (producer, seq)
+                        messages.append(Message(key, encode_batch(b), len(b.t)))
+                    else:
+                        groups.setdefault(part, []).append(b)
+                for part, group in groups.items():  # one message per partition per flush
                     seq += 1
-                    b.bid = (producer, seq)
-                    messages.append(Message(message_key(b), encode_batch(b), len(b.t)))
+                    trades = sum(len(b.t) for b in group)
+                    payload = encode_group(group, producer, seq)
+                    messages.append(Message(GROUP_KEY, payload, trades, part))
                 self._seq = seq
                 await self.bus.publish(messages)
 
@@ -589,27 +603,36 @@ class Pipeline:
                         drops.add(f"bus_{exc.reason}", detail=str(exc))
                         await bus.dead_letter(msg, exc.reason)
                     continue
-                try:
-                    if type(record) is SymbolBatch:
-                        snaps = analyzer.trades(record, part, msg.offset, emit)
-                        if not emit:
-                            self.replayed += len(record)
-                        elif live_latency:
-                            for recv, n in record.recv:
-                                received[recv] = received.get(recv, 0) + n
-                    else:
-                        assert type(record) is Watermark
+                if type(record) is Watermark:
+                    try:
                         snaps = analyzer.watermark(
                             record.wm_ms, part, msg.offset, emit, record.final
                         )
-                except Exception as exc:  # a bug must cost this record (counted), not the stream
-                    log.exception("analyzer failed on a record of partition %d", part)
-                    if emit:
-                        n = len(record) if type(record) is SymbolBatch else 1
-                        drops.add("analyzer_error", n, detail=f"{type(exc).__name__}: {exc}")
+                    except Exception as exc:  # a bug must cost this record, not the stream
+                        log.exception("analyzer failed on a watermark of partition %d", part)
+                        if emit:
+                            drops.add("analyzer_error", detail=f"{type(exc).__name__}: {exc}")
+                        continue
+                    if snaps:
+                        emitted.extend(snaps)
                     continue
-                if snaps:
-                    emitted.extend(snaps)
+                # A group is its symbols' batches, applied in order at the group's offset.
+                for batch in record if type(record) is list else (record,):
+                    try:
+                        snaps = analyzer.trades(batch, part, msg.offset, emit)
+                    except Exception as exc:  # a bug must cost this batch (counted), not more
+                        log.exception("analyzer failed on a record of partition %d", part)
+                        if emit:
+                            n = len(batch)
+                            drops.add("analyzer_error", n, detail=f"{type(exc).__name__}: {exc}")
+                        continue
+                    if not emit:
+                        self.replayed += len(batch)
+                    elif live_latency:
+                        for recv, n in batch.recv:
+                            received[recv] = received.get(recv, 0) + n
+                    if snaps:
+                        emitted.extend(snaps)
             if received:
                 latency.record_received(received, time.time())
             if emitted:

@@ -1,8 +1,10 @@
 """The message bus contract that the memory, Kafka and RabbitMQ buses implement.
 
-A message is one `SymbolBatch` encoded by `stockup_tui.engine.codec` (versioned JSON, never
-pickle) and keyed by its symbol, so every trade of a symbol stays in order on one partition, or
-one `Watermark` that the query side publishes to every partition (`partition=ALL_PARTITIONS`).
+A message is encoded by `stockup_tui.engine.codec` (versioned JSON, never pickle): the batches
+of every symbol a flush routes to one partition (a group, `partition` set by the bus's `route`,
+which keeps every trade of a symbol in order on one partition), one `SymbolBatch` keyed by its
+symbol (before the bus can route), or one `Watermark` that the query side publishes to every
+partition (`partition=ALL_PARTITIONS`).
 Publishing keeps the order of the messages within each partition, across reconnects too: the
 analyzer's output is a function of that order. Consumers acknowledge a delivery only after its
 effects are done (at-least-once). Every batch carries an id (producer, sequence); the analyzer
@@ -34,7 +36,9 @@ class Message:
     key: bytes
     payload: bytes
     trades: int = 0  # trades inside, so that a message dropped on a full buffer is counted
-    partition: int = 0  # Kafka partition (0 elsewhere); ALL_PARTITIONS for a watermark
+    # Kafka partition (0 elsewhere); ALL_PARTITIONS for a watermark; for a group (key
+    # GROUP_KEY) the one it was routed to.
+    partition: int = 0
     replay: bool = False  # rebuild state only: already processed before a restart
     offset: int = -1  # position in its partition (Kafka offset, stream offset, a counter)
 
@@ -77,6 +81,13 @@ class Bus(Protocol):
     stats: BusStats
 
     async def start(self) -> None: ...
+
+    def route(self, key: bytes) -> int | None:
+        """The partition a key's messages go to, or None while the bus cannot tell yet (Kafka
+        before it knows the topic). The publisher puts the batches of one partition into one
+        group message (codec `GROUP_KEY`, `Message.partition` set); with None it sends one
+        message per symbol, keyed, and the bus partitions it the same way."""
+        ...
 
     async def publish(self, messages: Sequence[Message]) -> None:
         """Hands messages to the bus; waits (back-pressure) when the bus is full."""

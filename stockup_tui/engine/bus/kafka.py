@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 
 import orjson
+from kafka.partitioner.default import murmur2
 
 from stockup_tui.config import Settings, normalize_symbol
 from stockup_tui.engine.analyzer.partition import Checkpoint
@@ -24,7 +25,7 @@ from stockup_tui.engine.bus.kafka_member import InstanceId, claim_instance_id
 from stockup_tui.engine.bus.kafka_metrics import KafkaMetricsSink
 from stockup_tui.engine.bus.kafka_producer import KafkaPublisher, Outgoing
 from stockup_tui.engine.bus.kafka_watch import TopicWatcher
-from stockup_tui.engine.codec import CodecError, decode_snapshot
+from stockup_tui.engine.codec import GROUP_KEY, CodecError, decode_snapshot
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.stats import PartitionLag
@@ -164,12 +165,20 @@ class KafkaBus:
 
     # -- publishing ------------------------------------------------------------------------
 
+    def route(self, key: bytes) -> int | None:
+        """The default partitioner's choice (murmur2 of the key), as the client would make it
+        for a keyed message: a symbol stays on its partition whichever way it is sent."""
+        n = self.publisher.partition_count
+        if not n:
+            return None
+        return (murmur2(key) & 0x7FFFFFFF) % n
+
     async def publish(self, messages: list[Message]) -> None:
         topic = self.cfg.topic
         items = [
             Outgoing(topic, m.key, m.payload, None, m.trades)
-            if m.partition != ALL_PARTITIONS
-            else Outgoing(topic, None, m.payload, None, 0, partition=ALL_PARTITIONS)
+            if m.partition != ALL_PARTITIONS and m.key != GROUP_KEY
+            else Outgoing(topic, m.key or None, m.payload, None, m.trades, partition=m.partition)
             for m in messages
         ]
         rest = self.publisher.offer(items)

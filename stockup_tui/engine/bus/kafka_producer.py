@@ -71,6 +71,7 @@ class KafkaPublisher:
         self.acked_trades = 0
         self.errors = 0
         self.resent = 0
+        self.partition_count = 0  # of the trades topic, once connected
         self.last_error: str | None = None
         self.latency = LatencyHistogram()  # offer -> broker acknowledgement, seconds
         self._lat_lock = threading.Lock()
@@ -257,8 +258,11 @@ class KafkaPublisher:
             cfg.control_topic,
             cfg.dead_letter_topic,
         ):
-            if not producer.partitions_for(topic):
+            parts = producer.partitions_for(topic)
+            if not parts:
                 raise RuntimeError(f"no partitions known for topic {topic}")
+            if topic == cfg.topic:
+                self.partition_count = len(parts)  # the bus routes groups with it
 
     def _each_partition(self, producer: Any, item: Outgoing) -> list[Outgoing]:
         """One copy of `item` per partition of its topic (a watermark goes to all of them)."""

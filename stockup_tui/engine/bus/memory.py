@@ -25,6 +25,9 @@ class MemoryBus:
     async def start(self) -> None:
         self.stats.connected = True
 
+    def route(self, key: bytes) -> int:
+        return 0  # one queue
+
     async def publish(self, messages: Sequence[Message]) -> None:
         if self._closed:
             raise RuntimeError("bus is closed")

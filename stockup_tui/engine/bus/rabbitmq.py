@@ -107,6 +107,9 @@ class RabbitMQBus:
             )
         self._refresh()
 
+    def route(self, key: bytes) -> int:
+        return 0  # one stream (or queue): the analyzer reads it in order
+
     async def publish(self, messages: Sequence[Message]) -> None:
         if self._closed:
             raise RuntimeError("bus is closed")
