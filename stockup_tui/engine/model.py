@@ -2,8 +2,8 @@
 
 Trades travel in *columns* per symbol (`SymbolBatch`) rather than one object per trade: the
 analyzer can then extend its window lists with C-level list operations, and the bus carries the
-batches of one partition in one message per flush (codec `encode_group`). Snapshots are immutable so the screen can read them from another
-thread without locks.
+batches of one partition in one message per flush (codec `encode_group`). Snapshots are
+immutable so the screen can read them from another thread without locks.
 """
 
 from __future__ import annotations
