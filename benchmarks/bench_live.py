@@ -142,6 +142,8 @@ async def run(args: argparse.Namespace, bus: str, rate: float) -> Result:
     sim = start_simulator(port, rate, args.symbols, args.duplicates)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")}
     env = clean | bus_env(bus, tag)
+    if args.flush:
+        env["STOCKUP_BUS__FLUSH_INTERVAL"] = args.flush
     symbols = ",".join(f"SYM{i:02d}" for i in range(args.symbols))
     base = [sys.executable, "-m", "stockup_tui", "--headless", "--symbols", symbols]
     base += ["--source", "finnhub", "--url", f"ws://127.0.0.1:{port}", "--log-level", "WARNING"]
@@ -209,6 +211,7 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=8.0)
     ap.add_argument("--duplicates", type=float, default=0.02)
+    ap.add_argument("--flush", help="bus.flush_interval (default: the app's, 25ms)")
     args = ap.parse_args()
     for rate in (float(r) for r in args.rates.split(",")):
         for bus in args.buses.split(","):

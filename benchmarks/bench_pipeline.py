@@ -65,7 +65,7 @@ async def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--windows", default="1m")
     ap.add_argument("--duplicates", type=float, default=0.02)
-    ap.add_argument("--flush", default="10ms", help="bus.flush_interval")
+    ap.add_argument("--flush", default="25ms", help="bus.flush_interval (the default)")
     args = ap.parse_args()
 
     port = free_port()

@@ -69,7 +69,7 @@ async def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--windows", default="1m")
     ap.add_argument("--duplicates", type=float, default=0.02)
-    ap.add_argument("--flush", default="10ms", help="bus.flush_interval")
+    ap.add_argument("--flush", default="25ms", help="bus.flush_interval (the default)")
     ap.add_argument("--queue-type", default="stream", choices=["stream", "quorum", "classic"])
     ap.add_argument("--host", default="127.0.0.1")
     args = ap.parse_args()
