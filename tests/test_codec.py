@@ -373,3 +373,8 @@ def test_mutated_groups_decode_valid_or_raise_codec_error(field: str, value: obj
     for b in got:
         assert len(b.t) == len(b.p) == len(b.v) == len(b.c) == len(b)
         assert sum(n for _, n in b.recv) == len(b)
+
+
+def test_the_group_key_is_no_symbols_key() -> None:
+    """A symbol's keyed message is never taken for a group (Kafka sends those by partition)."""
+    assert not codec.symbol_ok(codec.GROUP_KEY.decode())

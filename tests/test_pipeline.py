@@ -121,6 +121,36 @@ async def test_replay_metrics_are_exact_and_reproducible(tmp_path: Path) -> None
     assert again.snapshots == sink.snapshots
 
 
+async def test_a_flush_too_big_for_one_message_goes_out_in_groups_with_the_same_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One partition's flush is split into groups of at most GROUP_MAX_TRADES trades (a single
+    symbol's batch whole); what the analyzer emits does not change."""
+    from stockup_tui.engine import pipeline as pipeline_module
+    from stockup_tui.engine.bus.memory import MemoryBus
+    from stockup_tui.engine.codec import GROUP_KEY, decode_record
+
+    path = tmp_path / "session.jsonl"
+    make_recording(path)
+    _, reference = await run_replay(path, ["1m"])
+    calls: list[list[tuple[int, int]]] = []  # per publish: (trades, symbols) of each group
+    publish = MemoryBus.publish
+
+    async def spy(self: MemoryBus, messages: Any) -> None:
+        groups = [decode_record(m.payload) for m in messages if m.key == GROUP_KEY]
+        calls.append([(sum(len(b) for b in g), len(g)) for g in groups])
+        await publish(self, messages)
+
+    monkeypatch.setattr(MemoryBus, "publish", spy)
+    monkeypatch.setattr(pipeline_module, "GROUP_MAX_TRADES", 20)
+    _, split = await run_replay(path, ["1m"])
+    assert split.snapshots == reference.snapshots
+    sizes = [size for call in calls for size in call]
+    assert any(len(call) > 1 for call in calls)  # a flush went out as several groups
+    assert any(symbols > 1 for _, symbols in sizes)  # of several symbols each
+    assert all(trades <= 20 or symbols == 1 for trades, symbols in sizes)
+
+
 async def test_a_batch_the_analyzer_chokes_on_is_counted_not_fatal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

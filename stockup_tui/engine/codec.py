@@ -120,8 +120,13 @@ def encode_watermark(mark: Watermark) -> bytes:
 
 #: The key of watermark records (they go to every partition explicitly, not by key).
 WATERMARK_KEY = b""
-#: The key of a group record: its partition is explicit (the bus's `route`), not by key.
-GROUP_KEY = b"~group"
+#: The key of a group record: its partition is explicit (the bus's `route`), not by key. The
+#: space keeps it apart from every symbol's key (`symbol_ok` refuses spaces).
+GROUP_KEY = b"~ group"
+#: A partition's batches of one flush go out in groups of at most this many trades (a larger
+#: `bus.max_batch` would otherwise make one message past the broker's size limit); a single
+#: symbol's batch is never split.
+GROUP_MAX_TRADES = 10_000
 
 
 def encode_group(batches: list[SymbolBatch], producer: str, seq: int) -> bytes:

@@ -40,6 +40,7 @@ from stockup_tui.engine.cluster import (
 )
 from stockup_tui.engine.codec import (
     GROUP_KEY,
+    GROUP_MAX_TRADES,
     WATERMARK_KEY,
     CodecError,
     decode_record,
@@ -555,7 +556,9 @@ class Pipeline:
                 producer = self._producer_id
                 seq = self._seq
                 route = self.bus.route
-                groups: dict[int, list[SymbolBatch]] = {}
+                # Per partition: the groups of this flush, the last one still filling.
+                groups: dict[int, list[list[SymbolBatch]]] = {}
+                filled: dict[int, int] = {}  # trades in each partition's last group
                 messages = []
                 for b in batches:
                     key = message_key(b)
@@ -564,13 +567,20 @@ class Pipeline:
                         seq += 1
                         b.bid = (producer, seq)
                         messages.append(Message(key, encode_batch(b), len(b.t)))
-                    else:
-                        groups.setdefault(part, []).append(b)
-                for part, group in groups.items():  # one message per partition per flush
-                    seq += 1
-                    trades = sum(len(b.t) for b in group)
-                    payload = encode_group(group, producer, seq)
-                    messages.append(Message(GROUP_KEY, payload, trades, part))
+                        continue
+                    n = len(b.t)
+                    mine = groups.setdefault(part, [[]])
+                    if mine[-1] and filled[part] + n > GROUP_MAX_TRADES:
+                        mine.append([])
+                        filled[part] = 0
+                    mine[-1].append(b)
+                    filled[part] = filled.get(part, 0) + n
+                for part, mine in groups.items():  # one message per partition per flush
+                    for group in mine:
+                        seq += 1
+                        trades = sum(len(b.t) for b in group)
+                        payload = encode_group(group, producer, seq)
+                        messages.append(Message(GROUP_KEY, payload, trades, part))
                 self._seq = seq
                 await self.bus.publish(messages)
 

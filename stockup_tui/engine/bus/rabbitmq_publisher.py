@@ -26,9 +26,10 @@ from pika.spec import Basic
 from stockup_tui.config import RabbitMQConfig
 from stockup_tui.engine.bus.base import Message
 from stockup_tui.engine.bus.rabbitmq_amqp import Channel, Link, LinkLost, declare_topology
-from stockup_tui.engine.codec import CodecError, decode_batch
+from stockup_tui.engine.codec import CodecError, decode_record
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.latency import LatencyHistogram
+from stockup_tui.engine.model import SymbolBatch
 
 log = logging.getLogger("stockup_tui.engine.bus.rabbitmq")
 
@@ -231,9 +232,13 @@ class Publisher(Link):
             return
         self.returned += 1
         try:
-            trades = len(decode_batch(body))
+            record = decode_record(body)
         except CodecError:
-            trades = 1
+            record = None
+        if type(record) is list:  # a group: every symbol's trades in it
+            trades = sum(len(batch) for batch in record)
+        else:
+            trades = len(record) if type(record) is SymbolBatch else 1
         self.drops.add(
             "bus_unroutable", max(trades, 1), detail=f"exchange {method.exchange!r} key "
             f"{method.routing_key!r}: no queue bound"
