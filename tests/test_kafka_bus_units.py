@@ -35,3 +35,14 @@ async def test_a_full_outbox_with_no_broker_drops_and_counts_at_once() -> None:
     assert bus.publisher.unacked_trades == 7
     assert not bus.stats.connected
     assert bus.stats.queue_depth == 1500
+
+
+def test_route_is_the_default_partitioners_choice_and_follows_the_partition_count() -> None:
+    from kafka.partitioner.default import murmur2
+
+    bus = KafkaBus(Settings.model_validate({"bus": {"kind": "kafka"}}), Drops())
+    assert bus.route(b"AAPL") is None  # the topic is not known yet
+    keys = [f"SYM{i}".encode() for i in range(40)]
+    for n in (6, 8):  # the topic grew: every key is hashed again for the new count
+        bus.publisher.partition_count = n
+        assert [bus.route(k) for k in keys] == [(murmur2(k) & 0x7FFFFFFF) % n for k in keys]

@@ -97,10 +97,6 @@ class ProcessStatus:
         return self.identity.key
 
     @property
-    def lag_messages(self) -> int:
-        return sum(p.messages for p in self.lag)
-
-    @property
     def lag_trades(self) -> int:
         return sum(p.trades for p in self.lag)
 
@@ -330,15 +326,16 @@ class ClusterView:
             return  # an older record read late (the lookback): keep the newer
         instance = status.identity.instance
         if instance:  # a restarted analyzer takes its predecessor's place
-            for other, (st, _) in list(self._latest.items()):
-                if (
-                    other != key
-                    and st.identity.instance == instance
-                    and st.identity.started_ms <= status.identity.started_ms
-                ):
-                    del self._latest[other]
-                elif other != key and st.identity.instance == instance:
-                    return  # a newer process already holds that id
+            same = [
+                other
+                for other, (st, _) in self._latest.items()
+                if other != key and st.identity.instance == instance
+            ]
+            started = status.identity.started_ms
+            if any(self._latest[other][0].identity.started_ms > started for other in same):
+                return  # a newer process already holds that id
+            for other in same:
+                del self._latest[other]
         self._latest[key] = (status, seen)
 
     def figures(self, now: float) -> ClusterFigures:

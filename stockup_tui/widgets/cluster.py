@@ -38,9 +38,10 @@ def partition_level(part: PartitionRow, analyzers: int) -> Level:
 
 
 def cluster_level(cluster: ClusterFigures) -> Level:
+    analyzers = cluster.analyzers
     return worst(
         [HEALTH_LEVEL[row.health] for row in cluster.processes]
-        + [partition_level(p, cluster.analyzers) for p in cluster.partitions]
+        + [partition_level(p, analyzers) for p in cluster.partitions]
     )
 
 
@@ -49,10 +50,8 @@ def cluster_problems(cluster: ClusterFigures) -> list[tuple[Level, str]]:
     found: list[tuple[Level, str]] = []
     for row in cluster.processes:
         if row.health in (SILENT, LATE):
-            level = HEALTH_LEVEL[row.health]
-            found.append(
-                (level, f"{row.status.identity.role} {row.name} {row.health} for {_age(row)}")
-            )
+            what = f"{row.status.identity.role} {row.name} {row.health}"
+            found.append((HEALTH_LEVEL[row.health], f"{what} for {fmt_duration(row.age)}"))
     orphans = [p.partition for p in cluster.partitions if partition_level(p, 1) == Level.BAD]
     if orphans and cluster.analyzers:
         listed = ", ".join(str(p) for p in orphans[:6]) + (" …" if len(orphans) > 6 else "")
@@ -60,10 +59,6 @@ def cluster_problems(cluster: ClusterFigures) -> list[tuple[Level, str]]:
     elif not cluster.analyzers and cluster.processes:
         found.append((Level.WARN, "no analyzer in the cluster"))
     return found
-
-
-def _age(row: ProcessRow) -> str:
-    return fmt_duration(row.age)
 
 
 def _name_width(names: list[str]) -> int:
@@ -83,7 +78,7 @@ def _process_lines(row: ProcessRow, width: int) -> list[Content]:
             (role.ljust(9), "bold"),
             name.ljust(width),
             styled(state, level),
-            (f" {_age(row)} ago", "dim"),
+            (f" {fmt_duration(row.age)} ago", "dim"),
         )
     ]
     figures: list[tuple[str, str]] = []

@@ -62,6 +62,8 @@ def _behind(lag: int, last_ts: int | None, now_ms: float) -> float | None:
     return None if last_ts is None or last_ts < 0 else max(0.0, (now_ms - last_ts) / 1000)
 
 
+#: Symbols whose partition `route` remembers (a replay of any number of symbols stays bounded).
+MAX_ROUTES = 100_000
 #: How long `publish` waits for room in a full outbox while the broker is answering.
 PUBLISH_BLOCK_S = 1.0
 #: At shutdown, how long the broker has to acknowledge what is queued (it may be coming back).
@@ -97,6 +99,8 @@ class KafkaBus:
         self._watchers: list[TopicWatcher] = []
         # The status record that says "stopped", sent after the consumer has left (pipeline).
         self.farewell: tuple[bytes, bytes] | None = None
+        self._routes: dict[bytes, int] = {}  # symbol key -> partition (see `route`)
+        self._routes_for = 0  # the partition count `_routes` was computed for
         self._farewell_sent = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -171,7 +175,14 @@ class KafkaBus:
         n = self.publisher.partition_count
         if not n:
             return None
-        return (murmur2(key) & 0x7FFFFFFF) % n
+        routes = self._routes
+        if self._routes_for != n or len(routes) > MAX_ROUTES:  # the topic changed size
+            routes.clear()
+            self._routes_for = n
+        part = routes.get(key)
+        if part is None:  # murmur2 is pure Python: once per symbol, not per flush
+            part = routes[key] = (murmur2(key) & 0x7FFFFFFF) % n
+        return part
 
     async def publish(self, messages: list[Message]) -> None:
         topic = self.cfg.topic
