@@ -72,7 +72,7 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--windows", default="1m")
-    ap.add_argument("--flush", default="25ms", help="bus.flush_interval (the default)")
+    ap.add_argument("--flush", help="bus.flush_interval (default: the app's)")
     ap.add_argument("--bootstrap", default="127.0.0.1:9092")
     ap.add_argument("--split", action="store_true", help="run the query role in its own process")
     args = ap.parse_args()
@@ -97,7 +97,7 @@ async def main() -> None:
             "symbols": [f"SYM{i:02d}" for i in range(args.symbols)],
             "windows": args.windows.split(","),
             "source": {"kind": "finnhub", "url": f"ws://127.0.0.1:{port}"},
-            "bus": {"kind": "kafka", "flush_interval": args.flush},
+            "bus": {"kind": "kafka", **({"flush_interval": args.flush} if args.flush else {})},
             "kafka": kafka,
         }
         if args.split:

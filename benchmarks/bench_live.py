@@ -211,7 +211,7 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=8.0)
     ap.add_argument("--duplicates", type=float, default=0.02)
-    ap.add_argument("--flush", help="bus.flush_interval (default: the app's, 25ms)")
+    ap.add_argument("--flush", help="bus.flush_interval (default: the app's)")
     args = ap.parse_args()
     for rate in (float(r) for r in args.rates.split(",")):
         for bus in args.buses.split(","):

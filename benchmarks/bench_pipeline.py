@@ -65,7 +65,7 @@ async def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--windows", default="1m")
     ap.add_argument("--duplicates", type=float, default=0.02)
-    ap.add_argument("--flush", default="25ms", help="bus.flush_interval (the default)")
+    ap.add_argument("--flush", help="bus.flush_interval (default: the app's)")
     args = ap.parse_args()
 
     port = free_port()
@@ -78,7 +78,7 @@ async def main() -> None:
                 "symbols": symbols,
                 "windows": args.windows,
                 "source": {"kind": "finnhub", "url": f"ws://127.0.0.1:{port}"},
-                "bus": {"flush_interval": args.flush},
+                "bus": {"flush_interval": args.flush} if args.flush else {},
             }
         )
         pipe = Pipeline.from_settings(settings, live_interval=1.0)

@@ -69,7 +69,7 @@ async def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--windows", default="1m")
     ap.add_argument("--duplicates", type=float, default=0.02)
-    ap.add_argument("--flush", default="25ms", help="bus.flush_interval (the default)")
+    ap.add_argument("--flush", help="bus.flush_interval (default: the app's)")
     ap.add_argument("--queue-type", default="stream", choices=["stream", "quorum", "classic"])
     ap.add_argument("--host", default="127.0.0.1")
     args = ap.parse_args()
@@ -96,7 +96,10 @@ async def main() -> None:
                 "symbols": [f"SYM{i:02d}" for i in range(args.symbols)],
                 "windows": args.windows,
                 "source": {"kind": "finnhub", "url": f"ws://127.0.0.1:{port}"},
-                "bus": {"kind": "rabbitmq", "flush_interval": args.flush},
+                "bus": {
+                    "kind": "rabbitmq",
+                    **({"flush_interval": args.flush} if args.flush else {}),
+                },
                 "rabbitmq": {**section, "password": PASSWORD},
             }
         )

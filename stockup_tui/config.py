@@ -196,12 +196,32 @@ class BusConfig(_Section):
 
     kind: Literal["memory", "kafka", "rabbitmq"] = "memory"
     max_batch: int = Field(
-        2000, ge=1, le=100_000, description="flush to the bus at this many trades"
+        2000, ge=1, le=100_000, description="flush to the bus at once at this many trades"
     )
-    # 25 ms: every flush is a produce request and a fetch on Kafka (a fixed cost per second);
-    # the screen refreshes every 100 ms, and p99 receive -> windows at 10k trades/s stays under
-    # 40 ms on every bus (README, Benchmarks).
-    flush_interval: Duration = Field(0.025, gt=0, description="flush at least this often")
+    # Size or time, whichever first. Every flush is a request on a network bus, and on this
+    # kind of machine each wake-up of a thread costs 0.1-0.25 ms of CPU: at a light pace the
+    # fixed cost per flush, not the trades, is the bill. So a flush waits for `min_batch`
+    # trades (or `max_wait`): at 10k trades/s a flush goes every ~20 ms, at 3k every ~70 ms
+    # (README, Benchmarks: live cost and p99 latency).
+    min_batch: int = Field(
+        200,
+        ge=1,
+        le=100_000,
+        description="a flush before max_wait waits until this many trades are pending "
+        "(at most max_batch)",
+    )
+    flush_interval: Duration = Field(
+        0.02,
+        gt=0,
+        description="flush once the oldest pending trade has waited this long "
+        "and min_batch trades are pending",
+    )
+    max_wait: Duration = Field(
+        0.1,
+        gt=0,
+        description="flush once the oldest pending trade has waited this long "
+        "(at least flush_interval)",
+    )
     queue_size: int = Field(1000, ge=1, description="memory bus: flushes in flight (back-pressure)")
     buffer_bytes: int = Field(
         64 * 1024 * 1024,

@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from stockup_tui.config import Settings
+from stockup_tui.engine.bus.memory import MemoryBus
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.pipeline import Pipeline
+from stockup_tui.engine.sources.base import NullSource
 from stockup_tui.engine.sources.finnhub import FinnhubClient
 from tests.helpers import ListSink, brute_force, close, make_recording, wait_until
 
@@ -184,3 +189,74 @@ def test_releasing_free_heap_is_safe_to_call() -> None:
 
     assert release_free_heap() is sys.platform.startswith("linux")
     assert release_free_heap() is sys.platform.startswith("linux")  # again: still fine
+
+
+def _frame(symbol: str, n: int, t0: int) -> str:
+    data = [{"s": symbol, "p": 100.0 + i, "t": t0 + i, "v": 1.0, "c": None} for i in range(n)]
+    return orjson.dumps({"type": "trade", "data": data}).decode()
+
+
+async def test_a_flush_waits_for_min_batch_or_max_wait_and_goes_at_once_at_max_batch() -> None:
+    """Size or time: a light feed sends fewer, fuller flushes; a full batch never waits."""
+
+    def pipeline(flush_interval: str) -> Pipeline:
+        bus = {"min_batch": 5, "max_batch": 20, "flush_interval": flush_interval, "max_wait": "60s"}
+        s = settings(symbols=["AAPL"], windows=["1m"], source={"dedup_horizon": 0}, bus=bus)
+        return Pipeline(s, NullSource(), MemoryBus(1000))  # not started: no flush by timer
+
+    now = time.time()
+    t0 = int(now * 1000)
+    pipe = pipeline("1ms")
+    await pipe._on_frame(_frame("AAPL", 2, t0), now)
+    assert pipe.parser.pending == 2  # fewer than min_batch: it waits
+    sent = pipe.bus.stats.published_messages  # the first frame's watermark
+    start = time.monotonic()
+    await wait_until(lambda: time.monotonic() - start > 0.002, what="flush_interval to pass")
+    await pipe._on_frame(_frame("AAPL", 3, t0 + 10), now)
+    assert pipe.parser.pending == 0  # min_batch, and the oldest waited flush_interval
+    assert pipe.bus.stats.published_messages == sent + 1
+
+    pipe = pipeline("60s")  # only size can flush now
+    await pipe._on_frame(_frame("AAPL", 6, t0), now)
+    assert pipe.parser.pending == 6  # min_batch, but not waited
+    sent = pipe.bus.stats.published_messages
+    await pipe._on_frame(_frame("AAPL", 14, t0 + 10), now)
+    assert pipe.parser.pending == 0  # max_batch: at once
+    assert pipe.bus.stats.published_messages == sent + 1 and pipe.parser.trades == 20
+
+
+class _SilentFeed(NullSource):
+    """A live source that never sends a frame (the test hands them to the pipeline)."""
+
+    async def run(self, on_frame: object) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_light_feed_is_flushed_after_max_wait() -> None:
+    s = settings(
+        symbols=["AAPL"],
+        windows=["1m"],
+        bus={"min_batch": 1000, "flush_interval": "1ms", "max_wait": "200ms"},
+    )
+    pipe = Pipeline(s, _SilentFeed(), MemoryBus(1000))
+    pipe._wm_due = float("inf")  # no watermark in this test: it would flush on its own
+    await pipe.start()
+    try:
+        now = time.time()
+        await pipe._on_frame(_frame("AAPL", 3, int(now * 1000)), now)
+        sent = time.monotonic()
+        await wait_until(lambda: pipe.analyzer.ingested == 3, what="the 3 trades analyzed")
+        assert time.monotonic() - sent >= 0.2 - 0.01  # not before max_wait (timer slack)
+    finally:
+        await pipe.stop()
+
+
+def test_flush_rules_that_overlap_are_read_as_the_tighter_one() -> None:
+    """min_batch above max_batch is max_batch; max_wait below flush_interval is flush_interval."""
+    s = settings(bus={"max_batch": 8, "flush_interval": "1s", "max_wait": "100ms"})
+    pipe = Pipeline(s, NullSource(), MemoryBus(1000))
+    pipe._pending_since = 50.0
+    pipe.parser.pending = 8
+    assert pipe._flush_due(0.0) == 51.0  # max_batch pending: due after flush_interval
+    pipe.parser.pending = 3
+    assert pipe._flush_due(0.0) == 51.0  # fewer: after max(max_wait, flush_interval)

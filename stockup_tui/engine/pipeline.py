@@ -2,7 +2,8 @@
 
 Data flows one way. The source hands raw frames to the parser (validation, duplicate filter),
 which groups good trades per symbol; the publisher flushes those groups to the bus as encoded
-messages whenever `max_batch` trades are pending or `flush_interval` has passed. Each time the
+messages: at once at `max_batch` trades, else when the oldest pending trade has waited
+`flush_interval` and `min_batch` trades are pending, or has waited `max_wait`. Each time the
 receive clock passes a multiple of the emit interval, the publisher also writes a watermark
 (clock minus `source.lateness`) into every partition, after the trades received before it: the
 analyzer slides quiet symbols on those records alone, so its output is a function of the log.
@@ -160,6 +161,7 @@ class Pipeline:
         # The receive clock (epoch seconds) and when the next watermark is due on it.
         self._clock = 0.0
         self._wm_due = 0.0
+        self._pending_since = 0.0  # monotonic time the oldest pending trade was parsed
         self.watermarks = 0  # watermark records published
         self.replayed = 0  # trades applied without emitting while recovering
         # Watchlists taken from the control topic (another screen changed it): a screen on this
@@ -512,21 +514,50 @@ class Pipeline:
         if recv_time >= self._wm_due:
             await self._advance_clock(recv_time)  # before this frame's trades
         parser = self.parser
+        had = parser.pending
         parser.parse(frame, recv_time)
-        if parser.pending >= self.settings.bus.max_batch:
+        pending = parser.pending
+        if pending == had:
+            return
+        if not had:
+            self._pending_since = time.monotonic()
+        bus = self.settings.bus
+        if pending >= bus.max_batch or (
+            pending >= bus.min_batch
+            and time.monotonic() - self._pending_since >= bus.flush_interval
+        ):
             await self._flush()
 
+    def _flush_due(self, now: float) -> float:
+        """When the pending trades are due out (monotonic seconds; inf when none are)."""
+        pending = self.parser.pending
+        if not pending:
+            return float("inf")
+        bus = self.settings.bus
+        if pending >= min(bus.min_batch, bus.max_batch):
+            return self._pending_since + bus.flush_interval
+        return self._pending_since + max(bus.max_wait, bus.flush_interval)
+
     async def _run_flusher(self) -> None:
-        interval = self.settings.bus.flush_interval
+        """Flushes what waited long enough, and moves the watermark on for a quiet live feed.
+
+        Sleeps until the next thing due, at most `max_wait`: every wake-up costs CPU, and a
+        trade arriving meanwhile is due no sooner than that (frames check `min_batch`).
+        """
+        max_wait = max(self.settings.bus.max_wait, self.settings.bus.flush_interval)
         live = self._live_clock
         while True:
-            await asyncio.sleep(interval)
-            if self.parser.pending:
+            now = time.monotonic()
+            if self._flush_due(now) <= now:
                 await self._flush()
+            wall = time.time()
+            if live and wall >= self._wm_due:
+                await self._advance_clock(wall)
+            now = time.monotonic()
+            sleep = min(max_wait, self._flush_due(now) - now)
             if live:
-                now = time.time()
-                if now >= self._wm_due:
-                    await self._advance_clock(now)
+                sleep = min(sleep, self._wm_due - time.time())
+            await asyncio.sleep(max(0.001, sleep))
 
     async def _advance_clock(self, clock: float) -> None:
         """The receive clock passed a multiple of the emit interval: the trades received so far
@@ -734,18 +765,19 @@ class Pipeline:
                 view.add(status, written if 0 <= written < started else now)
 
     async def _run_clock(self) -> None:
-        """Refreshes live snapshots and the stats, on fixed timers (the screen's, not the
-        analyzer's: nothing here changes what is emitted)."""
-        live_every = max(1, round(self.live_interval / 0.05))
-        trim_every = 200  # 10 s: see engine/heap.py
-        tick = 0
+        """Refreshes live snapshots and the stats, on a fixed timer (the screen's, not the
+        analyzer's: nothing here changes what is emitted). It ticks at the live interval, no
+        faster (each wake-up costs CPU): 10 Hz under the screen, 2 Hz headless."""
+        tick = max(0.05, min(self.live_interval, 0.5))
+        trim_every = max(1, round(10 / tick))  # 10 s: see engine/heap.py
+        ticks = 0
         while True:
-            await asyncio.sleep(0.05)
-            tick += 1
-            if tick % live_every == 0 and self.settings.role != "monitor":
+            await asyncio.sleep(tick)
+            ticks += 1
+            if self.settings.role != "monitor":
                 self._refresh_live()
             self.fresh_stats()  # by the clock, not by ticks: a busy loop makes ticks late
-            if tick % trim_every == 0:
+            if ticks % trim_every == 0:
                 release_free_heap()
 
     def _monitored_at(self) -> float | None:

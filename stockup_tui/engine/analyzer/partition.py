@@ -237,7 +237,7 @@ class Partition:
                     first_after = -(-tk // interval) * interval
                     if self._close(sym, first_after - interval, out):
                         sym.next_b = first_after
-                sym.store.extend((tk,), (pk,), (vk,))
+                sym.store.extend([tk], [pk], [vk])
                 sym.max_t = sym.last_trade_ms = tk
                 sym.last_price = pk
             else:
