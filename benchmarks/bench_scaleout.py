@@ -1,6 +1,6 @@
 """Scale-out: one against two `--role analyzer` processes sharing a Kafka topic.
 
-    python benchmarks/bench_scaleout.py                       # 1 and 2 analyzers, 3M trades
+    python benchmarks/bench_scaleout.py                       # 1 and 2 analyzers, 6M trades
     python benchmarks/bench_scaleout.py --analyzers 1,2,3 --trades 5000000
 
 The topic is filled first, as the query role writes it (one group record per partition per
@@ -191,7 +191,7 @@ def run(tag: str, analyzers: int, total_trades: int, total_snaps: int, timeout: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--analyzers", default="1,2", help="process counts, comma separated")
-    ap.add_argument("--trades", type=int, default=3_000_000)
+    ap.add_argument("--trades", type=int, default=6_000_000)
     ap.add_argument("--flush", type=int, default=2000, help="trades per query flush")
     ap.add_argument("--symbols", type=int, default=50)
     ap.add_argument("--timeout", type=float, default=300.0)

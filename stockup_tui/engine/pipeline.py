@@ -726,11 +726,12 @@ class Pipeline:
         identity = self.identity
         if identity is None:
             return
+        interval = self.settings.kafka.status_interval
         status = status_from_stats(
-            self._build_stats() if farewell else self.fresh_stats(),
+            self._build_stats() if farewell else self.fresh_stats(min(1.0, interval)),
             identity,
             state=state,
-            interval=self.settings.kafka.status_interval,
+            interval=interval,
         )
         record = (identity.key.encode(), encode_status(status))
         if farewell:
