@@ -606,6 +606,8 @@ def load_config(
             raise ConfigError(f"{file_path}: not valid TOML: {exc}") from exc
         except RecursionError as exc:
             raise ConfigError(f"{file_path}: nested too deeply to be a config file") from exc
+        except ValueError as exc:  # a NUL byte in the path: no file can have that name
+            raise ConfigError(f"{str(file_path)!r}: not a usable file name ({exc})") from exc
         for key, value in _flatten(data).items():
             merged[key] = value
             origins[key] = f"file {file_path}"

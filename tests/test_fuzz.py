@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from stockup_tui import cli
@@ -205,8 +205,23 @@ flags = st.lists(
 )  # fmt: skip
 
 
+def _main(argv: list[str]) -> int | str | None:
+    """`cli.main`, the process set-up it makes (logging, thread hook) undone afterwards."""
+    root = logging.getLogger()
+    handlers, level, hook = list(root.handlers), root.level, threading.excepthook
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:  # argparse's own usage errors
+        return exc.code
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        threading.excepthook = hook
+
+
 @FUZZ
 @given(flags, st.booleans())
+@example([("--config", "\x00")], False)  # a NUL byte in a path (found by this test in CI)
 def test_command_lines_run_or_exit_2_with_a_message(
     capsys: pytest.CaptureFixture[str], argv_pairs: list, after: bool
 ) -> None:
@@ -216,16 +231,7 @@ def test_command_lines_run_or_exit_2_with_a_message(
     assume(not any(flag == "--config" and SECRET in value for flag, value in argv_pairs))
     argv = [part for pair in argv_pairs for part in pair]
     argv = ["config", *argv] if after else [*argv, "config"]
-    root = logging.getLogger()
-    handlers, level, hook = list(root.handlers), root.level, threading.excepthook
-    try:
-        code = cli.main(argv)
-    except SystemExit as exc:  # argparse's own usage errors
-        code = exc.code
-    finally:  # main sets the process up (logging, thread hook): undo it for the other tests
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        threading.excepthook = hook
+    code = _main(argv)
     out, err = capsys.readouterr()
     assert code in (0, 2), (argv, err)
     assert "Traceback" not in err
@@ -243,3 +249,13 @@ def test_log_records_from_anywhere_become_one_printable_line(msg: str, args: lis
     ):
         assert line.isprintable()
         assert "\n" not in line
+
+
+def test_a_recording_path_no_file_can_have_exits_2_with_a_message(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    replay = tmp_path / "r.jsonl"
+    replay.write_text("")
+    code = _main(["--headless", "--replay", str(replay), "--record", "bad\x00name"])
+    assert code == 2
+    assert "source.record: cannot write bad\\x00name" in capsys.readouterr().err

@@ -251,12 +251,30 @@ async def test_a_light_feed_is_flushed_after_max_wait() -> None:
         await pipe.stop()
 
 
+async def test_a_burst_of_min_batch_goes_after_flush_interval_not_max_wait() -> None:
+    s = settings(
+        symbols=["AAPL"],
+        windows=["1m"],
+        bus={"min_batch": 5, "flush_interval": "50ms", "max_wait": "60s"},
+    )
+    pipe = Pipeline(s, _SilentFeed(), MemoryBus(1000))
+    pipe._wm_due = float("inf")  # no watermark in this test: it would flush on its own
+    await pipe.start()
+    try:
+        now = time.time()
+        await pipe._on_frame(_frame("AAPL", 5, int(now * 1000)), now)
+        assert pipe.parser.pending == 5  # min_batch, not waited yet: the flusher's
+        await wait_until(lambda: pipe.analyzer.ingested == 5, timeout=20, what="the burst")
+    finally:
+        await pipe.stop()
+
+
 def test_flush_rules_that_overlap_are_read_as_the_tighter_one() -> None:
     """min_batch above max_batch is max_batch; max_wait below flush_interval is flush_interval."""
     s = settings(bus={"max_batch": 8, "flush_interval": "1s", "max_wait": "100ms"})
     pipe = Pipeline(s, NullSource(), MemoryBus(1000))
     pipe._pending_since = 50.0
     pipe.parser.pending = 8
-    assert pipe._flush_due(0.0) == 51.0  # max_batch pending: due after flush_interval
+    assert pipe._flush_due() == 51.0  # max_batch pending: due after flush_interval
     pipe.parser.pending = 3
-    assert pipe._flush_due(0.0) == 51.0  # fewer: after max(max_wait, flush_interval)
+    assert pipe._flush_due() == 51.0  # fewer: after max(max_wait, flush_interval)

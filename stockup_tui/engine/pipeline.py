@@ -20,6 +20,7 @@ are flushed, the bus is closed and consumed to the end, sinks are closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -162,6 +163,7 @@ class Pipeline:
         self._clock = 0.0
         self._wm_due = 0.0
         self._pending_since = 0.0  # monotonic time the oldest pending trade was parsed
+        self._flusher_wake = asyncio.Event()  # min_batch reached: a flush is due sooner
         self.watermarks = 0  # watermark records published
         self.replayed = 0  # trades applied without emitting while recovering
         # Watchlists taken from the control topic (another screen changed it): a screen on this
@@ -214,7 +216,7 @@ class Pipeline:
                     max_bytes=src.record_max_bytes,
                     drops=drops,
                 )
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
                 raise ConfigError(f"source.record: cannot write {src.record}: {exc}") from None
         simulator: SimulatorThread | None = None
         source: TradeSource
@@ -522,13 +524,15 @@ class Pipeline:
         if not had:
             self._pending_since = time.monotonic()
         bus = self.settings.bus
-        if pending >= bus.max_batch or (
-            pending >= bus.min_batch
-            and time.monotonic() - self._pending_since >= bus.flush_interval
-        ):
+        if pending >= bus.max_batch:
             await self._flush()
+        elif pending >= bus.min_batch:
+            if time.monotonic() - self._pending_since >= bus.flush_interval:
+                await self._flush()
+            elif had < bus.min_batch:
+                self._flusher_wake.set()  # due at flush_interval now, not max_wait
 
-    def _flush_due(self, now: float) -> float:
+    def _flush_due(self) -> float:
         """When the pending trades are due out (monotonic seconds; inf when none are)."""
         pending = self.parser.pending
         if not pending:
@@ -541,23 +545,27 @@ class Pipeline:
     async def _run_flusher(self) -> None:
         """Flushes what waited long enough, and moves the watermark on for a quiet live feed.
 
-        Sleeps until the next thing due, at most `max_wait`: every wake-up costs CPU, and a
-        trade arriving meanwhile is due no sooner than that (frames check `min_batch`).
+        Sleeps until the next thing due, at most `max_wait` (every wake-up costs CPU): trades
+        arriving meanwhile are due no sooner, unless they make `min_batch` (`_on_frame` wakes
+        it then).
         """
         max_wait = max(self.settings.bus.max_wait, self.settings.bus.flush_interval)
         live = self._live_clock
         while True:
             now = time.monotonic()
-            if self._flush_due(now) <= now:
+            if self._flush_due() <= now:
                 await self._flush()
             wall = time.time()
             if live and wall >= self._wm_due:
                 await self._advance_clock(wall)
             now = time.monotonic()
-            sleep = min(max_wait, self._flush_due(now) - now)
+            sleep = min(max_wait, self._flush_due() - now)
             if live:
                 sleep = min(sleep, self._wm_due - time.time())
-            await asyncio.sleep(max(0.001, sleep))
+            wake = self._flusher_wake
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), max(0.001, sleep))
 
     async def _advance_clock(self, clock: float) -> None:
         """The receive clock passed a multiple of the emit interval: the trades received so far
