@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from stockup_tui.config import Settings
-from stockup_tui.engine.bus.base import Message
+from stockup_tui.engine.bus.base import (
+    HasMetricsTopic,
+    HasStatusTopic,
+    Message,
+    SharesWatchlist,
+)
 from stockup_tui.engine.bus.kafka import KafkaBus
+from stockup_tui.engine.bus.kafka_metrics import KafkaMetricsSink
 from stockup_tui.engine.bus.kafka_producer import KafkaPublisher, Outgoing
+from stockup_tui.engine.bus.memory import MemoryBus
+from stockup_tui.engine.bus.rabbitmq import RabbitMQBus
 from stockup_tui.engine.drops import Drops
+from stockup_tui.engine.sinks.base import StartedSink
+from stockup_tui.engine.sinks.influx import InfluxSink
 
 
 def item(size: int, trades: int = 1) -> Outgoing:
@@ -46,3 +56,19 @@ def test_route_is_the_default_partitioners_choice_and_follows_the_partition_coun
     for n in (6, 8):  # the topic grew: every key is hashed again for the new count
         bus.publisher.partition_count = n
         assert [bus.route(k) for k in keys] == [(murmur2(k) & 0x7FFFFFFF) % n for k in keys]
+
+
+def test_the_pipeline_finds_what_each_bus_and_sink_can_do_by_its_declared_protocols() -> None:
+    """Kafka carries the watchlist, the metrics and the status records; the other buses none
+    of them; the InfluxDB sink is started by the pipeline, the others are not."""
+    settings = Settings.model_validate({"bus": {"kind": "kafka"}})
+    kafka = KafkaBus(settings, Drops())  # not started: no broker
+    for capability in (SharesWatchlist, HasMetricsTopic, HasStatusTopic):
+        assert isinstance(kafka, capability)
+        assert not isinstance(MemoryBus(), capability)
+        rabbit = RabbitMQBus(Settings.model_validate({"bus": {"kind": "rabbitmq"}}), Drops())
+        assert not isinstance(rabbit, capability)
+    assert kafka.instance() == ""  # no static member id claimed before start
+    assert isinstance(kafka.metrics_sink, KafkaMetricsSink)
+    assert isinstance(InfluxSink(settings.sinks.influx), StartedSink)
+    assert not isinstance(kafka.metrics_sink, StartedSink)

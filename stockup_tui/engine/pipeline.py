@@ -30,7 +30,14 @@ from dataclasses import dataclass, replace
 
 from stockup_tui.config import ConfigError, Settings, SimulatorConfig
 from stockup_tui.engine.analyzer import Analyzer
-from stockup_tui.engine.bus.base import ALL_PARTITIONS, Bus, Message
+from stockup_tui.engine.bus.base import (
+    ALL_PARTITIONS,
+    Bus,
+    HasMetricsTopic,
+    HasStatusTopic,
+    Message,
+    SharesWatchlist,
+)
 from stockup_tui.engine.bus.factory import create_bus
 from stockup_tui.engine.cluster import (
     LOOKBACK_S,
@@ -57,7 +64,7 @@ from stockup_tui.engine.latency import RecentLatency
 from stockup_tui.engine.model import SymbolBatch, SymbolSnapshot, Watermark
 from stockup_tui.engine.process import ProcessMeter
 from stockup_tui.engine.simulator import SimulatorSettings, SimulatorThread
-from stockup_tui.engine.sinks.base import Sink
+from stockup_tui.engine.sinks.base import Sink, StartedSink
 from stockup_tui.engine.sinks.history import PriceHistory
 from stockup_tui.engine.sinks.jsonl import JsonlSink
 from stockup_tui.engine.sinks.snapshots import SnapshotStore
@@ -149,9 +156,8 @@ class Pipeline:
         )
         self.snapshots = SnapshotStore()
         self.sinks: list[Sink] = [self.snapshots, *sinks]
-        bus_sink = getattr(bus, "metrics_sink", None)  # Kafka: snapshots to the metrics topic
-        if bus_sink is not None:
-            self.sinks.append(bus_sink)
+        if isinstance(bus, HasMetricsTopic) and bus.metrics_sink is not None:
+            self.sinks.append(bus.metrics_sink)  # snapshots for the monitors
         self.latency = RecentLatency()
         self.live_interval = live_interval
         self.live_points = live_points  # price-series points per window in live snapshots
@@ -294,9 +300,8 @@ class Pipeline:
             self.source.set_url(url)
         await self.bus.start()
         for sink in self.sinks:  # sinks with a thread of their own (InfluxDB) start it here
-            start = getattr(sink, "start", None)
-            if callable(start):
-                start()
+            if isinstance(sink, StartedSink):
+                sink.start()
         self._started_at = time.monotonic()
         role = self.settings.role
         if role in ("all", "query"):
@@ -310,16 +315,15 @@ class Pipeline:
             self._analyzer_done.set()
         if role == "monitor":
             self._spawn("monitor", self._run_monitor)
-        if role in ("all", "query") and hasattr(self.bus, "watch_control"):
+        if role in ("all", "query") and isinstance(self.bus, SharesWatchlist):
             self._spawn("control", self._run_control)
-        if hasattr(self.bus, "publish_status"):
-            member = getattr(self.bus, "member", None)
+        if isinstance(self.bus, HasStatusTopic):
             self.identity = ProcessIdentity(
                 role=role,
                 host=socket.gethostname(),
                 pid=os.getpid(),
                 started_ms=int(time.time() * 1000),
-                instance=(member.value or "") if member is not None else "",
+                instance=self.bus.instance(),
             )
             self._spawn("status", self._run_status)
             if role == "monitor":
@@ -436,9 +440,8 @@ class Pipeline:
         query process of a split deployment takes it.
         """
         new = list(dict.fromkeys(symbols))
-        publish_control = getattr(self.bus, "publish_control", None)
-        if share and publish_control is not None and self.settings.role != "query":
-            publish_control(new)
+        if share and isinstance(self.bus, SharesWatchlist) and self.settings.role != "query":
+            self.bus.publish_control(new)
         # The analyzer keeps what the log holds (a removed symbol's windows empty out and it goes
         # quiet by itself); the screen shows the watchlist only.
         self.settings.symbols = new
@@ -703,7 +706,8 @@ class Pipeline:
         history = PriceHistory(longest, self.settings.max_symbols)
         since = int(time.time() * 1000) - longest - 3 * max(self.settings.emit_interval_ms, 5_000)
         points = self.live_points
-        async for snaps in self.bus.watch_metrics(since):  # type: ignore[attr-defined]
+        assert isinstance(self.bus, HasMetricsTopic)  # a monitor's bus is Kafka (Settings)
+        async for snaps in self.bus.watch_metrics(since):
             history.add(snaps)
             changed = set()
             for snap in snaps:
@@ -722,7 +726,8 @@ class Pipeline:
         """The processes with a feed (`all`, `query`) follow the watchlist changes made on any
         screen of the deployment (a monitor's too), from the control topic; their own come
         back the same and change nothing."""
-        async for symbols in self.bus.watch_control():  # type: ignore[attr-defined]
+        assert isinstance(self.bus, SharesWatchlist)  # spawned only then
+        async for symbols in self.bus.watch_control():
             if symbols != self.settings.symbols:
                 log.info("watchlist from the control topic: %s", ", ".join(symbols))
                 self.set_symbols(symbols, share=False)
@@ -742,10 +747,11 @@ class Pipeline:
             interval=interval,
         )
         record = (identity.key.encode(), encode_status(status))
+        assert isinstance(self.bus, HasStatusTopic)  # an identity only then
         if farewell:
-            self.bus.farewell = record  # type: ignore[attr-defined]
+            self.bus.farewell = record
         else:
-            self.bus.publish_status(*record)  # type: ignore[attr-defined]
+            self.bus.publish_status(*record)
 
     async def _run_status(self) -> None:
         """A status record every `kafka.status_interval` (the monitor's cluster view)."""
@@ -760,7 +766,8 @@ class Pipeline:
         assert view is not None
         started = time.time()
         since = int((started - LOOKBACK_S) * 1000)
-        async for batch in self.bus.watch_status(since):  # type: ignore[attr-defined]
+        assert isinstance(self.bus, HasStatusTopic)  # a monitor's bus is Kafka (Settings)
+        async for batch in self.bus.watch_status(since):
             now = time.time()
             for value, ts_ms in batch:
                 try:

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from stockup_tui.engine.analyzer.partition import Checkpoint
+from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.sinks.base import Sink
 from stockup_tui.engine.stats import PartitionLag
 
 #: `Message.partition` of a published watermark: the bus writes it into every partition.
@@ -118,3 +120,43 @@ class Bus(Protocol):
         """Trades handed to `publish` that the bus has not taken for good yet (a network bus:
         not acknowledged by the broker; the memory bus: not consumed). What quitting waits for."""
         ...
+
+
+# -- what some buses do beyond the contract (Kafka: the topics beside the trades) ------------
+# The pipeline asks `isinstance(bus, ...)` and wires the stages these need; a bus without one
+# (memory, RabbitMQ) has none of them.
+
+
+@runtime_checkable
+class SharesWatchlist(Protocol):
+    """The watchlist travels between the processes of a deployment (Kafka's control topic)."""
+
+    def publish_control(self, symbols: list[str]) -> None: ...
+
+    def watch_control(self) -> AsyncIterator[list[str]]:
+        """Every watchlist written, the latest first, until the bus closes."""
+        ...
+
+
+@runtime_checkable
+class HasMetricsTopic(Protocol):
+    """Analyzers write their snapshots where monitors read them (Kafka's metrics topic)."""
+
+    metrics_sink: Sink | None  # None in a process that does not analyze
+
+    def watch_metrics(self, since_ms: int) -> AsyncIterator[list[SymbolSnapshot]]: ...
+
+
+@runtime_checkable
+class HasStatusTopic(Protocol):
+    """Every process says who it is and how it does (Kafka's status topic: the cluster view)."""
+
+    farewell: tuple[bytes, bytes] | None  # (key, value) sent after the consumer has left
+
+    def instance(self) -> str:
+        """The consumer's stable instance id ("" when it has none)."""
+        ...
+
+    def publish_status(self, key: bytes, value: bytes) -> None: ...
+
+    def watch_status(self, since_ms: int) -> AsyncIterator[list[tuple[bytes, int]]]: ...

@@ -283,6 +283,9 @@ class KafkaBus:
         async for batch in self._watch(self.cfg.status_topic, since_ms):
             yield batch
 
+    def instance(self) -> str:
+        return (self.member.value or "") if self.member is not None else ""
+
     def publish_status(self, key: bytes, value: bytes) -> None:
         """One status record of this process (`engine/cluster.py`); a full outbox skips it
         (the next one follows in an interval), counted."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from stockup_tui.engine.model import SymbolSnapshot
 
@@ -22,3 +22,10 @@ class Sink(Protocol):
     async def close(self) -> None:
         """Drains buffers; called once on shutdown."""
         ...
+
+
+@runtime_checkable
+class StartedSink(Protocol):
+    """A sink with a thread of its own (InfluxDB), started once the bus is up."""
+
+    def start(self) -> None: ...
