@@ -37,7 +37,7 @@ from stockup_tui import exits
 from stockup_tui.alerts import Alert, fired, parse_alert
 from stockup_tui.config import LoadedConfig, default_config_path, save_settings
 from stockup_tui.engine.drops import describe_losses
-from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.model import SymbolSnapshot, window_label
 from stockup_tui.engine.stats import PipelineStats
 from stockup_tui.themes import builtin_theme_dir, discover_themes, user_theme_dir
 from stockup_tui.untrusted import printable, safe
@@ -52,7 +52,6 @@ from stockup_tui.widgets.dialogs import (
     QuitScreen,
 )
 from stockup_tui.widgets.events import EventLog, UILogHandler
-from stockup_tui.widgets.format import window_label
 from stockup_tui.widgets.health import HealthPane, problem
 from stockup_tui.widgets.levels import LEVEL_STYLE, Level
 from stockup_tui.widgets.quotes import QuotesTable

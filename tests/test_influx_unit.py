@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from stockup_tui.config import InfluxConfig
 from stockup_tui.engine.cluster import ProcessIdentity
 from stockup_tui.engine.drops import Drops
-from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics
+from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics, window_label
 from stockup_tui.engine.sinks.influx import InfluxSink
 from stockup_tui.engine.sinks.influx_http import (
     Redactor,
@@ -30,7 +30,6 @@ from stockup_tui.engine.sinks.influx_lines import (
     detail_fields,
     ops_points,
     point_lines,
-    window_label,
     window_point,
 )
 from stockup_tui.engine.stats import (

@@ -28,10 +28,9 @@ import pytest
 
 from stockup_tui.config import InfluxConfig, Settings
 from stockup_tui.engine.drops import Drops
-from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.model import SymbolSnapshot, window_label
 from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.sinks.influx import InfluxSink
-from stockup_tui.engine.sinks.influx_lines import window_label
 from stockup_tui.engine.sources.recording import FrameRecorder
 from tests import helpers
 from tests.helpers import wait_until

@@ -8,7 +8,7 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.color import Color
 
-from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics
+from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics, window_label
 from stockup_tui.widgets.format import (
     DASH,
     fmt_age,
@@ -20,7 +20,6 @@ from stockup_tui.widgets.format import (
     fmt_volume,
     rich_colour,
     sparkline,
-    window_label,
 )
 from stockup_tui.widgets.quotes import (
     COLUMN_KEYS,

@@ -81,3 +81,12 @@ class SymbolSnapshot:
     last_price: float | None  # latest trade ever seen, even if the windows are empty now
     last_trade_ms: int | None
     windows: tuple[WindowMetrics, ...]
+
+
+def window_label(window_ms: int) -> str:
+    """A window's short name, the largest unit that divides it exactly: 60000 -> 1m, 300000 ->
+    5m, 90000 -> 90s, 1500 -> 1500ms (the screen's labels and InfluxDB's stable tag values)."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if window_ms >= size and window_ms % size == 0:
+            return f"{window_ms // size}{unit}"
+    return f"{window_ms}ms"

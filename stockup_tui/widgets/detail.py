@@ -25,7 +25,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Static
 
-from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics
+from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics, window_label
 from stockup_tui.widgets.format import (
     DASH,
     fmt_age,
@@ -37,7 +37,6 @@ from stockup_tui.widgets.format import (
     fmt_volume,
     rich_colour,
     sparkline,
-    window_label,
 )
 
 try:

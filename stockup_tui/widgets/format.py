@@ -109,14 +109,6 @@ def fmt_age(ms: float | None) -> str:
     return f"{int(s // 86400)}d"
 
 
-def window_label(window_ms: int) -> str:
-    """A window's short name: 60000 -> 1m, 300000 -> 5m, 90000 -> 90s, 1500 -> 1500ms."""
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if window_ms >= size and window_ms % size == 0:
-            return f"{window_ms // size}{unit}"
-    return f"{window_ms}ms"
-
-
 def _resample(values: Sequence[float], width: int) -> list[float]:
     """Down-samples to `width` points keeping each slice's last value (they are closes)."""
     n = len(values)

@@ -24,7 +24,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.analyzer.partition import Checkpoint
@@ -303,8 +302,3 @@ class RabbitMQBus:
             s.queue_depth = pub.unconfirmed
         s.last_error = " | ".join(list(dict.fromkeys(errors))[:2]) if errors else None
         s.details = details
-
-    # for tests and the benchmark
-    def describe(self) -> dict[str, Any]:
-        self._refresh()
-        return {"connected": self.stats.connected, **self.stats.details}

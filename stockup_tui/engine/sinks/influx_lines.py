@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 
 from influxdb_client import Point, WritePrecision
 
-from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.model import SymbolSnapshot, window_label
 from stockup_tui.engine.stats import PipelineStats
 
 WINDOW_MEASUREMENT = "window_metrics"
@@ -38,14 +38,6 @@ _ESCAPE_KEY = str.maketrans(
 )
 _FLOAT_FIELDS_BEFORE_COUNT = ("change", "change_pct")
 _FLOAT_FIELDS_AFTER_COUNT = ("first", "last", "max", "mean", "min", "rate", "volume", "vwap")
-
-
-def window_label(window_ms: int) -> str:
-    """`60000` -> `1m`: the largest unit that divides the window exactly (stable tag values)."""
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if window_ms % size == 0:
-            return f"{window_ms // size}{unit}"
-    return f"{window_ms}ms"
 
 
 def escape_tag(value: str) -> str:
