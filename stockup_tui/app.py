@@ -35,7 +35,7 @@ from textual.widgets import Footer, Input, Static
 
 from stockup_tui import exits
 from stockup_tui.alerts import Alert, fired, parse_alert
-from stockup_tui.config import LoadedConfig, default_config_path, save_settings
+from stockup_tui.config import LoadedConfig, Role, default_config_path, save_settings
 from stockup_tui.engine.drops import describe_losses
 from stockup_tui.engine.model import SymbolSnapshot, window_label
 from stockup_tui.engine.stats import PipelineStats
@@ -294,7 +294,7 @@ class StockupApp(App[None]):
         self._load_themes()
         self.detail.border_title = "Detail"
         # A monitor's pane shows the whole deployment (status topic), not its own pipeline.
-        self.health.border_title = "Cluster" if self.settings.role == "monitor" else "Pipeline"
+        self.health.border_title = "Cluster" if self.settings.role == Role.MONITOR else "Pipeline"
         self.events.border_title = "Events"
         logging.getLogger().addHandler(self.log_handler)
         loop = asyncio.get_running_loop()

@@ -23,6 +23,7 @@ from stockup_tui.config import (
     APP_NAME,
     ConfigError,
     LoadedConfig,
+    Role,
     default_config_path,
     effective_items,
     load_config,
@@ -129,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bus", choices=["memory", "kafka", "rabbitmq"], help="message bus")
     parser.add_argument(
         "--role",
-        choices=["all", "query", "analyzer", "monitor"],
+        choices=[r.value for r in Role],
         help="run the whole pipeline (all) or one part of it over a network bus",
     )
     parser.add_argument("--rate", type=float, metavar="N", help="simulator trades per second")

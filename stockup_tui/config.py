@@ -17,6 +17,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -84,6 +85,25 @@ def normalize_symbol(raw: str) -> str:
             f"{raw!r} is not a valid symbol (letters, digits and . : _ - / ^ =, at most 50)"
         )
     return sym
+
+
+class Role(StrEnum):
+    """What a process of a deployment does (`--role`); compares equal to its name."""
+
+    ALL = "all"  # the whole pipeline in one process
+    QUERY = "query"  # source -> bus
+    ANALYZER = "analyzer"  # bus -> windows -> sinks
+    MONITOR = "monitor"  # a screen over a running Kafka deployment
+
+    @property
+    def has_feed(self) -> bool:
+        """Reads the websocket feed (or a replay) and publishes its trades to the bus."""
+        return self in (Role.ALL, Role.QUERY)
+
+    @property
+    def analyzes(self) -> bool:
+        """Consumes the trades and keeps the windows."""
+        return self in (Role.ALL, Role.ANALYZER)
 
 
 class _Section(BaseModel):
@@ -349,8 +369,8 @@ class LogConfig(_Section):
 class Settings(_Section):
     """The whole configuration."""
 
-    role: Literal["all", "query", "analyzer", "monitor"] = Field(
-        "all",
+    role: Role = Field(
+        Role.ALL,
         description="all = whole pipeline; query = source -> bus; analyzer = bus -> windows -> "
         "sinks; monitor = screen over a running cluster (kafka)",
     )

@@ -105,7 +105,7 @@ async def run_headless(settings: Settings, out: TextIO = sys.stdout) -> int:
 
     reporter = asyncio.create_task(report())
     # A process with a source ends with a finite one (a replay); the others run until stopped.
-    has_source = settings.role in ("all", "query")
+    has_source = settings.role.has_feed
     source_done = asyncio.create_task(
         pipeline.wait_source_done() if has_source else asyncio.Event().wait()
     )

@@ -30,13 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from stockup_tui.config import Role
 from stockup_tui.engine.drops import ROUTINE_REASONS
 
 if TYPE_CHECKING:
     from stockup_tui.engine.stats import PipelineStats
 
 STATUS_VERSION = 1
-ROLES = frozenset({"all", "query", "analyzer", "monitor"})
+ROLES = frozenset(r.value for r in Role)
 STATES = frozenset({"running", "stopping", "stopped"})
 MAX_TEXT = 300  # host, instance, error: longer is cut (the screen shows one line anyway)
 MAX_PARTITIONS = 10_000

@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from stockup_tui.config import ConfigError, Settings, SimulatorConfig
+from stockup_tui.config import ConfigError, Role, Settings, SimulatorConfig
 from stockup_tui.engine.analyzer import Analyzer
 from stockup_tui.engine.bus.base import (
     ALL_PARTITIONS,
@@ -206,15 +206,15 @@ class Pipeline:
         drops = Drops()
         src = settings.source
         role = settings.role
-        if settings.bus.kind == "memory" and role != "all":
+        if settings.bus.kind == "memory" and role != Role.ALL:
             raise ConfigError(
                 f"role: {role!r} needs a network bus between processes "
                 "(bus.kind = 'kafka' or 'rabbitmq')"
             )
-        if role == "monitor" and settings.bus.kind != "kafka":
+        if role == Role.MONITOR and settings.bus.kind != "kafka":
             raise ConfigError("role: 'monitor' reads the Kafka metrics topic (bus.kind = 'kafka')")
         recorder = None
-        if src.record and role in ("all", "query"):
+        if src.record and role.has_feed:
             try:
                 recorder = FrameRecorder(
                     src.record,
@@ -226,7 +226,7 @@ class Pipeline:
                 raise ConfigError(f"source.record: cannot write {src.record}: {exc}") from None
         simulator: SimulatorThread | None = None
         source: TradeSource
-        if role in ("analyzer", "monitor"):
+        if not role.has_feed:
             source = NullSource()
         elif src.kind == "replay":
             if src.replay is None:
@@ -304,18 +304,18 @@ class Pipeline:
                 sink.start()
         self._started_at = time.monotonic()
         role = self.settings.role
-        if role in ("all", "query"):
+        if role.has_feed:
             self._spawn("source", self._run_source, finite=True)
             self._spawn("publisher", self._run_flusher)
         else:
             self._source_done.set()
-        if role in ("all", "analyzer"):
+        if role.analyzes:
             self._spawn("analyzer", self._run_analyzer, finite=True)
         else:
             self._analyzer_done.set()
-        if role == "monitor":
+        if role == Role.MONITOR:
             self._spawn("monitor", self._run_monitor)
-        if role in ("all", "query") and isinstance(self.bus, SharesWatchlist):
+        if role.has_feed and isinstance(self.bus, SharesWatchlist):
             self._spawn("control", self._run_control)
         if isinstance(self.bus, HasStatusTopic):
             self.identity = ProcessIdentity(
@@ -326,7 +326,7 @@ class Pipeline:
                 instance=self.bus.instance(),
             )
             self._spawn("status", self._run_status)
-            if role == "monitor":
+            if role == Role.MONITOR:
                 kafka = self.settings.kafka
                 self.cluster = ClusterView(kafka.topic, kafka.partitions, own_key=self.identity.key)
                 self._spawn("cluster", self._run_cluster)
@@ -384,7 +384,7 @@ class Pipeline:
         await asyncio.gather(
             *(s.task for s in self._stages.values() if s.task), return_exceptions=True
         )
-        if self.settings.role != "monitor":
+        if self.settings.role != Role.MONITOR:
             self._refresh_live()
         self.stats = self._build_stats()  # the final figures, for sinks that report them
         for sink in self.sinks:
@@ -440,7 +440,7 @@ class Pipeline:
         query process of a split deployment takes it.
         """
         new = list(dict.fromkeys(symbols))
-        if share and isinstance(self.bus, SharesWatchlist) and self.settings.role != "query":
+        if share and isinstance(self.bus, SharesWatchlist) and self.settings.role != Role.QUERY:
             self.bus.publish_control(new)
         # The analyzer keeps what the log holds (a removed symbol's windows empty out and it goes
         # quiet by itself); the screen shows the watchlist only.
@@ -498,7 +498,7 @@ class Pipeline:
 
     @property
     def _publishes(self) -> bool:
-        return self.settings.role in ("all", "query")
+        return self.settings.role.has_feed
 
     @property
     def _live_clock(self) -> bool:
@@ -790,7 +790,7 @@ class Pipeline:
         while True:
             await asyncio.sleep(tick)
             ticks += 1
-            if self.settings.role != "monitor":
+            if self.settings.role != Role.MONITOR:
                 self._refresh_live()
             self.fresh_stats()  # by the clock, not by ticks: a busy loop makes ticks late
             if ticks % trim_every == 0:
@@ -831,7 +831,7 @@ class Pipeline:
         a = self.analyzer
         p50, p99 = self.latency.recent()
         p50_all, p99_all = self.latency.overall()
-        if self.settings.role == "monitor":  # its source is the metrics topic, not a feed
+        if self.settings.role == Role.MONITOR:  # its source is the metrics topic, not a feed
             b = self.bus.stats
             s = replace(
                 s,

@@ -14,9 +14,8 @@ def create_bus(settings: Settings, drops: Drops) -> Bus:
     Network buses count what they must drop (`bus_buffer_full`) in `drops`.
     """
     kind = settings.bus.kind
-    role = settings.role
-    publish = role in ("all", "query")
-    consume = role in ("all", "analyzer")
+    publish = settings.role.has_feed
+    consume = settings.role.analyzes
     if kind == "memory":
         return MemoryBus(settings.bus.queue_size)
     if kind == "kafka":
