@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import threading
+import time
+import warnings
+
 from stockup_tui.config import Settings
 from stockup_tui.engine.bus.base import (
     HasMetricsTopic,
@@ -10,6 +16,7 @@ from stockup_tui.engine.bus.base import (
     SharesWatchlist,
 )
 from stockup_tui.engine.bus.kafka import KafkaBus
+from stockup_tui.engine.bus.kafka_common import hand_to_loop
 from stockup_tui.engine.bus.kafka_metrics import KafkaMetricsSink
 from stockup_tui.engine.bus.kafka_producer import KafkaPublisher, Outgoing
 from stockup_tui.engine.bus.memory import MemoryBus
@@ -72,3 +79,23 @@ def test_the_pipeline_finds_what_each_bus_and_sink_can_do_by_its_declared_protoc
     assert isinstance(kafka.metrics_sink, KafkaMetricsSink)
     assert isinstance(InfluxSink(settings.sinks.influx), StartedSink)
     assert not isinstance(kafka.metrics_sink, StartedSink)
+
+
+def test_a_hand_over_to_a_loop_that_closed_leaves_no_coroutine_behind() -> None:
+    """A client thread's last item, handed over while the event loop closes (shutdown), is
+    dropped quietly: the pending `Queue.put` is closed, not left 'never awaited'."""
+    loop = asyncio.new_event_loop()
+    queue: asyncio.Queue[int] = asyncio.Queue(1)
+    queue.put_nowait(1)  # full: the hand-over waits
+    thread = threading.Thread(target=hand_to_loop, args=(loop, queue, 2, lambda: False, 5.0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        thread.start()
+        deadline = time.monotonic() + 5
+        while not loop._ready and time.monotonic() < deadline:  # the put is scheduled
+            time.sleep(0.01)
+        loop.close()
+        thread.join(5)
+        gc.collect()
+    assert not thread.is_alive()
+    assert not [w for w in caught if "never awaited" in str(w.message)]

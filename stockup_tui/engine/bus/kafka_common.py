@@ -109,12 +109,16 @@ def hand_to_loop(
         coro.close()
         return
     deadline = None if timeout is None else time.monotonic() + timeout
-    while deadline is None or time.monotonic() < deadline:
-        try:
-            future.result(timeout=0.5)
-            return
-        except TimeoutError:
-            if give_up():
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                future.result(timeout=0.5)
                 return
-        except concurrent.futures.CancelledError:  # the loop is shutting down
-            return
+            except TimeoutError:
+                if give_up() or loop.is_closed():
+                    return
+            except concurrent.futures.CancelledError:  # the loop is shutting down
+                return
+    finally:
+        if loop.is_closed():  # it may never have run: no "never awaited" warning, no leak
+            coro.close()
