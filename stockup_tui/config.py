@@ -242,6 +242,12 @@ class BusConfig(_Section):
         description="flush once the oldest pending trade has waited this long "
         "(at least flush_interval)",
     )
+
+    @property
+    def longest_wait(self) -> float:
+        """`max_wait`, read as at least `flush_interval` (overlapping values: the tighter)."""
+        return max(self.max_wait, self.flush_interval)
+
     queue_size: int = Field(1000, ge=1, description="memory bus: flushes in flight (back-pressure)")
     buffer_bytes: int = Field(
         64 * 1024 * 1024,

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -232,41 +234,35 @@ class _SilentFeed(NullSource):
         await asyncio.Event().wait()
 
 
-async def test_a_light_feed_is_flushed_after_max_wait() -> None:
-    s = settings(
-        symbols=["AAPL"],
-        windows=["1m"],
-        bus={"min_batch": 1000, "flush_interval": "1ms", "max_wait": "200ms"},
-    )
+@contextlib.asynccontextmanager
+async def _started_silent(**bus: object) -> AsyncIterator[Pipeline]:
+    """A started pipeline whose frames the test hands over, with no watermark due (one would
+    flush on its own) and the flush settings given."""
+    s = settings(symbols=["AAPL"], windows=["1m"], bus=bus)
     pipe = Pipeline(s, _SilentFeed(), MemoryBus(1000))
-    pipe._wm_due = float("inf")  # no watermark in this test: it would flush on its own
+    pipe._wm_due = float("inf")
     await pipe.start()
     try:
+        yield pipe
+    finally:
+        await pipe.stop()
+
+
+async def test_a_light_feed_is_flushed_after_max_wait() -> None:
+    async with _started_silent(min_batch=1000, flush_interval="1ms", max_wait="200ms") as pipe:
         now = time.time()
         await pipe._on_frame(_frame("AAPL", 3, int(now * 1000)), now)
         sent = time.monotonic()
         await wait_until(lambda: pipe.analyzer.ingested == 3, what="the 3 trades analyzed")
         assert time.monotonic() - sent >= 0.2 - 0.01  # not before max_wait (timer slack)
-    finally:
-        await pipe.stop()
 
 
 async def test_a_burst_of_min_batch_goes_after_flush_interval_not_max_wait() -> None:
-    s = settings(
-        symbols=["AAPL"],
-        windows=["1m"],
-        bus={"min_batch": 5, "flush_interval": "50ms", "max_wait": "60s"},
-    )
-    pipe = Pipeline(s, _SilentFeed(), MemoryBus(1000))
-    pipe._wm_due = float("inf")  # no watermark in this test: it would flush on its own
-    await pipe.start()
-    try:
+    async with _started_silent(min_batch=5, flush_interval="50ms", max_wait="60s") as pipe:
         now = time.time()
         await pipe._on_frame(_frame("AAPL", 5, int(now * 1000)), now)
         assert pipe.parser.pending == 5  # min_batch, not waited yet: the flusher's
         await wait_until(lambda: pipe.analyzer.ingested == 5, timeout=20, what="the burst")
-    finally:
-        await pipe.stop()
 
 
 def test_flush_rules_that_overlap_are_read_as_the_tighter_one() -> None:

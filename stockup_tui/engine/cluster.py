@@ -301,7 +301,7 @@ class ClusterFigures:
         return sum(
             1
             for row in self.processes
-            if row.status.identity.role in ("analyzer", "all") and row.health != STOPPED
+            if Role(row.status.identity.role).analyzes and row.health != STOPPED
         )
 
 

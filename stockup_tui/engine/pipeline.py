@@ -543,7 +543,7 @@ class Pipeline:
         bus = self.settings.bus
         if pending >= min(bus.min_batch, bus.max_batch):
             return self._pending_since + bus.flush_interval
-        return self._pending_since + max(bus.max_wait, bus.flush_interval)
+        return self._pending_since + bus.longest_wait
 
     async def _run_flusher(self) -> None:
         """Flushes what waited long enough, and moves the watermark on for a quiet live feed.
@@ -552,7 +552,7 @@ class Pipeline:
         arriving meanwhile are due no sooner, unless they make `min_batch` (`_on_frame` wakes
         it then).
         """
-        max_wait = max(self.settings.bus.max_wait, self.settings.bus.flush_interval)
+        max_wait = self.settings.bus.longest_wait
         live = self._live_clock
         while True:
             now = time.monotonic()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from textual.content import Content
 
+from stockup_tui.config import Role
 from stockup_tui.engine.cluster import (
     LATE,
     LIVE,
@@ -82,10 +83,10 @@ def _process_lines(row: ProcessRow, width: int) -> list[Content]:
         )
     ]
     figures: list[tuple[str, str]] = []
-    if role in ("query", "all"):
+    if Role(role).has_feed:
         figures.append(("in", fmt_per_s(st.source_per_s)))
         figures.append(("pub", fmt_per_s(st.published_per_s)))
-    if role in ("analyzer", "all"):
+    if Role(role).analyzes:
         figures.append(("trades", fmt_per_s(st.analyzed_per_s)))
         lag = f"{fmt_figure(st.lag_trades)} tr"
         if st.lag_seconds is not None:
