@@ -233,6 +233,7 @@ class StockupApp(App[None]):
         self.window_index = 0
         self.paused = False
         self.alerts: list[Alert] = [parse_alert(text) for text in self.settings.alerts]
+        self._saved_theme = self.settings.ui.theme  # what the config file holds
         # Removals that `u` can undo, the last one last: (list, symbol, index, its alerts).
         self.removed: list[tuple[str, str, int, list[Alert]]] = []
         self.log_handler = UILogHandler()
@@ -700,10 +701,9 @@ class StockupApp(App[None]):
     def _set_alerts(self, alerts: list[Alert]) -> None:
         """The alerts in force, kept in the config file."""
         self.alerts = alerts
-        self.settings.alerts = [str(a) for a in alerts]
         if self.save_enabled:
             try:
-                save_settings(self.config_path, {"alerts": self.settings.alerts})
+                save_settings(self.config_path, {"alerts": [str(a) for a in alerts]})
             except OSError as exc:
                 self.notify(f"could not save the alerts: {exc}", severity="error")
 
@@ -732,8 +732,8 @@ class StockupApp(App[None]):
             )
 
     def watch_theme(self, theme: str) -> None:
-        if self.is_mounted and self.save_enabled and theme != self.settings.ui.theme:
-            self.settings.ui.theme = theme
+        if self.is_mounted and self.save_enabled and theme != self._saved_theme:
+            self._saved_theme = theme
             try:
                 save_settings(self.config_path, {"ui.theme": theme})
             except OSError as exc:

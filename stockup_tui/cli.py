@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = _overrides(args, mapping)
         if args.log_level:
             overrides["log.level"] = args.log_level
-        loaded = load_config(args.config, overrides)
+        # `config` shows the settings even when they do not work together, then says why.
+        loaded = load_config(args.config, overrides, check_rules=args.command != "config")
     except ConfigError as exc:
         print(f"stockup-tui: {safe_lines(exc)}", file=sys.stderr)
         return exits.CONFIG
@@ -240,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
         except BrokenPipeError:  # `stockup-tui config | head`: the reader has what it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return exits.OK
+        problems = loaded.problems()
+        for text in problems:
+            print(f"stockup-tui: {safe(text)}", file=sys.stderr)
+        return exits.CONFIG if problems else exits.OK
     if args.command == "simulate":
         from stockup_tui.engine.pipeline import simulator_settings
         from stockup_tui.engine.simulator import run_simulator

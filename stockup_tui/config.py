@@ -31,9 +31,11 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from stockup_tui.alerts import parse_alert
 from stockup_tui.untrusted import SECRET_PARAMS
@@ -107,7 +109,9 @@ class Role(StrEnum):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Frozen: one Settings object is read by the engine thread and the screen at once; a
+    # change (the watchlist, an alert, the theme) goes through an explicit command instead.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SimulatorConfig(_Section):
@@ -372,6 +376,24 @@ class LogConfig(_Section):
     file: Path | None = None
 
 
+@dataclass(frozen=True)
+class Problem:
+    """A rule that spans settings, broken: the keys that decide it (the first is the one to
+    change, as a rule) and what is wrong."""
+
+    keys: tuple[str, ...]
+    message: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.keys[0]}: {self.message}"
+
+    def explain(self, origins: Mapping[str, str]) -> str:
+        """The message with where each key's value came from."""
+        where = ", ".join(f"{k} from {origins.get(k, 'default')}" for k in self.keys)
+        return f"{self.text} ({where})"
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -470,6 +492,62 @@ class Settings(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _rules_hold(self, info: ValidationInfo) -> Settings:
+        """Rules that span sections, checked with the rest (the `config` command defers them
+        to print the settings first: `load_config(check_rules=False)`)."""
+        if info.context is not None and not info.context.get("rules", True):
+            return self
+        problems = self.problems()
+        if problems:
+            raise PydanticCustomError(
+                "cross_setting",
+                "{text}",
+                {"text": "; ".join(p.text for p in problems), "problems": problems},
+            )
+        return self
+
+    def problems(self) -> list[Problem]:
+        """What cannot work together, each with the keys that decide it."""
+        out: list[Problem] = []
+        role, src, bus = self.role, self.source, self.bus.kind
+        if bus == "memory" and role != Role.ALL:
+            out.append(
+                Problem(
+                    ("bus.kind", "role"),
+                    f"role {role.value!r} needs a network bus between processes "
+                    "(bus.kind = 'kafka' or 'rabbitmq')",
+                )
+            )
+        if role == Role.MONITOR and bus != "kafka":
+            out.append(
+                Problem(
+                    ("role", "bus.kind"),
+                    "role 'monitor' reads the Kafka metrics topic (bus.kind = 'kafka')",
+                )
+            )
+        if not role.has_feed:
+            return out
+        if src.kind == "replay":
+            if src.replay is None:
+                out.append(
+                    Problem(
+                        ("source.replay", "source.kind"),
+                        "a file is needed when source.kind = 'replay'",
+                    )
+                )
+            elif not src.replay.is_file():
+                out.append(Problem(("source.replay",), f"file not found: {src.replay}"))
+        elif src.kind == "finnhub" and src.token is None and "finnhub.io" in src.url:
+            out.append(
+                Problem(
+                    ("source.token", "source.kind"),
+                    "Finnhub needs an API token (set FINNHUB_TOKEN or source.token), "
+                    "or use source.kind = 'simulator'",
+                )
+            )
+        return out
+
     @property
     def windows_ms(self) -> list[int]:
         return sorted({round(parse_duration(w) * 1000) for w in self.windows})
@@ -499,6 +577,10 @@ class LoadedConfig:
     settings: Settings
     origins: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
+
+    def problems(self) -> list[str]:
+        """The broken cross-setting rules, each with its keys' origins (none once checked)."""
+        return [p.explain(self.origins) for p in self.settings.problems()]
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -582,6 +664,9 @@ def unknown_key_message(key: str) -> str:
 def _format_error(err: ValidationError, origins: Mapping[str, str]) -> str:
     lines = []
     for e in err.errors():
+        if e["type"] == "cross_setting":
+            lines.extend(p.explain(origins) for p in e.get("ctx", {}).get("problems", ()))
+            continue
         key = ".".join(str(part) for part in e["loc"])
         if e["type"] == "extra_forbidden":
             # pydantic names the first unknown level; the user typed the whole key.
@@ -602,10 +687,13 @@ def load_config(
     path: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    check_rules: bool = True,
 ) -> LoadedConfig:
     """Builds the settings from defaults, file, environment and flags (`overrides`, dotted keys).
 
     `path=None` reads the default file when it exists; an explicit path must exist.
+    `check_rules=False` leaves the cross-setting rules to `LoadedConfig.problems()`.
     """
     environ = os.environ if environ is None else environ
     origins: dict[str, str] = {}
@@ -648,7 +736,7 @@ def load_config(
         origins[key] = "flag"
 
     try:
-        settings = Settings.model_validate(_nest(merged))
+        settings = Settings.model_validate(_nest(merged), context={"rules": check_rules})
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, origins)) from None
     return LoadedConfig(settings=settings, origins=origins, path=file_path)

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from stockup_tui.cli import main
-from stockup_tui.config import ConfigError, effective_items, load_config, parse_duration
+from stockup_tui.config import (
+    ConfigError,
+    Role,
+    Settings,
+    effective_items,
+    load_config,
+    parse_duration,
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -122,6 +129,55 @@ def test_cli_bad_config_exits_nonzero_naming_key(
     path = write(tmp_path, "[bus]\nmax_batch = 0\n")
     assert main(["--headless", "--config", str(path)]) == 2
     assert "bus.max_batch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flat", "said"),
+    [
+        ({"role": "analyzer"}, "bus.kind: role 'analyzer' needs a network bus"),
+        ({"role": "monitor", "bus.kind": "rabbitmq"}, "reads the Kafka metrics topic"),
+        ({"source.kind": "replay"}, "source.replay: a file is needed"),
+        ({"source.replay": "/nonexistent/x.jsonl", "source.kind": "replay"}, "file not found"),
+        ({"source.kind": "finnhub"}, "source.token: Finnhub needs an API token"),
+    ],
+)
+def test_rules_across_settings_name_the_keys_and_their_origins(
+    flat: dict[str, str], said: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=flat, environ={})
+    text = str(err.value)
+    assert said in text
+    first = next(iter(flat))
+    assert f"{first} from flag" in text  # where the value that breaks the rule came from
+
+
+def test_rules_hold_for_settings_built_in_code_too() -> None:
+    with pytest.raises(ValueError, match="needs a network bus"):
+        Settings(role=Role.QUERY)
+    assert Settings(role=Role.QUERY, bus={"kind": "kafka"}).problems() == []  # type: ignore[arg-type]
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings()
+    with pytest.raises(ValueError, match="frozen"):
+        s.symbols = ["IBM"]  # type: ignore[misc]
+    with pytest.raises(ValueError, match="frozen"):
+        s.ui.theme = "nord"  # type: ignore[misc]
+
+
+def test_config_command_prints_the_settings_then_what_does_not_work_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, 'role = "query"\n')
+    assert main(["config", "--config", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "role" in captured.out and "# file" in captured.out  # the whole table first
+    assert (
+        "bus.kind: role 'query' needs a network bus between processes (bus.kind = 'kafka' or "
+        f"'rabbitmq') (bus.kind from default, role from file {path})"
+    ) in captured.err
+    assert main(["config", "--config", str(path), "--set", "bus.kind=kafka"]) == 0
 
 
 def test_readme_documents_every_setting() -> None:

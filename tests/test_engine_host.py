@@ -48,8 +48,6 @@ def test_host_runs_the_pipeline_on_its_own_thread() -> None:
 
 
 def test_host_reports_configuration_errors_at_once(tmp_path) -> None:
-    settings = Settings.model_validate(
-        {"source": {"kind": "replay", "replay": str(tmp_path / "missing.jsonl")}}
-    )
-    with pytest.raises(ConfigError, match=r"source\.replay"):
+    settings = Settings.model_validate({"source": {"record": str(tmp_path)}})  # a directory
+    with pytest.raises(ConfigError, match=r"source\.record: cannot write"):
         EngineHost(settings)

@@ -97,7 +97,7 @@ class EngineHost:
     @property
     def symbols(self) -> list[str]:
         """The watchlist the feed follows now."""
-        return list(self.pipeline.settings.symbols)
+        return list(self.pipeline.symbols)
 
     def stop_progress(self) -> str:
         return self.pipeline.stop_progress()
