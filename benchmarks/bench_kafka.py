@@ -35,7 +35,7 @@ import tomlkit
 from bench_pipeline import free_port, start_simulator, wait_port
 
 from stockup_tui.config import Settings
-from stockup_tui.engine.pipeline import Pipeline
+from stockup_tui.engine.wiring import build_pipeline
 
 
 def cpu_of(proc: psutil.Process) -> float:
@@ -111,7 +111,7 @@ async def main() -> None:
             )  # fmt: skip
             threading.Thread(target=collect, args=(query, lines), daemon=True).start()
         settings = Settings.model_validate({**data, "role": "analyzer" if args.split else "all"})
-        pipe = Pipeline.from_settings(settings, live_interval=1.0)
+        pipe = build_pipeline(settings, live_interval=1.0)
         await pipe.start()
         pub = pipe.bus.publisher  # type: ignore[attr-defined]
         me, other = psutil.Process(), psutil.Process(sim.pid)

@@ -17,7 +17,7 @@ import time
 import psutil
 
 from stockup_tui.config import Settings
-from stockup_tui.engine.pipeline import Pipeline
+from stockup_tui.engine.wiring import build_pipeline
 
 
 async def main() -> None:
@@ -35,7 +35,7 @@ async def main() -> None:
             "simulator": {"rate": args.rate, "seed": 5},
         }
     )
-    pipe = Pipeline.from_settings(settings, live_interval=0.1)
+    pipe = build_pipeline(settings, live_interval=0.1)
     await pipe.start()
     proc = psutil.Process()
     samples: list[tuple[float, float, int]] = []

@@ -21,7 +21,7 @@ import time
 import psutil
 
 from stockup_tui.config import Settings
-from stockup_tui.engine.pipeline import Pipeline
+from stockup_tui.engine.wiring import build_pipeline
 
 
 def free_port() -> int:
@@ -81,7 +81,7 @@ async def main() -> None:
                 "bus": {"flush_interval": args.flush} if args.flush else {},
             }
         )
-        pipe = Pipeline.from_settings(settings, live_interval=1.0)
+        pipe = build_pipeline(settings, live_interval=1.0)
         await pipe.start()
         me, other = psutil.Process(), psutil.Process(sim.pid)
         await asyncio.sleep(args.warmup)

@@ -25,7 +25,7 @@ from bench_pipeline import free_port, start_simulator, wait_port
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.bus.rabbitmq import RabbitMQBus
-from stockup_tui.engine.pipeline import Pipeline
+from stockup_tui.engine.wiring import build_pipeline
 
 PASSWORD = os.environ.get("STOCKUP_RABBITMQ__PASSWORD", "stockup-dev")
 
@@ -103,7 +103,7 @@ async def main() -> None:
                 "rabbitmq": {**section, "password": PASSWORD},
             }
         )
-        pipe = Pipeline.from_settings(settings, live_interval=1.0)
+        pipe = build_pipeline(settings, live_interval=1.0)
         bus = pipe.bus
         assert isinstance(bus, RabbitMQBus)
         await pipe.start()

@@ -246,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stockup-tui: {safe(text)}", file=sys.stderr)
         return exits.CONFIG if problems else exits.OK
     if args.command == "simulate":
-        from stockup_tui.engine.pipeline import simulator_settings
         from stockup_tui.engine.simulator import run_simulator
+        from stockup_tui.engine.wiring import simulator_settings
 
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_simulator(simulator_settings(loaded.settings.simulator)))

@@ -17,6 +17,7 @@ from stockup_tui.config import Settings
 from stockup_tui.engine.drops import describe_losses
 from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.stats import PipelineStats
+from stockup_tui.engine.wiring import build_pipeline
 from stockup_tui.figures import fmt_queue
 from stockup_tui.untrusted import safe
 
@@ -74,7 +75,7 @@ async def run_headless(settings: Settings, out: TextIO = sys.stdout) -> int:
     A second signal while draining abandons what is left, and so does `stop_timeout`: the
     process then says what it was waiting for and exits with `exits.LOST` at once."""
     interval = settings.headless.status_interval
-    pipeline = Pipeline.from_settings(settings, live_interval=min(1.0, interval))
+    pipeline = build_pipeline(settings, live_interval=min(1.0, interval))
     stop = asyncio.Event()
     abandon = asyncio.Event()
 

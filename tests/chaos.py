@@ -23,8 +23,8 @@ from typing import Any
 import orjson
 
 from stockup_tui.config import Settings
-from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.sources.recording import FrameRecorder
+from stockup_tui.engine.wiring import build_pipeline
 from tests.helpers import ListSink
 
 CMD = [sys.executable, "-m", "stockup_tui"]
@@ -72,7 +72,7 @@ async def offline(path: Path, windows: list[str]) -> dict[Key, dict[str, Any]]:
     s = Settings.model_validate(
         {"windows": windows, "symbols": SYMBOLS, "source": {"kind": "replay", "replay": path}}
     )
-    pipe = Pipeline.from_settings(s, sinks=[sink])
+    pipe = build_pipeline(s, sinks=[sink])
     await pipe.start()
     await pipe.wait_source_done()
     await pipe.stop()

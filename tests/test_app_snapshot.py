@@ -17,8 +17,8 @@ import pytest
 from stockup_tui.app import StockupApp
 from stockup_tui.config import Settings, load_config
 from stockup_tui.engine.model import SymbolSnapshot
-from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.stats import PipelineStats
+from stockup_tui.engine.wiring import build_pipeline
 from tests.frozen_engine import SYMBOLS, FrozenEngine, cluster_stats, fixed_stats
 from tests.test_pipeline import make_recording
 
@@ -34,7 +34,7 @@ def frozen_latest(tmp_path_factory: pytest.TempPathFactory) -> Mapping[str, Symb
     )
 
     async def run() -> Mapping[str, SymbolSnapshot]:
-        pipe = Pipeline.from_settings(settings, live_points=60)
+        pipe = build_pipeline(settings, live_points=60)
         await pipe.start()
         await pipe.wait_source_done()
         await pipe.stop()

@@ -23,6 +23,7 @@ from stockup_tui.engine.bus.kafka import KafkaBus
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.pipeline import Pipeline
+from stockup_tui.engine.wiring import build_pipeline
 from tests.helpers import ListSink, make_recording, wait_until
 from tests.services import private_kafka
 
@@ -76,7 +77,7 @@ async def run_memory_replay(path: Path) -> ListSink:
             "source": {"kind": "replay", "replay": path},
         }
     )
-    pipe = Pipeline.from_settings(s, sinks=[sink])
+    pipe = build_pipeline(s, sinks=[sink])
     await pipe.start()
     await pipe.wait_source_done()
     await pipe.stop()
@@ -89,7 +90,7 @@ async def test_round_trip_through_kafka_equals_the_memory_bus(
     path = tmp_path / "session.jsonl"
     truth = make_recording(path)
     sink = ListSink()
-    pipe = Pipeline.from_settings(replay_settings(kafka, path), sinks=[sink])
+    pipe = build_pipeline(replay_settings(kafka, path), sinks=[sink])
     await pipe.start()
     try:
         await pipe.wait_source_done()
@@ -111,7 +112,7 @@ async def test_poison_message_goes_to_the_dead_letter_topic(kafka: dict[str, Any
     from kafka import KafkaConsumer, KafkaProducer
 
     s = kafka_settings(kafka, role="analyzer")
-    pipe = Pipeline.from_settings(s)
+    pipe = build_pipeline(s)
     await pipe.start()
     try:
         await wait_until(
@@ -286,7 +287,7 @@ async def test_killed_analyzer_restarts_with_exact_metrics(
         tmp_path / "after.jsonl",
         tmp_path / "ref.jsonl",
     )
-    query = Pipeline.from_settings(replay_settings(kafka, path, speed=20, role="query"))
+    query = build_pipeline(replay_settings(kafka, path, speed=20, role="query"))
     victim = start_analyzer(victim_cfg, before)
     reference = start_analyzer(ref_cfg, ref_out)
     restarted: subprocess.Popen[bytes] | None = None
@@ -358,7 +359,7 @@ async def run_through_an_outage(
 ) -> tuple[Pipeline, ListSink]:
     """Plays `path` through Kafka at a pace, awaiting `outage(pipe)` once trades flow."""
     sink = ListSink()
-    pipe = Pipeline.from_settings(replay_settings(kafka, path, speed=8), sinks=[sink])
+    pipe = build_pipeline(replay_settings(kafka, path, speed=8), sinks=[sink])
     await pipe.start()
     try:
         await wait_until(lambda: pipe.analyzer.ingested > 200, timeout=60, what="trades flowing")
@@ -427,7 +428,7 @@ async def test_a_produce_retry_after_a_timeout_does_not_double_count(
 
     sink = ListSink()
     s = replay_settings({**kafka, "request_timeout": "1.5s"}, path, speed=8)
-    pipe = Pipeline.from_settings(s, sinks=[sink])
+    pipe = build_pipeline(s, sinks=[sink])
     await pipe.start()
     try:
         await wait_until(
@@ -451,12 +452,12 @@ async def test_monitor_shows_the_snapshots_the_analyzer_commits(
 ) -> None:
     path = tmp_path / "session.jsonl"
     make_recording(path, seed=3)
-    monitor = Pipeline.from_settings(
+    monitor = build_pipeline(
         kafka_settings(kafka, role="monitor", windows=["1m", "5m"]), live_points=20
     )
     await monitor.start()
     sink = ListSink()
-    pipe = Pipeline.from_settings(replay_settings(kafka, path), sinks=[sink])
+    pipe = build_pipeline(replay_settings(kafka, path), sinks=[sink])
     await pipe.start()
     try:
         await pipe.wait_source_done()
@@ -489,10 +490,10 @@ async def test_a_watchlist_change_on_a_screen_reaches_the_process_with_the_feed(
 ) -> None:
     """A monitor's screen changes the watchlist: the process reading the feed follows it,
     split (`query`) or whole (`all`, whose own screen then shows it: `control_version`)."""
-    query = Pipeline.from_settings(
+    query = build_pipeline(
         kafka_settings(kafka, role=role, symbols=["AAPL"], simulator={"rate": 50})
     )
-    screen = Pipeline.from_settings(kafka_settings(kafka, role="monitor", symbols=["AAPL"]))
+    screen = build_pipeline(kafka_settings(kafka, role="monitor", symbols=["AAPL"]))
     await query.start()
     await screen.start()
     try:
@@ -505,7 +506,7 @@ async def test_a_watchlist_change_on_a_screen_reaches_the_process_with_the_feed(
             timeout=30,
             what="the query process to subscribe to the new watchlist",
         )
-        assert query.settings.symbols == ["AAPL", "MSFT", "TSLA"]
+        assert query.symbols == ("AAPL", "MSFT", "TSLA")
         assert query.control_version == 1
         if role == "all":  # it analyzes too: the monitor shows the new symbols' windows
             await wait_until(
@@ -527,10 +528,10 @@ async def test_when_an_analyzer_leaves_the_other_takes_over_with_exact_metrics(
     ends = last_boundaries(truth)
     sinks = [ListSink(), ListSink()]
     analyzers = [
-        Pipeline.from_settings(replay_settings(kafka, path, role="analyzer"), sinks=[sink])
+        build_pipeline(replay_settings(kafka, path, role="analyzer"), sinks=[sink])
         for sink in sinks
     ]
-    query = Pipeline.from_settings(replay_settings(kafka, path, speed=16, role="query"))
+    query = build_pipeline(replay_settings(kafka, path, speed=16, role="query"))
     for pipe in analyzers:
         await pipe.start()
     try:
@@ -576,7 +577,7 @@ async def test_a_broker_down_at_start_costs_nothing_once_it_is_up(
     path = tmp_path / "session.jsonl"
     truth = make_recording(path, seed=17, frames=1000)
     sink = ListSink()
-    pipe = Pipeline.from_settings(replay_settings(kafka, path, speed=16), sinks=[sink])
+    pipe = build_pipeline(replay_settings(kafka, path, speed=16), sinks=[sink])
     await asyncio.to_thread(kafka_script, "stop")
     try:
         await pipe.start()
@@ -600,13 +601,13 @@ async def test_a_new_group_catches_up_on_the_whole_topic_exactly(
     new group: the topic from its start) emits every snapshot of it, each the offline one."""
     path = tmp_path / "session.jsonl"
     make_recording(path, seed=13, frames=3000)  # several minutes of event time, three symbols
-    query = Pipeline.from_settings(replay_settings(kafka, path, role="query"))
+    query = build_pipeline(replay_settings(kafka, path, role="query"))
     await query.start()
     await query.wait_source_done()
     await query.stop()
     want = {snapshot_key(s): s for s in (await run_memory_replay(path)).snapshots}
     sink = ListSink()
-    analyzer = Pipeline.from_settings(replay_settings(kafka, path, role="analyzer"), sinks=[sink])
+    analyzer = build_pipeline(replay_settings(kafka, path, role="analyzer"), sinks=[sink])
     await analyzer.start()
     try:
         await wait_until(

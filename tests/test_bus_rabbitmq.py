@@ -22,7 +22,7 @@ from stockup_tui.engine.bus.factory import create_bus
 from stockup_tui.engine.bus.rabbitmq import RabbitMQBus
 from stockup_tui.engine.bus.rabbitmq_checkpoint import CheckpointFile
 from stockup_tui.engine.drops import ROUTINE_REASONS, Drops
-from stockup_tui.engine.pipeline import Pipeline
+from stockup_tui.engine.wiring import build_pipeline
 from tests import rabbitmq_helpers as rmq
 from tests.helpers import wait_until
 from tests.services import require_rabbitmq
@@ -201,7 +201,7 @@ async def test_poison_message_is_dead_lettered_counted_and_the_stream_goes_on(
     s = settings(
         section, symbols=["AAPL"], windows=["1m"], source={"kind": "replay", "replay": rec}
     )
-    pipe = Pipeline.from_settings(s, sinks=[sink])
+    pipe = build_pipeline(s, sinks=[sink])
     await pipe.start()
     try:
         await wait_until(lambda: pipe.analyzer.ingested >= 100, 20, "trades flowing")
@@ -308,7 +308,7 @@ async def test_broker_stopped_for_10s_mid_stream_loses_nothing(section: dict[str
         windows=["1m"],
         simulator={"rate": 2000, "seed": 5},
     )
-    pipe = Pipeline.from_settings(s, live_interval=0.05)
+    pipe = build_pipeline(s, live_interval=0.05)
     bus = pipe.bus
     assert isinstance(bus, RabbitMQBus)
     await pipe.start()

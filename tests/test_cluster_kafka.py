@@ -15,7 +15,7 @@ import pytest
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.cluster import LIVE, SILENT, STOPPED, ClusterFigures, ProcessRow
-from stockup_tui.engine.pipeline import Pipeline
+from stockup_tui.engine.wiring import build_pipeline
 from stockup_tui.widgets.health import Level, problem
 from tests import chaos
 from tests.helpers import wait_until
@@ -58,7 +58,7 @@ async def test_cluster_view_shows_the_processes_and_a_killed_one_turns_red(
     settings = Settings.model_validate(
         {"role": "monitor", "bus": {"kind": "kafka"}, "kafka": kafka_names}
     )
-    monitor = Pipeline.from_settings(settings)
+    monitor = build_pipeline(settings)
     procs = chaos.Procs(tmp_path)
 
     def cluster() -> ClusterFigures | None:

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from stockup_tui.config import load_config
-from stockup_tui.engine.pipeline import Pipeline
+from stockup_tui.engine.wiring import build_pipeline
 
 COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yaml"
 IMAGE = "stockup-tui:local"
@@ -61,7 +61,7 @@ def test_query_and_analyzer_are_separate_services_and_a_monitor_attaches() -> No
         assert ("--headless" in svc["command"]) == (name != "monitor"), name
         # The rules across settings (a role's bus, the sinks) hold too.
         flags = {"role": values["role"]}
-        Pipeline.from_settings(load_config(overrides=flags, environ=env).settings)
+        build_pipeline(load_config(overrides=flags, environ=env).settings)
     assert roles == {"query": "query", "analyzer": "analyzer", "monitor": "monitor"}
     # `--scale analyzer=N` needs a service without a fixed name or published port.
     assert not {"container_name", "ports", "hostname"} & set(services["analyzer"])

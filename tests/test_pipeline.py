@@ -19,6 +19,7 @@ from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.sources.base import NullSource
 from stockup_tui.engine.sources.finnhub import FinnhubClient
+from stockup_tui.engine.wiring import build_pipeline
 from tests.helpers import ListSink, brute_force, close, make_recording, wait_until
 
 
@@ -32,7 +33,7 @@ async def test_live_pipeline_on_the_simulator() -> None:
         windows=["1m"],
         simulator={"rate": 3000, "seed": 3, "duplicate_fraction": 0.1},
     )
-    pipe = Pipeline.from_settings(s, live_interval=0.05)
+    pipe = build_pipeline(s, live_interval=0.05)
     await pipe.start()
     try:
         await wait_until(
@@ -54,7 +55,7 @@ async def test_live_pipeline_on_the_simulator() -> None:
 
 async def test_bad_frames_are_counted_and_the_stream_goes_on() -> None:
     s = settings(symbols=["AAPL"], windows=["1m"], simulator={"rate": 2000, "malformed_rate": 0.3})
-    pipe = Pipeline.from_settings(s)
+    pipe = build_pipeline(s)
     await pipe.start()
     try:
         await wait_until(lambda: len(pipe.drops.snapshot()) >= 4, what="4 kinds of bad input")
@@ -67,7 +68,7 @@ async def test_bad_frames_are_counted_and_the_stream_goes_on() -> None:
 
 async def test_failed_stage_is_restarted_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     s = settings(symbols=["AAPL"], windows=["1m"], simulator={"rate": 1000})
-    pipe = Pipeline.from_settings(s)
+    pipe = build_pipeline(s)
     original = FinnhubClient.run
     calls = {"n": 0}
 
@@ -91,7 +92,7 @@ async def test_failed_stage_is_restarted_and_counted(monkeypatch: pytest.MonkeyP
 async def run_replay(path: Path, windows: list[str]) -> tuple[Pipeline, ListSink]:
     sink = ListSink()
     s = settings(symbols=["AAPL"], windows=windows, source={"kind": "replay", "replay": path})
-    pipe = Pipeline.from_settings(s, sinks=[sink])
+    pipe = build_pipeline(s, sinks=[sink])
     await pipe.start()
     await pipe.wait_source_done()
     await pipe.stop()
@@ -133,9 +134,9 @@ async def test_a_flush_too_big_for_one_message_goes_out_in_groups_with_the_same_
 ) -> None:
     """One partition's flush is split into groups of at most GROUP_MAX_TRADES trades (a single
     symbol's batch whole); what the analyzer emits does not change."""
-    from stockup_tui.engine import pipeline as pipeline_module
     from stockup_tui.engine.bus.memory import MemoryBus
     from stockup_tui.engine.codec import GROUP_KEY, decode_record
+    from stockup_tui.engine.stages import publish as publish_module
 
     path = tmp_path / "session.jsonl"
     make_recording(path)
@@ -149,7 +150,7 @@ async def test_a_flush_too_big_for_one_message_goes_out_in_groups_with_the_same_
         await publish(self, messages)
 
     monkeypatch.setattr(MemoryBus, "publish", spy)
-    monkeypatch.setattr(pipeline_module, "GROUP_MAX_TRADES", 20)
+    monkeypatch.setattr(publish_module, "GROUP_MAX_TRADES", 20)
     _, split = await run_replay(path, ["1m"])
     assert split.snapshots == reference.snapshots
     sizes = [size for call in calls for size in call]
@@ -172,7 +173,7 @@ async def test_a_batch_the_analyzer_chokes_on_is_counted_not_fatal(
 
     monkeypatch.setattr(Analyzer, "trades", choke_on_msft)
     s = settings(symbols=["AAPL", "MSFT"], windows=["1m"], simulator={"rate": 2000})
-    pipe = Pipeline.from_settings(s)
+    pipe = build_pipeline(s)
     await pipe.start()
     try:
         await wait_until(lambda: pipe.drops.get("analyzer_error") > 10, what="counted errors")
@@ -209,20 +210,20 @@ async def test_a_flush_waits_for_min_batch_or_max_wait_and_goes_at_once_at_max_b
     now = time.time()
     t0 = int(now * 1000)
     pipe = pipeline("1ms")
-    await pipe._on_frame(_frame("AAPL", 2, t0), now)
+    await pipe.publisher.on_frame(_frame("AAPL", 2, t0), now)
     assert pipe.parser.pending == 2  # fewer than min_batch: it waits
     sent = pipe.bus.stats.published_messages  # the first frame's watermark
     start = time.monotonic()
     await wait_until(lambda: time.monotonic() - start > 0.002, what="flush_interval to pass")
-    await pipe._on_frame(_frame("AAPL", 3, t0 + 10), now)
+    await pipe.publisher.on_frame(_frame("AAPL", 3, t0 + 10), now)
     assert pipe.parser.pending == 0  # min_batch, and the oldest waited flush_interval
     assert pipe.bus.stats.published_messages == sent + 1
 
     pipe = pipeline("60s")  # only size can flush now
-    await pipe._on_frame(_frame("AAPL", 6, t0), now)
+    await pipe.publisher.on_frame(_frame("AAPL", 6, t0), now)
     assert pipe.parser.pending == 6  # min_batch, but not waited
     sent = pipe.bus.stats.published_messages
-    await pipe._on_frame(_frame("AAPL", 14, t0 + 10), now)
+    await pipe.publisher.on_frame(_frame("AAPL", 14, t0 + 10), now)
     assert pipe.parser.pending == 0  # max_batch: at once
     assert pipe.bus.stats.published_messages == sent + 1 and pipe.parser.trades == 20
 
@@ -240,7 +241,7 @@ async def _started_silent(**bus: object) -> AsyncIterator[Pipeline]:
     flush on its own) and the flush settings given."""
     s = settings(symbols=["AAPL"], windows=["1m"], bus=bus)
     pipe = Pipeline(s, _SilentFeed(), MemoryBus(1000))
-    pipe._wm_due = float("inf")
+    pipe.publisher.wm_due = float("inf")
     await pipe.start()
     try:
         yield pipe
@@ -251,7 +252,7 @@ async def _started_silent(**bus: object) -> AsyncIterator[Pipeline]:
 async def test_a_light_feed_is_flushed_after_max_wait() -> None:
     async with _started_silent(min_batch=1000, flush_interval="1ms", max_wait="200ms") as pipe:
         now = time.time()
-        await pipe._on_frame(_frame("AAPL", 3, int(now * 1000)), now)
+        await pipe.publisher.on_frame(_frame("AAPL", 3, int(now * 1000)), now)
         sent = time.monotonic()
         await wait_until(lambda: pipe.analyzer.ingested == 3, what="the 3 trades analyzed")
         assert time.monotonic() - sent >= 0.2 - 0.01  # not before max_wait (timer slack)
@@ -260,7 +261,7 @@ async def test_a_light_feed_is_flushed_after_max_wait() -> None:
 async def test_a_burst_of_min_batch_goes_after_flush_interval_not_max_wait() -> None:
     async with _started_silent(min_batch=5, flush_interval="50ms", max_wait="60s") as pipe:
         now = time.time()
-        await pipe._on_frame(_frame("AAPL", 5, int(now * 1000)), now)
+        await pipe.publisher.on_frame(_frame("AAPL", 5, int(now * 1000)), now)
         assert pipe.parser.pending == 5  # min_batch, not waited yet: the flusher's
         await wait_until(lambda: pipe.analyzer.ingested == 5, timeout=20, what="the burst")
 
@@ -269,8 +270,8 @@ def test_flush_rules_that_overlap_are_read_as_the_tighter_one() -> None:
     """min_batch above max_batch is max_batch; max_wait below flush_interval is flush_interval."""
     s = settings(bus={"max_batch": 8, "flush_interval": "1s", "max_wait": "100ms"})
     pipe = Pipeline(s, NullSource(), MemoryBus(1000))
-    pipe._pending_since = 50.0
+    pipe.publisher.pending_since = 50.0
     pipe.parser.pending = 8
-    assert pipe._flush_due() == 51.0  # max_batch pending: due after flush_interval
+    assert pipe.publisher.flush_due() == 51.0  # max_batch pending: due after flush_interval
     pipe.parser.pending = 3
-    assert pipe._flush_due() == 51.0  # fewer: after max(max_wait, flush_interval)
+    assert pipe.publisher.flush_due() == 51.0  # fewer: after max(max_wait, flush_interval)

@@ -18,6 +18,7 @@ import pytest
 from stockup_tui.config import Settings
 from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.sources.recording import FrameRecorder
+from stockup_tui.engine.wiring import build_pipeline
 from tests import rabbitmq_helpers as rmq
 from tests.helpers import wait_until
 from tests.services import RABBITMQ_PASSWORD, require_rabbitmq
@@ -72,7 +73,7 @@ async def reference(rec: Path) -> dict[tuple[str, int], dict[str, Any]]:
     """Snapshots of an uninterrupted run of the same recording (in-process, memory bus)."""
     sink = ListSink()
     s = Settings.model_validate({"windows": [WINDOWS], "source": {"kind": "replay", "replay": rec}})
-    pipe = Pipeline.from_settings(s, sinks=[sink])
+    pipe = build_pipeline(s, sinks=[sink])
     await pipe.start()
     await pipe.wait_source_done()
     await pipe.stop()
@@ -223,7 +224,7 @@ async def _publish(section: dict[str, Any], rec: Path) -> None:
         {"role": "query", "bus": {"kind": "rabbitmq", "max_batch": 8}, "rabbitmq": section,
          "source": {"kind": "replay", "replay": rec}}  # about 8 trades (2 s) per message
     )  # fmt: skip
-    pipe = Pipeline.from_settings(s)
+    pipe = build_pipeline(s)
     await pipe.start()
     await pipe.wait_source_done()
     await pipe.stop()
@@ -235,7 +236,7 @@ def _analyzer(section: dict[str, Any], sink: ListSink) -> Pipeline:
         {"role": "analyzer", "windows": [WINDOWS], "bus": {"kind": "rabbitmq"},
          "rabbitmq": section}
     )  # fmt: skip
-    return Pipeline.from_settings(s, sinks=[sink], live_interval=0.05)
+    return build_pipeline(s, sinks=[sink], live_interval=0.05)
 
 
 async def test_restart_does_not_emit_again_from_partly_rebuilt_quiet_windows(

@@ -1,7 +1,7 @@
 """The InfluxDB sink against real servers: Debian's InfluxDB 1.6 (v1 `/write`, InfluxQL) and
 victoria-metrics (`/api/v2/write`, the path influxdb-client's WriteApi takes for 1.8+ and 2.x).
 
-Every test writes through the real pipeline (`Pipeline.from_settings` with
+Every test writes through the real pipeline (`build_pipeline` with
 `sinks.influx.enabled`) and reads back what the server stored. Databases are unique per test
 and dropped at the end; victoria-metrics series are told apart by unique symbols and host tags.
 """
@@ -32,6 +32,7 @@ from stockup_tui.engine.model import SymbolSnapshot, window_label
 from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.sinks.influx import InfluxSink
 from stockup_tui.engine.sources.recording import FrameRecorder
+from stockup_tui.engine.wiring import build_pipeline
 from tests import helpers
 from tests.helpers import wait_until
 from tests.services import require_influx, require_victoria, services_required
@@ -161,7 +162,7 @@ def influx_sink(pipe: Pipeline) -> InfluxSink:
 
 async def run_replay(settings: Settings, host: str) -> tuple[Pipeline, ListSink]:
     sink = ListSink()
-    pipe = Pipeline.from_settings(settings, sinks=[sink])
+    pipe = build_pipeline(settings, sinks=[sink])
     influx_sink(pipe).host = host
     await pipe.start()
     await pipe.wait_source_done()
@@ -291,7 +292,7 @@ async def test_every_grafana_dashboard_query_returns_rows(influx: tuple[str, str
             },
         }
     )
-    pipe = Pipeline.from_settings(s, live_interval=0.05)
+    pipe = build_pipeline(s, live_interval=0.05)
     sink = influx_sink(pipe)
     sink.host = host
     await pipe.start()
@@ -379,7 +380,7 @@ async def test_influxdb_stopped_mid_run_loses_nothing_within_the_bound(
     )
     small.name = "influx_small"
     sink = ListSink()
-    pipe = Pipeline.from_settings(s, sinks=[sink, small], live_interval=0.05)
+    pipe = build_pipeline(s, sinks=[sink, small], live_interval=0.05)
     big = influx_sink(pipe)
     await pipe.start()
     stopped = False
@@ -518,7 +519,7 @@ async def test_v2_server_stopped_mid_run_loses_nothing() -> None:
         }
     )
     sink = ListSink()
-    pipe = Pipeline.from_settings(s, sinks=[sink], live_interval=0.05)
+    pipe = build_pipeline(s, sinks=[sink], live_interval=0.05)
     v2 = influx_sink(pipe)
     v2.host = f"test-{tag}"
     await pipe.start()

@@ -16,10 +16,10 @@ from typing import TypeVar
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.model import SymbolSnapshot
-from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.sinks.base import Sink
 from stockup_tui.engine.sources.previous_close import PreviousCloses
 from stockup_tui.engine.stats import PipelineStats
+from stockup_tui.engine.wiring import build_pipeline
 
 T = TypeVar("T")
 
@@ -34,7 +34,7 @@ class EngineHost:
         live_points: int = 0,
     ) -> None:
         # Built here, on the caller's thread, so a configuration error surfaces at once.
-        self.pipeline = Pipeline.from_settings(
+        self.pipeline = build_pipeline(
             settings, sinks=list(sinks), live_interval=live_interval, live_points=live_points
         )
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -1,7 +1,7 @@
 """Core value types that flow through the pipeline.
 
 Trades travel in *columns* per symbol (`SymbolBatch`) rather than one object per trade: the
-analyzer can then extend its window lists with C-level list operations, and the bus carries the
+analyzer can then fill its window arrays with C-level `array.fromlist`, and the bus carries the
 batches of one partition in one message per flush (codec `encode_group`). Snapshots are
 immutable so the screen can read them from another thread without locks.
 """

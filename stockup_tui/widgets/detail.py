@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.color import Color, ColorParseError
-from textual.events import Resize
 from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Static
+from textual_plotext import PlotextPlot
 
 from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics, window_label
 from stockup_tui.widgets.format import (
@@ -36,16 +36,7 @@ from stockup_tui.widgets.format import (
     fmt_rate,
     fmt_volume,
     rich_colour,
-    sparkline,
 )
-
-try:
-    from textual_plotext import PlotextPlot
-except ImportError:  # pragma: no cover - exercised only where textual-plotext is missing
-    PlotextPlot = None  # type: ignore[assignment,misc]
-
-HAS_PLOTEXT = PlotextPlot is not None
-
 
 #: Price points per window the screen asks the engine for (`live_points`): the chart's buckets.
 CHART_POINTS = 60
@@ -81,7 +72,7 @@ def _rgb(value: str | None, fallback: str) -> tuple[int, int, int]:
 
 
 class PriceChart(Widget):
-    """A window's closes with VWAP/min/max lines: plotext when installed, a sparkline otherwise."""
+    """A window's closes with VWAP/min/max lines (plotext)."""
 
     DEFAULT_CSS = """
     PriceChart {
@@ -119,10 +110,7 @@ class PriceChart(Widget):
         self._ready = False  # the plot child exists (is_mounted is still False in on_mount)
 
     def compose(self) -> ComposeResult:
-        if PlotextPlot is not None:
-            yield PlotextPlot(id="chart-plot", classes="chart-body")
-        else:  # pragma: no cover
-            yield Static(id="chart-plot", classes="chart-body")
+        yield PlotextPlot(id="chart-plot", classes="chart-body")
         yield Static("no trades in this window", id="chart-empty")
 
     def on_mount(self) -> None:
@@ -130,10 +118,6 @@ class PriceChart(Widget):
         self.set_class(not (self._wanted and self._wanted.closes), "-empty")
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._draw())
         if self._wanted is not None:
-            self._draw()
-
-    def on_resize(self, _: Resize) -> None:
-        if PlotextPlot is None:  # pragma: no cover - plotext sizes itself on render
             self._draw()
 
     def set_series(self, series: ChartSeries | None, *, urgent: bool = False) -> None:
@@ -183,13 +167,9 @@ class PriceChart(Widget):
         if series is None or not series.closes:
             return
         self._last_draw = time.monotonic()
-        body = self.query_one("#chart-plot")
-        if PlotextPlot is not None and isinstance(body, PlotextPlot):
-            self._plot(body, series)
-        else:  # pragma: no cover
-            self._spark(body, series)  # type: ignore[arg-type]
+        self._plot(self.query_one("#chart-plot", PlotextPlot), series)
 
-    def _plot(self, widget: Any, s: ChartSeries) -> None:
+    def _plot(self, widget: PlotextPlot, s: ChartSeries) -> None:
         theme = self.app.current_theme
         plt = widget.plt
         plt.clear_data()
@@ -218,11 +198,6 @@ class PriceChart(Widget):
                 plt.hline(value, _rgb(colour, fallback))
         plt.plot(xs, list(s.closes), marker="braille", color=_rgb(theme.primary, "blue"))
         widget.refresh()
-
-    def _spark(self, widget: Static, s: ChartSeries) -> None:  # pragma: no cover
-        width = max(self.size.width, 10)
-        colour = rich_colour(self.app.current_theme.primary, "blue")
-        widget.update(Text(sparkline(s.closes, width), style=colour))
 
 
 Cell = tuple[str, str]  # (text, style): cheap to compare

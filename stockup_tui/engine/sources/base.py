@@ -24,7 +24,7 @@ class Disconnection:
 
 @dataclass(slots=True)
 class SourceStats:
-    """Counters a source keeps; read by the stats hub (plain ints, no locking on the hot path)."""
+    """Counters a source keeps; read by the stats clock (plain ints, no locking on the hot path)."""
 
     kind: str
     endpoint: str = ""
