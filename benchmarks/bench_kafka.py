@@ -9,7 +9,7 @@ group -> analyzer, snapshots to the metrics topic, as `--headless --bus kafka` r
 By default one process runs the whole pipeline through the broker (`--bus kafka`, role all).
 `--split` runs the query role (source -> Kafka) as a separate `stockup-tui --headless --role
 query` process, as a scaled-out deployment does; this process is then the analyzer, and the
-producer figure is the query process's trades/s from its status lines.
+producer figure is the query process's trades/s from its status records (the status topic).
 
 Producer throughput = trades the broker acknowledged per second; consumer throughput = trades the
 analyzer applied per second. Each run uses fresh topics and group (deleted afterwards).
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -34,7 +34,10 @@ import psutil
 import tomlkit
 from bench_pipeline import free_port, start_simulator, wait_port
 
-from stockup_tui.config import Settings
+from stockup_tui.config import Role, Settings
+from stockup_tui.engine.bus.kafka import KafkaBus
+from stockup_tui.engine.cluster import parse_status
+from stockup_tui.engine.stats import KafkaFigures
 from stockup_tui.engine.wiring import build_pipeline
 
 
@@ -50,10 +53,15 @@ def collect(proc: subprocess.Popen[str], lines: list[tuple[float, str]]) -> None
         lines.append((time.time(), line))
 
 
-def rate_of(status: str) -> float:
-    """Trades/s of the source in a headless status line."""
-    m = re.search(r"fr/s ([\d,]+) tr/s", status)
-    return float(m.group(1).replace(",", "")) if m else 0.0
+async def query_rates(bus: KafkaBus, since_ms: int, rates: list[tuple[float, float]]) -> None:
+    """The query process's trades/s from its status records (the status topic), with their
+    time: the figures themselves, not its status line's text."""
+    async for batch in bus.watch_status(since_ms):
+        for value, ts_ms in batch:
+            with contextlib.suppress(ValueError):
+                st = parse_status(value)
+                if st.identity.role == Role.QUERY:
+                    rates.append((ts_ms / 1000, st.source_per_s))
 
 
 def java_cpu() -> float:
@@ -86,11 +94,14 @@ async def main() -> None:
         "status_topic": f"bench.{tag}.status",
         "dead_letter_topic": f"bench.{tag}.dlq",
         "group_id": f"bench.{tag}",
+        "status_interval": "1s",
     }
     port = free_port()
     sim = start_simulator(port, args.rate, args.symbols)
     query: subprocess.Popen[str] | None = None
     lines: list[tuple[float, str]] = []
+    rates: list[tuple[float, float]] = []  # (time, trades/s) of the query process
+    watching: asyncio.Task[None] | None = None
     try:
         await wait_port(port)
         data = {
@@ -113,7 +124,11 @@ async def main() -> None:
         settings = Settings.model_validate({**data, "role": "analyzer" if args.split else "all"})
         pipe = build_pipeline(settings, live_interval=1.0)
         await pipe.start()
-        pub = pipe.bus.publisher  # type: ignore[attr-defined]
+        bus = pipe.bus
+        assert isinstance(bus, KafkaBus)
+        pub = bus.publisher
+        if args.split:
+            watching = asyncio.create_task(query_rates(bus, int(time.time() * 1000), rates))
         me, other = psutil.Process(), psutil.Process(sim.pid)
         others = [other] + ([psutil.Process(query.pid)] if query else [])
         await asyncio.sleep(args.warmup)
@@ -124,7 +139,11 @@ async def main() -> None:
         a1, n1, t1, w1 = pub.acked_trades, pipe.analyzer.ingested, time.perf_counter(), time.time()
         c1, s1, j1 = me.cpu_times(), [cpu_of(o) for o in others], java_cpu()
         p50, p99 = pipe.latency.overall()
-        lag = sum(pipe.bus.reader.lag.values())  # type: ignore[attr-defined]
+        figures = bus.stats.detail
+        group = figures.group if isinstance(figures, KafkaFigures) else None
+        lag = (group.lag_total if group else None) or 0
+        if watching is not None:
+            watching.cancel()
         await pipe.stop()
     finally:
         if query is not None:
@@ -144,8 +163,8 @@ async def main() -> None:
         return (b - a) / elapsed * 100
 
     if args.split:
-        rates = [rate_of(line) for at, line in lines if w0 + 1 <= at <= w1]
-        produced = sum(rates) / len(rates) if rates else float("nan")
+        measured = [rate for at, rate in rates if w0 + 1 <= at <= w1]
+        produced = sum(measured) / len(measured) if measured else float("nan")
         label = "producer (query)"
     else:
         produced, label = (a1 - a0) / elapsed, "producer (acked)"

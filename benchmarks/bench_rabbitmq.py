@@ -25,6 +25,7 @@ from bench_pipeline import free_port, start_simulator, wait_port
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.bus.rabbitmq import RabbitMQBus
+from stockup_tui.engine.stats import RabbitFigures
 from stockup_tui.engine.wiring import build_pipeline
 
 PASSWORD = os.environ.get("STOCKUP_RABBITMQ__PASSWORD", "stockup-dev")
@@ -125,7 +126,7 @@ async def main() -> None:
         await asyncio.sleep(args.seconds)
         s1 = sample()
         p50, p99 = pipe.latency.overall()
-        details = dict(bus.stats.details)
+        rabbit = bus.stats.detail
         await pipe.stop()
     finally:
         sim.terminate()
@@ -147,7 +148,10 @@ async def main() -> None:
           f" over {el:.1f}s")  # fmt: skip
     print(f"latency recv->windows p50 {p50 * 1000 if p50 else float('nan'):.2f} ms   "
           f"p99 {p99 * 1000 if p99 else float('nan'):.2f} ms")  # fmt: skip
-    print(f"confirm latency       {details.get('confirm', '-')} (last 2 s)")
+    confirms = rabbit.publisher if isinstance(rabbit, RabbitFigures) else None
+    c50, c99 = (confirms.confirm_p50, confirms.confirm_p99) if confirms else (None, None)
+    print(f"confirm latency       p50 {c50 * 1000 if c50 else float('nan'):.2f} ms   "
+          f"p99 {c99 * 1000 if c99 else float('nan'):.2f} ms (last 2 s)")  # fmt: skip
     print(f"cpu pipeline {d[6] / el * 100:.0f}%  simulator {d[7] / el * 100:.0f}%  "
           f"rabbitmq {d[8] / el * 100:.0f}% of a core")  # fmt: skip
     print(f"drops                 {pipe.drops.snapshot() or 'none'}")

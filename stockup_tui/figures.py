@@ -4,6 +4,11 @@ here, so the service does not import the screen's toolkit to format a number."""
 from __future__ import annotations
 
 
+def fmt_ms(seconds: float | None, sep: str = "") -> str:
+    """A duration in milliseconds to 0.1: `3.1ms` (`sep=" "`: `3.1 ms`), `-` when unknown."""
+    return "-" if seconds is None else f"{seconds * 1000:.1f}{sep}ms"
+
+
 def fmt_bytes(n: int) -> str:
     """Sizes for humans: 296 B, 812 kB, 85.3 MB, 1.20 GB."""
     if n < 1_000:

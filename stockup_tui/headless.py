@@ -18,14 +18,10 @@ from stockup_tui.engine.drops import describe_losses
 from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.stats import PipelineStats
 from stockup_tui.engine.wiring import build_pipeline
-from stockup_tui.figures import fmt_queue
+from stockup_tui.figures import fmt_ms, fmt_queue
 from stockup_tui.untrusted import safe
 
 log = logging.getLogger(__name__)
-
-
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.1f}ms"
 
 
 def status_line(st: PipelineStats, final: bool = False) -> str:
@@ -53,7 +49,7 @@ def status_line(st: PipelineStats, final: bool = False) -> str:
     if link and bus.last_error:
         link += f" ({bus.last_error[:120]})"
     influx = st.sinks.get("influx")
-    sink = f" | influx {influx['state']} pending {influx['pending']}" if influx else ""
+    sink = f" | influx {influx.state} pending {influx.pending}" if influx else ""
     backlog = "" if bus.backlog is None else f" backlog {bus.backlog:,}"
     behind = "" if an.behind is None else f" behind {an.behind:,.1f}s"
     return safe(  # errors from outside are in it: one line, no control characters, no secret
@@ -64,7 +60,7 @@ def status_line(st: PipelineStats, final: bool = False) -> str:
         f"{backlog} | "
         f"analyzer {an.trades_per_s:,.0f} tr/s {an.symbols} sym total {an.trades:,} "
         f"late {an.late:,} future {an.future_time:,} too_old {an.too_old:,}{behind} | "
-        f"latency p50 {_ms(an.latency_p50)} p99 {_ms(an.latency_p99)} | "
+        f"latency p50 {fmt_ms(an.latency_p50)} p99 {fmt_ms(an.latency_p99)} | "
         f"drops {drops}{sink}" + (f" | stage restarts {restarts}" if restarts else "")
     )
 

@@ -18,6 +18,7 @@ import orjson
 
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.sources.recording import FrameRecorder
+from stockup_tui.engine.stats import SinkFigures
 
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "it") -> None:
@@ -72,8 +73,8 @@ class ListSink:
     def write(self, snapshots: Sequence[SymbolSnapshot]) -> None:
         self.snapshots.extend(snapshots)
 
-    def figures(self) -> dict[str, object]:
-        return {"written": len(self.snapshots)}
+    def figures(self) -> SinkFigures:
+        return SinkFigures(written=len(self.snapshots))
 
     async def close(self) -> None:
         return None

@@ -17,7 +17,7 @@ import pytest
 from stockup_tui.app import StockupApp
 from stockup_tui.config import Settings, load_config
 from stockup_tui.engine.model import SymbolSnapshot
-from stockup_tui.engine.stats import PipelineStats
+from stockup_tui.engine.stats import PipelineStats, SinkFigures
 from stockup_tui.engine.wiring import build_pipeline
 from tests.frozen_engine import SYMBOLS, FrozenEngine, cluster_stats, fixed_stats
 from tests.test_pipeline import make_recording
@@ -90,7 +90,7 @@ def broken_stats(latest: Mapping[str, SymbolSnapshot]) -> PipelineStats:
         queue_capacity=67_108_864,
         queue_unit="bytes",
     )
-    influx = {"state": "down", "written": 1200, "pending": 300, "error": "connection refused"}
+    influx = SinkFigures(state="down", written=1200, pending=300, error="connection refused")
     return replace(stats, bus=bus, sinks={"influx": influx})
 
 

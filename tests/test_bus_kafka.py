@@ -23,6 +23,7 @@ from stockup_tui.engine.bus.kafka import KafkaBus
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.pipeline import Pipeline
+from stockup_tui.engine.stats import KafkaFigures
 from stockup_tui.engine.wiring import build_pipeline
 from tests.helpers import ListSink, make_recording, wait_until
 from tests.services import private_kafka
@@ -178,7 +179,10 @@ async def test_two_analyzers_share_the_partitions_and_take_over_when_one_stops(
             return bool(a) and bool(b) and not a & b and a | b == set(range(6))
 
         await wait_until(split, timeout=60, what="the group to split the six partitions")
-        assert first.stats.details["group"].startswith(kafka["group_id"])
+        detail = first.stats.detail
+        assert isinstance(detail, KafkaFigures) and detail.group is not None
+        assert detail.group.group_id == kafka["group_id"]
+        assert detail.group.member == first.reader.instance_id
         await second.close()
         await wait_until(
             lambda: set(first.reader.assignment) == set(range(6)),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from stockup_tui.engine.bus.factory import create_bus
 from stockup_tui.engine.bus.rabbitmq import RabbitMQBus
 from stockup_tui.engine.bus.rabbitmq_checkpoint import CheckpointFile
 from stockup_tui.engine.drops import ROUTINE_REASONS, Drops
+from stockup_tui.engine.stats import RabbitFigures
 from stockup_tui.engine.wiring import build_pipeline
 from tests import rabbitmq_helpers as rmq
 from tests.helpers import wait_until
@@ -100,7 +100,9 @@ async def test_round_trip_in_order_with_confirms(tmp_path: Path, queue_type: str
         s = bus.stats
         assert s.published_messages == 3000 and s.consumed_messages == 3000
         assert s.acked_messages == 3000 and s.publish_errors == 0
-        assert "confirm" in s.details and s.details[queue_type] == sec["queue"]
+        assert isinstance(s.detail, RabbitFigures) and s.detail.publisher is not None
+        assert s.detail.publisher.confirm_p99 is not None  # confirms were measured
+        assert (s.detail.queue_type, s.detail.queue) == (queue_type, sec["queue"])
         assert s.connected is False and s.last_error is None
     finally:
         rmq.delete_all(sec)
@@ -220,7 +222,9 @@ async def test_poison_message_is_dead_lettered_counted_and_the_stream_goes_on(
     ]
     assert b"\x80not json at all" in [body for _, body in parked]
     assert all(p.headers["x-stockup-queue"] == section["queue"] for p, _ in parked)
-    assert dict(pipe.stats.bus.details)["dlq"] == "2"
+    detail = pipe.stats.bus.detail
+    assert isinstance(detail, RabbitFigures) and detail.consumer is not None
+    assert detail.consumer.dead_lettered == 2 and detail.consumer.dead_letter_errors == 0
     assert all(st.restarts == 0 for st in pipe.stats.stages)
 
 
@@ -240,7 +244,9 @@ async def test_full_buffer_drops_are_counted_and_unconfirmed_are_reported_at_clo
     bus._refresh()
     assert "cannot reach RabbitMQ" in (bus.stats.last_error or "")
     assert "bus.buffer_bytes" in (bus.stats.last_error or "")
-    assert bus.stats.details["unconf"].startswith("4 ")
+    detail = bus.stats.detail
+    assert isinstance(detail, RabbitFigures) and detail.publisher is not None
+    assert detail.publisher.unconfirmed == 4
     await asyncio.wait_for(bus.close(), 10)
     assert drops.get("bus_unconfirmed") == 40  # the 4 kept were never confirmed: counted
 
@@ -335,5 +341,10 @@ async def test_broker_stopped_for_10s_mid_stream_loses_nothing(section: dict[str
     assert pipe.analyzer.ingested == pipe.parser.trades  # every trade, exactly once
     bad = {k: v for k, v in pipe.drops.snapshot().items() if k not in ROUTINE_REASONS}
     assert bad == {}
-    details = dict(pipe.stats.bus.details)
-    assert re.fullmatch(r"pub closed \(\d+ rec\), con closed \(\d+ rec\)", details["amqp"])
+    detail = pipe.stats.bus.detail
+    assert isinstance(detail, RabbitFigures)
+    assert [(link.name, link.state) for link in detail.links] == [
+        ("publisher", "closed"),
+        ("consumer", "closed"),
+    ]
+    assert all(link.reconnects >= 1 for link in detail.links)

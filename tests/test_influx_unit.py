@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 import socket
 import time
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,16 +28,25 @@ from stockup_tui.engine.sinks.influx_http import (
 )
 from stockup_tui.engine.sinks.influx_lines import (
     WindowLines,
-    detail_fields,
+    bus_fields,
     ops_points,
     point_lines,
     window_point,
 )
 from stockup_tui.engine.stats import (
+    AmqpLink,
     AnalyzerFigures,
+    BusDetail,
     BusFigures,
+    KafkaFigures,
+    KafkaGroupFigures,
+    KafkaProducerFigures,
     PartitionLag,
     PipelineStats,
+    RabbitConsumerFigures,
+    RabbitFigures,
+    RabbitPublisherFigures,
+    SinkFigures,
     SourceFigures,
 )
 from tests.helpers import wait_until
@@ -155,32 +165,95 @@ def test_small_helpers() -> None:
     assert influxql_duration(7200) == "2h"
     assert influxql_duration(90) == "90s"
     assert safe_url("http://bob:s3cret@db:8086/x") == "http://db:8086/x"
-    # The shapes the Kafka and RabbitMQ buses use for their detail lines.
-    assert detail_fields("ack", "p50 3.1ms  p99 12.0ms") == [
-        ("bus_ack_p50_ms", 3.1),
-        ("bus_ack_p99_ms", 12.0),
-    ]
-    assert detail_fields("ack", "p50 -  p99 -") == []
-    assert detail_fields("confirm p50/p99", "1.2/4.5 ms") == [
-        ("bus_confirm_p50_ms", 1.2),
-        ("bus_confirm_p99_ms", 4.5),
-    ]
-    assert detail_fields("lag", "1,204 (p0 12, p1 1,192)") == [("bus_lag", 1204.0)]
-    assert detail_fields("commits", "3,001 (p50 2.5ms, errors 0)") == [
-        ("bus_commits", 3001.0),
-        ("bus_commits_p50_ms", 2.5),
-    ]
-    assert detail_fields("unconfirmed", "17 (0.0 MB)") == [("bus_unconfirmed", 17.0)]
-    assert detail_fields("confirm p99", "4.2 ms") == [("bus_confirm_p99_ms", 4.2)]
-    assert detail_fields("produce", "850 µs") == [("bus_produce_ms", 0.85)]
-    assert detail_fields("group", "stockup-analyzer: partitions [0, 1]") == []
-    assert detail_fields("publish", "1,200/s, confirmed 1,180/s") == []
-    assert detail_fields("dlq", "3") == [("bus_dlq", 3.0)]
     red = Redactor("tok-123456", "bob:hunter22")
     assert red("401 for Token tok-123456 and bob:hunter22") == "401 for Token *** and ***"
 
 
-def fake_stats(drops: dict[str, int] | None = None, details: tuple = ()) -> PipelineStats:
+# Every figure known, each number different, so a test can tell which one was written.
+KAFKA = KafkaFigures(
+    brokers=("k1:9092",),
+    topic="trades",
+    topic_partitions=6,
+    dead_lettered=7,
+    producer=KafkaProducerFigures(11, 13, 17, 1.5, ack_p50=0.0031, ack_p99=0.012),
+    group=KafkaGroupFigures(
+        "stockup-analyzer",
+        "analyzer-1",
+        (0, 1),
+        ((0, 12), (1, 1192)),
+        commits=3001,
+        commit_p50=0.0025,
+        commit_errors=19,
+    ),
+)
+RABBIT = RabbitFigures(
+    (AmqpLink("publisher", "up", None, 0), AmqpLink("consumer", "down", 12.0, 2)),
+    "stream",
+    "stockup.trades",
+    RabbitPublisherFigures(1200.5, 1180.25, 0.0012, 0.0045, 23, 5_432_100, 29, "memory alarm"),
+    RabbitConsumerFigures(900.75, 31, 37, 123_456, True, 41, 43, 47),
+)
+
+
+def numbers_of(fig: object) -> list[tuple[str, float]]:
+    """(name, value) of every number of a bus's figures and of their parts, durations in ms."""
+    found = []
+    for f in fields(fig):  # type: ignore[arg-type]
+        value = getattr(fig, f.name)
+        if is_dataclass(value):
+            found += numbers_of(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = f.name.endswith(("_p50", "_p99"))
+            found.append((f.name, value * 1000 if seconds else value))
+    return found
+
+
+@pytest.mark.parametrize("detail", [KAFKA, RABBIT], ids=["kafka", "rabbitmq"])
+def test_every_number_a_bus_reports_is_a_pipeline_ops_field(detail: BusDetail) -> None:
+    """A figure added to a bus's dataclass without a field name fails here, not silently."""
+    ops = ops_points(fake_stats(detail=detail), host="h", role="all", at_ms=0)[0]
+    written = bus_fields(detail)
+    assert set(written) <= set(ops._fields)
+    numbers = numbers_of(detail)
+    if isinstance(detail, KafkaFigures):
+        numbers.append(("lag_total", 1204))
+    for name, value in numbers:
+        assert any(math.isclose(v, value) for v in written.values()), name
+    assert all(type(ops._fields[name]) is float for name in written)  # floats, as ever
+
+
+def test_the_bus_fields_keep_the_names_the_dashboards_chart() -> None:
+    """These were written before the figures were typed (Grafana charts `bus_*_ms`); a
+    renamed field would start a new series and leave the panels empty."""
+    kafka = bus_fields(KAFKA)
+    assert {k: v for k, v in kafka.items() if k in KAFKA_NAMES} == pytest.approx(KAFKA_NAMES)
+    rabbit = bus_fields(RABBIT)
+    assert {k: v for k, v in rabbit.items() if k in RABBIT_NAMES} == pytest.approx(RABBIT_NAMES)
+    assert bus_fields(None) == {}
+
+
+KAFKA_NAMES = {
+    "bus_ack_p50_ms": 3.1,
+    "bus_ack_p99_ms": 12.0,
+    "bus_lag": 1204.0,
+    "bus_commits": 3001.0,
+    "bus_commits_p50_ms": 2.5,
+    "bus_dlq": 7.0,
+}
+RABBIT_NAMES = {
+    "bus_confirm_p50_ms": 1.2,
+    "bus_confirm_p99_ms": 4.5,
+    "bus_unconf": 23.0,
+    "bus_resent": 29.0,
+    "bus_readers": 37.0,
+    "bus_offset": 123_456.0,
+    "bus_dlq": 43.0,
+}
+
+
+def fake_stats(
+    drops: dict[str, int] | None = None, detail: BusDetail | None = None
+) -> PipelineStats:
     return PipelineStats(
         at=0.0,
         uptime=3.0,
@@ -201,7 +274,7 @@ def fake_stats(drops: dict[str, int] | None = None, details: tuple = ()) -> Pipe
             None,
             False,
         ),
-        bus=BusFigures("memory", True, 10, 5.0, 10, 5.0, 0, 1000, 0, None, details),
+        bus=BusFigures("memory", True, 10, 5.0, 10, 5.0, 0, 1000, 0, None, detail),
         analyzer=AnalyzerFigures(100, 50.0, 1, 3, 0, None, 0.004, 0.011, None, None),
         drops=drops or {},
         stages=(),
@@ -210,11 +283,11 @@ def fake_stats(drops: dict[str, int] | None = None, details: tuple = ()) -> Pipe
 
 def test_ops_points_keep_their_field_types() -> None:
     points = ops_points(
-        fake_stats({"duplicate": 4, "bad_type": 1}, (("confirm p50/p99", "1/3 ms"), ("lag", "-"))),
+        fake_stats({"duplicate": 4, "bad_type": 1}, replace(RABBIT, consumer=None)),
         host="h 1",
         role="all",
         at_ms=1_700_000_000_000,
-        sink_figures={"written": 7, "pending": 0},
+        sink=SinkFigures(state="connected", written=7, pending=0),
     )
     lines = point_lines(points)
     assert len(lines) == 3
@@ -225,11 +298,12 @@ def test_ops_points_keep_their_field_types() -> None:
         "source_connected=1i",
         "influx_written=7i",
         "latency_p99_ms=11",
-        "bus_confirm_p99_ms=3",
+        "bus_confirm_p99_ms=4.5",
         "analyzer_trades_per_s=50",
     ):
         assert field in ops, field
     assert "latency_p50_all_ms" not in ops  # unknown figures are left out, not written as 0
+    assert "bus_unacked" not in ops  # nor those of a part the process does not run
     assert lines[1] == (
         "pipeline_drops,host=h\\ 1,instance=h\\ 1,reason=bad_type,role=all count=1i 1700000000000"
     )
@@ -286,13 +360,13 @@ async def test_write_never_blocks_and_the_bound_counts_drops() -> None:
     assert sink.pending == 50
     assert drops.get("influx_buffer_full") == 30
     await wait_until(
-        lambda: sink.state == "down" and "error" in sink.figures(),
+        lambda: sink.state == "down" and sink.figures().error is not None,
         timeout=5,
         what="state down with its error",
     )
     figures = sink.figures()
-    assert figures["pending"] == 50 and figures["dropped"] == 30
-    assert "unreachable" in str(figures["error"])
+    assert figures.pending == 50 and figures.dropped == 30
+    assert "unreachable" in str(figures.error)
     await sink.close()  # gives up after `timeout` without a successful write
     assert drops.get("influx_unsent_at_exit") == 50
     assert sink.pending == 0 and sink.dropped == 80
@@ -396,7 +470,7 @@ async def test_v2_write_api_retries_then_gives_up_at_shutdown() -> None:
         sink.start()
         sink.write([snap(), snap("MSFT")])
         await wait_until(lambda: sink.retries >= 2, timeout=10, what="two retries")
-        assert sink.figures()["state"] == "retrying" and sink.api == "v2"
+        assert sink.figures().state == "retrying" and sink.api == "v2"
         assert sink.pending == 2
         started = time.perf_counter()
         await sink.close()
@@ -430,7 +504,7 @@ def test_status_line_names_the_influx_sink_state() -> None:
 
     stats = fake_stats()
     assert "influx" not in status_line(stats)
-    with_sink = replace(stats, sinks={"influx": {"state": "retrying", "pending": 12}})
+    with_sink = replace(stats, sinks={"influx": SinkFigures(state="retrying", pending=12)})
     assert "| influx retrying pending 12" in status_line(with_sink)
 
 

@@ -282,7 +282,7 @@ async def test_restart_does_not_emit_again_from_partly_rebuilt_quiet_windows(
         await uninterrupted.stop()
         rmq.delete_all(section)
     ref = keyed([orjson.loads(orjson.dumps(asdict(s))) for s in ref_sink.snapshots])
-    assert 0 < second.replayed < 1000 - 600  # about a window of 250 s, not everything
+    assert 0 < second.consumer.replayed < 1000 - 600  # about a window of 250 s, not everything
     before = keyed([orjson.loads(orjson.dumps(asdict(s))) for s in first_sink.snapshots])
     after = keyed([orjson.loads(orjson.dumps(asdict(s))) for s in second_sink.snapshots])
     wrong = {k: (v, ref.get(k)) for k, v in after.items() if not same(v, ref.get(k))}

@@ -32,6 +32,7 @@ from stockup_tui.engine.model import SymbolSnapshot, window_label
 from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.sinks.influx import InfluxSink
 from stockup_tui.engine.sources.recording import FrameRecorder
+from stockup_tui.engine.stats import KafkaFigures, KafkaProducerFigures
 from stockup_tui.engine.wiring import build_pipeline
 from tests import helpers
 from tests.helpers import wait_until
@@ -194,7 +195,7 @@ async def test_replay_is_stored_exactly_and_a_second_replay_overwrites(
     s = replay_settings(path, symbols, {"url": base, "bucket": f"{db}/{db}_rp"})
     pipe, sink = await run_replay(s, host="test-replay")
     figures = influx_sink(pipe).figures()
-    assert figures["api"] == "v1" and figures["dropped"] == 0 and figures["pending"] == 0
+    assert figures.api == "v1" and figures.dropped == 0 and figures.pending == 0
     assert pipe.drops.get("duplicate") > 0
     assert len(sink.snapshots) > 400
 
@@ -223,7 +224,7 @@ async def test_replay_is_stored_exactly_and_a_second_replay_overwrites(
     # The same replay again: every point lands on the same series and time, nothing doubles.
     pipe2, sink2 = await run_replay(s, host="test-replay")
     assert sink2.snapshots == sink.snapshots
-    assert influx_sink(pipe2).figures()["written"] >= len(want)
+    assert (influx_sink(pipe2).figures().written or 0) >= len(want)
     again = rows(influxql(base, 'SELECT * FROM "window_metrics"', db))
     assert len(again) == len(want)
     (counted,) = rows(influxql(base, 'SELECT count("count") FROM "window_metrics"', db))
@@ -298,14 +299,21 @@ async def test_every_grafana_dashboard_query_returns_rows(influx: tuple[str, str
     await pipe.start()
     try:
         # The memory bus has no produce/confirm latency; the Kafka and RabbitMQ buses report
-        # theirs as detail lines like this one, which the ops panel charts as bus_*_ms fields.
-        pipe.bus.stats.details["ack"] = "p50 1.2ms  p99 3.4ms"  # as the Kafka bus puts it
+        # theirs in their own figures, which the ops panel charts as bus_*_ms fields.
+        pipe.bus.stats.detail = KafkaFigures(
+            ("localhost:9092",),
+            "trades",
+            3,
+            0,
+            KafkaProducerFigures(10, 0, 0, 0.0, ack_p50=0.0012, ack_p99=0.0034),
+            None,
+        )
         await wait_until(lambda: sink.written > 40, timeout=30, what="points written")
         await wait_until(lambda: pipe.drops.get("duplicate") > 0, timeout=10, what="a drop")
         await wait_until(lambda: pipe.stats.uptime > 3.5, timeout=10, what="3.5 s of run")
     finally:
         await pipe.stop()
-    assert sink.figures()["pending"] == 0 and sink.dropped == 0
+    assert sink.figures().pending == 0 and sink.dropped == 0
 
     values = {
         "timeFilter": "time > now() - 1h",
@@ -396,8 +404,8 @@ async def test_influxdb_stopped_mid_run_loses_nothing_within_the_bound(
         assert pipe.snapshots.version > before[2]
         await wait_until(lambda: small.dropped > 0, timeout=30, what="small buffer drops")
         pipe.stats = pipe._build_stats()
-        assert pipe.stats.sinks["influx"]["state"] in ("retrying", "down")
-        assert pipe.stats.sinks["influx"]["retries"] > 0
+        assert pipe.stats.sinks["influx"].state in ("retrying", "down")
+        assert (pipe.stats.sinks["influx"].retries or 0) > 0
         outage_pending = big.pending
         influx_ctl("start")
         stopped = False
@@ -454,9 +462,9 @@ async def test_v2_write_path_against_victoria_metrics(tmp_path: Path) -> None:
     try:
         pipe, sink = await run_replay(s, host=f"test-{tag}")
         figures = influx_sink(pipe).figures()
-        assert figures["api"] == "v2"  # no X-Influxdb-Version header: the v2 write
-        assert figures["written"] >= sink.points and figures["dropped"] == 0
-        assert "cannot create bucket" in str(figures.get("error"))
+        assert figures.api == "v2"  # no X-Influxdb-Version header: the v2 write
+        assert (figures.written or 0) >= sink.points and figures.dropped == 0
+        assert "cannot create bucket" in str(figures.error)
         assert "vm-ignores-tokens" not in repr(figures)
         _http(f"{base}/internal/force_flush")
         want = expected_rows(sink.snapshots)

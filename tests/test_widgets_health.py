@@ -10,9 +10,17 @@ from textual.content import Content
 from textual.widgets import Static
 
 from stockup_tui.engine.stats import (
+    AmqpLink,
     AnalyzerFigures,
     BusFigures,
+    KafkaFigures,
+    KafkaGroupFigures,
+    KafkaProducerFigures,
     PipelineStats,
+    RabbitConsumerFigures,
+    RabbitFigures,
+    RabbitPublisherFigures,
+    SinkFigures,
     SourceFigures,
     StageState,
 )
@@ -20,13 +28,17 @@ from stockup_tui.widgets.format import DASH, fmt_duration, fmt_figure, fmt_laten
 from stockup_tui.widgets.health import (
     HealthPane,
     Level,
+    bus_detail_rows,
     drop_level,
     frame_age_level,
     latency_level,
     link_state,
     overall_level,
+    problem,
     queue_level,
+    render_bus,
     render_drops,
+    render_sinks,
     render_source,
     render_stages,
     source_down_for,
@@ -64,7 +76,7 @@ def make_stats(**changes: object) -> PipelineStats:
         analyzer=analyzer,
         drops={},
         stages=(StageState("source", "running"), StageState("analyzer", "running")),
-        sinks={"snapshots": {"symbols": 2, "emitted": 10}},
+        sinks={"snapshots": SinkFigures(symbols=2, emitted=10)},
     )
     return replace(base, **changes)
 
@@ -206,6 +218,102 @@ def test_render_stages_shows_restarts_and_errors() -> None:
     assert "$warning" in style_of(content, "restarts 2")
     assert "$success" in style_of(content, "running")
     assert "$error" in style_of(content, "OSError: boom more")
+
+
+def test_kafka_figures_read_as_text_on_the_screen() -> None:
+    kafka = KafkaFigures(
+        brokers=("127.0.0.1:9092", "kafka:9093"),
+        topic="stockup.trades",
+        topic_partitions=3,
+        dead_lettered=3,
+        producer=KafkaProducerFigures(123_456, 7, 2, 1.25, ack_p50=0.0031, ack_p99=0.012),
+        group=KafkaGroupFigures(
+            "stockup-analyzer", "analyzer-1", (0, 1), ((0, 12), (1, 1192)), 3001, 0.0025, 1
+        ),
+    )
+    bus = replace(make_stats().bus, kind="kafka", detail=kafka)
+    assert bus_detail_rows(bus) == [
+        ("brokers", "127.0.0.1:9092,kafka:9093"),
+        ("topic", "stockup.trades (3 partitions)"),
+        ("produce", "acked 123,456, in flight 7, resent 2, retries 1.2/s"),
+        ("ack", "p50 3.1ms  p99 12.0ms"),
+        ("group", "stockup-analyzer as analyzer-1: partitions [0, 1]"),
+        ("lag", "1,204 (p0 12, p1 1,192)"),
+        ("commits", "3,001 (p50 2.5ms, errors 1)"),
+        ("dlq", "3"),
+    ]
+    assert "p50 2.5ms, errors 1" in render_bus(bus).plain
+    # A consumer that knows no lag nor latency yet, and no producer (the analyzer role).
+    quiet = replace(
+        kafka,
+        dead_lettered=0,
+        producer=None,
+        group=KafkaGroupFigures("stockup-analyzer", None, (), (), 0, None, 0),
+    )
+    assert bus_detail_rows(replace(bus, detail=quiet))[2:] == [
+        ("group", "stockup-analyzer: partitions []"),
+        ("lag", "-"),
+        ("commits", "0 (p50 -, errors 0)"),
+    ]
+    assert bus_detail_rows(make_stats().bus) == []  # the memory bus has none
+
+
+def test_rabbitmq_figures_read_as_text_on_the_screen() -> None:
+    rabbit = RabbitFigures(
+        (AmqpLink("publisher", "down", 12.4, 2), AmqpLink("consumer", "up", None, 0)),
+        "stream",
+        "stockup.trades",
+        RabbitPublisherFigures(1200.4, 1180.0, 0.0012, 0.0034, 1234, 5_432_100, 17, "memory"),
+        RabbitConsumerFigures(900.0, 4321, None, 123_456, True, 5000, 4, 1),
+    )
+    bus = replace(make_stats().bus, kind="rabbitmq", detail=rabbit)
+    assert bus_detail_rows(bus) == [
+        ("amqp", "pub down 12s (2 rec), con up"),
+        ("stream", "stockup.trades"),
+        ("publish", "1,200/s, confirmed 1,180/s"),
+        ("confirm", "p50 1.2 ms  p99 3.4 ms"),
+        ("unconf", "1,234 (5.4 MB)"),
+        ("resent", "17"),
+        ("flow", "memory"),
+        ("consume", "900/s, unacked 4,321"),
+        ("offset", "123,456"),
+        ("replay", "5,000 messages (no emission)"),
+        ("dlq", "4 (1 failed)"),
+    ]
+    # A classic queue's consumer alone, caught up, nothing dead-lettered.
+    classic = replace(
+        rabbit,
+        links=(AmqpLink("consumer", "connecting", None, 0),),
+        queue_type="classic",
+        publisher=None,
+        consumer=RabbitConsumerFigures(0.0, 0, 2, None, False, None, 0, 0),
+    )
+    assert bus_detail_rows(replace(bus, detail=classic)) == [
+        ("amqp", "con connecting"),
+        ("classic", "stockup.trades"),
+        ("consume", "0/s, unacked 0"),
+        ("readers", "2"),
+    ]
+
+
+def test_sink_rows_show_the_figures_each_sink_has() -> None:
+    sinks = {
+        "screen": SinkFigures(symbols=2, emitted=10),
+        "influx": SinkFigures(
+            state="retrying", written=1200, pending=300, retries=4, dropped=0, api="v1"
+        ),
+    }
+    lines = [" ".join(line.split()) for line in render_sinks(sinks).plain.splitlines()]
+    assert lines[1:] == [
+        "screen symbols 2 emitted 10",
+        "influx retrying written 1,200 pending 300 retries 4 dropped 0 api v1",
+    ]
+
+
+def test_a_sink_without_a_server_that_drops_is_named_by_what_it_does() -> None:
+    """The Kafka metrics sink has no state: the status bar said `kafka-metrics None`."""
+    stats = make_stats(sinks={"kafka-metrics": SinkFigures(written=10, dropped=3)})
+    assert problem(stats) == (Level.WARN, "kafka-metrics dropping")
 
 
 # -- the widget ------------------------------------------------------------------------------------

@@ -294,8 +294,8 @@ class Pipeline:
         if phase == "sinks":
             pending = []
             for sink in self.sinks:
-                n = sink.figures().get("pending")
-                if isinstance(n, int) and n:
+                n = sink.figures().pending
+                if n:
                     pending.append(f"{sink.name} {n:,} points")
             return "writing " + ", ".join(pending) if pending else "closing the sinks"
         if phase == "stopped":
@@ -417,7 +417,7 @@ class Pipeline:
                 queue_capacity=b.queue_capacity,
                 publish_errors=b.publish_errors,
                 last_error=b.last_error,
-                details=tuple(b.details.items()),
+                detail=b.detail,
                 backlog=b.backlog,
                 queue_unit=b.queue_unit,
                 partitions=b.partitions,

@@ -18,13 +18,17 @@ from textual.widgets import Static
 from stockup_tui.engine.drops import ROUTINE_REASONS
 from stockup_tui.engine.process import ProcessFigures
 from stockup_tui.engine.stats import (
+    AmqpLink,
     AnalyzerFigures,
     BusFigures,
+    KafkaFigures,
     PipelineStats,
+    RabbitFigures,
+    SinkFigures,
     SourceFigures,
     StageState,
 )
-from stockup_tui.figures import fmt_bytes, fmt_queue
+from stockup_tui.figures import fmt_bytes, fmt_ms, fmt_queue
 from stockup_tui.widgets.cluster import (
     cluster_level,
     cluster_problems,
@@ -197,14 +201,13 @@ _SINK_STATES = {
 }
 
 
-def sink_level(figures: Mapping[str, object]) -> Level:
+def sink_level(figures: SinkFigures) -> Level:
     """A sink whose server is away is red (retrying: amber); one dropping points is amber."""
-    state = _SINK_STATES.get(str(figures.get("state")), Level.IDLE)
-    dropped = figures.get("dropped")
-    return worst((state, count_level(dropped if isinstance(dropped, int) else 0)))
+    state = _SINK_STATES.get(figures.state or "", Level.IDLE)
+    return worst((state, count_level(figures.dropped or 0)))
 
 
-def sinks_level(sinks: Mapping[str, Mapping[str, object]]) -> Level:
+def sinks_level(sinks: Mapping[str, SinkFigures]) -> Level:
     return worst(sink_level(figures) for figures in sinks.values())
 
 
@@ -252,10 +255,9 @@ def problem(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> tuple[Leve
     for name, figures in stats.sinks.items():
         level = sink_level(figures)
         if level >= Level.WARN:
-            error = figures.get("error")
-            found.append(
-                (level, f"{name} {figures.get('state')}" + (f": {error}" if error else ""))
-            )
+            error = figures.error
+            state = figures.state or "dropping"  # a sink without a server: only drops warn
+            found.append((level, f"{name} {state}" + (f": {error}" if error else "")))
     for stage in stats.stages:
         level = stage_level(stage)
         if level >= Level.WARN:
@@ -308,6 +310,79 @@ def render_source(stats: PipelineStats, watchdog: float = FRAME_AGE_BAD) -> Cont
     return section(header("Source", source_level(stats, watchdog), src.kind), rows)
 
 
+def kafka_rows(k: KafkaFigures) -> list[tuple[str, str]]:
+    rows = [
+        ("brokers", ",".join(k.brokers)),
+        ("topic", f"{k.topic} ({k.topic_partitions} partitions)"),
+    ]
+    if (p := k.producer) is not None:
+        rows.append(
+            (
+                "produce",
+                f"acked {p.acked:,}, in flight {p.in_flight:,}, resent {p.resent:,}, "
+                f"retries {p.retries_per_s:.1f}/s",
+            )
+        )
+        rows.append(("ack", f"p50 {fmt_ms(p.ack_p50)}  p99 {fmt_ms(p.ack_p99)}"))
+    if (g := k.group) is not None:
+        member = f" as {g.member}" if g.member else ""
+        rows.append(("group", f"{g.group_id}{member}: partitions {list(g.assignment)}"))
+        per = ", ".join(f"p{part} {n:,}" for part, n in g.lag)
+        rows.append(("lag", f"{g.lag_total:,} ({per})" if g.lag else "-"))
+        rows.append(
+            ("commits", f"{g.commits:,} (p50 {fmt_ms(g.commit_p50)}, errors {g.commit_errors})")
+        )
+    if k.dead_lettered:
+        rows.append(("dlq", f"{k.dead_lettered:,}"))
+    return rows
+
+
+def _link_text(link: AmqpLink) -> str:
+    """`pub up`, `con down 12s (2 rec)`."""
+    state = link.state
+    if link.down_for is not None:
+        state += f" {link.down_for:.0f}s"
+    return f"{link.name[:3]} {state}" + (f" ({link.reconnects} rec)" if link.reconnects else "")
+
+
+def rabbit_rows(r: RabbitFigures) -> list[tuple[str, str]]:
+    rows = [("amqp", ", ".join(_link_text(link) for link in r.links)), (r.queue_type, r.queue)]
+    if (p := r.publisher) is not None:
+        rows.append(("publish", f"{p.publish_per_s:,.0f}/s, confirmed {p.confirm_per_s:,.0f}/s"))
+        if p.confirm_p50 is not None and p.confirm_p99 is not None:
+            rows.append(
+                ("confirm", f"p50 {fmt_ms(p.confirm_p50, ' ')}  p99 {fmt_ms(p.confirm_p99, ' ')}")
+            )
+        rows.append(("unconf", f"{p.unconfirmed:,} ({p.buffered_bytes / 1e6:,.1f} MB)"))
+        if p.republished:
+            rows.append(("resent", f"{p.republished:,}"))
+        if p.blocked_reason:
+            rows.append(("flow", p.blocked_reason))
+    if (c := r.consumer) is not None:
+        rows.append(("consume", f"{c.consume_per_s:,.0f}/s, unacked {c.unacked:,}"))
+        if c.queue_consumers is not None:
+            rows.append(("readers", str(c.queue_consumers)))
+        if c.acked_offset is not None:
+            rows.append(("offset", f"{c.acked_offset:,}"))
+        if c.replaying:
+            rows.append(("replay", f"{c.replayed or 0:,} messages (no emission)"))
+        if c.dead_lettered or c.dead_letter_errors:
+            failed = f" ({c.dead_letter_errors} failed)" if c.dead_letter_errors else ""
+            rows.append(("dlq", f"{c.dead_lettered:,}{failed}"))
+    return rows
+
+
+def bus_detail_rows(bus: BusFigures) -> list[tuple[str, str]]:
+    """The (label, text) rows of what only this kind of bus reports, below the common ones."""
+    match bus.detail:
+        case KafkaFigures() as k:
+            return kafka_rows(k)
+        case RabbitFigures() as r:
+            return rabbit_rows(r)
+        case _:
+            return []
+
+
 def render_bus(bus: BusFigures) -> Content:
     queue = fmt_queue(bus.queue_depth, bus.queue_capacity, bus.queue_unit)
     rows = [
@@ -326,7 +401,7 @@ def render_bus(bus: BusFigures) -> Content:
         row(("backlog", DASH if bus.backlog is None else fmt_figure(bus.backlog), Level.IDLE)),
         row(("errors", fmt_figure(bus.publish_errors), count_level(bus.publish_errors))),
     ]
-    rows.extend(row((label, value, Level.IDLE)) for label, value in bus.details)
+    rows.extend(row((label, value, Level.IDLE)) for label, value in bus_detail_rows(bus))
     if bus.last_error:
         rows.append(row(("error", one_line(bus.last_error), Level.BAD)))
     return section(header("Bus", bus_level(bus), bus.kind), rows)
@@ -372,22 +447,37 @@ def render_analyzer(an: AnalyzerFigures, process: ProcessFigures | None = None) 
     return section(header("Analyzer", analyzer_level(an)), rows)
 
 
-def render_sinks(sinks: Mapping[str, Mapping[str, object]]) -> Content:
+def sink_pairs(f: SinkFigures) -> str:
+    """A sink's figures on its row, those it has, in their declared order."""
+    shown = (
+        ("symbols", f.symbols),
+        ("emitted", f.emitted),
+        ("path", f.path),
+        ("written", f.written),
+        ("pending", f.pending),
+        ("retries", f.retries),
+        ("dropped", f.dropped),
+        ("api", f.api),
+    )
+    return "  ".join(f"{label} {fmt_value(v)}" for label, v in shown if v is not None)
+
+
+def render_sinks(sinks: Mapping[str, SinkFigures]) -> Content:
     rows: list[Content] = []
     for name, figures in sinks.items():
         level = sink_level(figures)
-        error = figures.get("error")
-        pairs = "  ".join(
-            f"{k} {fmt_value(v)}" for k, v in figures.items() if k not in ("state", "error")
-        )
-        state = str(figures.get("state", ""))
+        state = figures.state or ""
         rows.append(
             Content.assemble(
-                (name.ljust(LABEL_W - 1), "bold"), " ", styled(state, level), "  ", pairs or DASH
+                (name.ljust(LABEL_W - 1), "bold"),
+                " ",
+                styled(state, level),
+                "  ",
+                sink_pairs(figures) or DASH,
             )
         )
-        if error and level >= Level.WARN:
-            rows.append(styled(one_line(str(error)), level))
+        if figures.error and level >= Level.WARN:
+            rows.append(styled(one_line(figures.error), level))
     if not rows:
         rows.append(Content.styled("none", "dim"))
     return section(header("Sinks", sinks_level(sinks)), rows)

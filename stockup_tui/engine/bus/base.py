@@ -27,7 +27,7 @@ from typing import Protocol, runtime_checkable
 from stockup_tui.engine.analyzer.partition import Checkpoint
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.sinks.base import Sink
-from stockup_tui.engine.stats import PartitionLag
+from stockup_tui.engine.stats import BusDetail, PartitionLag
 
 #: `Message.partition` of a published watermark: the bus writes it into every partition.
 ALL_PARTITIONS = -1
@@ -73,8 +73,7 @@ class BusStats:
     queue_unit: str = "messages"  # what queue_depth and queue_capacity count
     closing: str | None = None  # the step `close()` is at, for a person watching it quit
     partitions: tuple[PartitionLag, ...] = ()  # the partitions this consumer reads (Kafka)
-    # Bus-specific health lines for the screen, e.g. {"lag": "p0 12, p1 0", "confirm p99": "4 ms"}
-    details: dict[str, str] = field(default_factory=dict)
+    detail: BusDetail | None = None  # what only this kind of bus reports (engine/stats.py)
 
 
 class Bus(Protocol):

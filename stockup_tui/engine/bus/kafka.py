@@ -28,7 +28,12 @@ from stockup_tui.engine.bus.kafka_watch import TopicWatcher
 from stockup_tui.engine.codec import GROUP_KEY, CodecError, decode_snapshot
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot
-from stockup_tui.engine.stats import PartitionLag
+from stockup_tui.engine.stats import (
+    KafkaFigures,
+    KafkaGroupFigures,
+    KafkaProducerFigures,
+    PartitionLag,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +53,6 @@ def parse_control(value: bytes) -> list[str]:
     if len(symbols) > MAX_CONTROL_SYMBOLS or not all(type(s) is str for s in symbols):
         raise ValueError("control symbols must be at most 1000 strings")
     return list(dict.fromkeys(normalize_symbol(s) for s in symbols))
-
-
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.1f}ms"
 
 
 def _behind(lag: int, last_ts: int | None, now_ms: float) -> float | None:
@@ -308,33 +309,39 @@ class KafkaBus:
         st.queue_depth = pub.pending_bytes
         st.consumed_messages = rd.consumed if rd else 0
         st.last_error = pub.last_error or (rd.last_error if rd else None)
-        details: dict[str, str] = {
-            "brokers": ",".join(self.cfg.bootstrap_servers),
-            "topic": f"{self.cfg.topic} ({self.cfg.partitions} partitions)",
-        }
+        producer = group = None
         if self._publishes:
             lat = pub.take_latency()
-            p50, p99 = lat.percentile(0.5), lat.percentile(0.99)
-            details["produce"] = (
-                f"acked {pub.acked:,}, in flight {pub.in_flight:,}, resent {pub.resent:,}, "
-                f"retries {pub.retry_rate():.1f}/s"
+            producer = KafkaProducerFigures(
+                acked=pub.acked,
+                in_flight=pub.in_flight,
+                resent=pub.resent,
+                retries_per_s=pub.retry_rate(),
+                ack_p50=lat.percentile(0.5),
+                ack_p99=lat.percentile(0.99),
             )
-            details["ack"] = f"p50 {_ms(p50)}  p99 {_ms(p99)}"
         if rd is not None:
-            member = f" as {rd.instance_id}" if rd.instance_id else ""
-            details["group"] = f"{self.cfg.group_id}{member}: partitions {list(rd.assignment)}"
-            total = sum(rd.lag.values())
-            per = ", ".join(f"p{p} {n:,}" for p, n in sorted(rd.lag.items()))
-            details["lag"] = f"{total:,} ({per})" if per else "-"
-            st.backlog = total if rd.lag else None
+            lag = tuple(sorted(rd.lag.items()))
+            group = KafkaGroupFigures(
+                group_id=self.cfg.group_id,
+                member=rd.instance_id,
+                assignment=tuple(rd.assignment),
+                lag=lag,
+                commits=rd.commits,
+                commit_p50=rd.commit_latency.percentile(0.5),
+                commit_errors=rd.commit_errors,
+            )
+            st.backlog = group.lag_total
             now_ms = time.time() * 1000
             st.partitions = tuple(
-                PartitionLag(p, n, _behind(n, rd.last_ts.get(p), now_ms))
-                for p, n in sorted(rd.lag.items())
+                PartitionLag(p, n, _behind(n, rd.last_ts.get(p), now_ms)) for p, n in lag
             )
-            c50 = rd.commit_latency.percentile(0.5)
-            details["commits"] = f"{rd.commits:,} (p50 {_ms(c50)}, errors {rd.commit_errors})"
-        if self.dead_lettered:
-            details["dlq"] = f"{self.dead_lettered:,}"
-        st.details = details
+        st.detail = KafkaFigures(
+            brokers=tuple(self.cfg.bootstrap_servers),
+            topic=self.cfg.topic,
+            topic_partitions=self.cfg.partitions,
+            dead_lettered=self.dead_lettered,
+            producer=producer,
+            group=group,
+        )
         return st

@@ -17,6 +17,7 @@ from stockup_tui.engine.bus.kafka_producer import KafkaPublisher, Outgoing
 from stockup_tui.engine.codec import encode_snapshot
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.stats import SinkFigures
 
 
 class KafkaMetricsSink:
@@ -42,8 +43,8 @@ class KafkaMetricsSink:
             )
         self.written += len(items) - len(rest)
 
-    def figures(self) -> dict[str, object]:
-        return {"written": self.written, "dropped": self.dropped}
+    def figures(self) -> SinkFigures:
+        return SinkFigures(written=self.written, dropped=self.dropped)
 
     async def close(self) -> None:
         return None  # the bus's producer sends what is queued when the bus closes

@@ -34,6 +34,12 @@ from stockup_tui.engine.bus.rabbitmq_consumer import Consumer
 from stockup_tui.engine.bus.rabbitmq_publisher import Publisher
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.latency import LatencyHistogram
+from stockup_tui.engine.stats import (
+    AmqpLink,
+    RabbitConsumerFigures,
+    RabbitFigures,
+    RabbitPublisherFigures,
+)
 
 log = logging.getLogger(__name__)
 
@@ -229,54 +235,56 @@ class RabbitMQBus:
         s = self.stats
         pub, con = self.publisher, self.consumer
         now = time.monotonic()
-        details: dict[str, str] = {}
         links = []
         errors = []
         for link in self._links:
+            down_for = None
             if link.connected:
                 state = "up"
             elif link.stopped:
                 state = "closed"
             elif link.down_since is not None:
-                state = f"down {now - link.down_since:.0f}s"
+                state, down_for = "down", now - link.down_since
             else:
                 state = "connecting"
-            reconnects = max(0, link.connections - 1)
-            links.append(
-                f"{link.name[:3]} {state}" + (f" ({reconnects} rec)" if reconnects else "")
-            )
+            links.append(AmqpLink(link.name, state, down_for, max(0, link.connections - 1)))
             if link.last_error:
                 errors.append(link.last_error)
         s.connected = all(link.connected for link in self._links)
-        details["amqp"] = ", ".join(links)
-        details[self.cfg.queue_type] = self.cfg.queue  # "stream": stockup.trades
+        publisher = consumer = None
         if pub is not None:
             s.published_messages = pub.confirmed
             s.published_bytes = pub.confirmed_bytes
             s.publish_errors = pub.nacked + pub.returned + pub.dropped
-            sent = self._rate("accepted", pub.accepted, now)
-            conf = self._rate("confirmed", pub.confirmed, now)
-            details["publish"] = f"{sent:,.0f}/s, confirmed {conf:,.0f}/s"
             h = LatencyHistogram()
             h.merge(self._confirm_prev)
             h.merge(pub.latency)
-            p50, p99 = h.percentile(0.5), h.percentile(0.99)
-            if p50 is not None and p99 is not None:
-                details["confirm"] = f"p50 {p50 * 1000:.1f} ms  p99 {p99 * 1000:.1f} ms"
-            details["unconf"] = f"{pub.unconfirmed:,} ({pub.buffered_bytes / 1e6:,.1f} MB)"
-            if pub.republished:
-                details["resent"] = f"{pub.republished:,}"
-            if pub.blocked_reason:
-                details["flow"] = pub.blocked_reason
+            publisher = RabbitPublisherFigures(
+                publish_per_s=self._rate("accepted", pub.accepted, now),
+                confirm_per_s=self._rate("confirmed", pub.confirmed, now),
+                confirm_p50=h.percentile(0.5),
+                confirm_p99=h.percentile(0.99),
+                unconfirmed=pub.unconfirmed,
+                buffered_bytes=pub.buffered_bytes,
+                republished=pub.republished,
+                blocked_reason=pub.blocked_reason,
+            )
             if pub.full_error:
                 errors.append(pub.full_error)
         if con is not None:
             s.consumed_messages = con.delivered
             s.acked_messages = con.acked
-            consumed = self._rate("consumed", con.delivered, now)
-            details["consume"] = f"{consumed:,.0f}/s, unacked {con.backlog:,}"
-            if con.queue_consumers is not None and not con.stream:  # streams report 0
-                details["readers"] = str(con.queue_consumers)
+            consumer = RabbitConsumerFigures(
+                consume_per_s=self._rate("consumed", con.delivered, now),
+                unacked=con.backlog,
+                # Streams answer a passive declare with 0 consumers: not a figure.
+                queue_consumers=None if con.stream else con.queue_consumers,
+                acked_offset=con.acked_offset if con.stream else None,
+                replaying=con.stream and con.replaying,
+                replayed=con.replayed if con.stream else None,
+                dead_lettered=con.dead_lettered,
+                dead_letter_errors=con.dead_letter_errors,
+            )
             if pub is not None:  # role all: between our source and our analyzer
                 s.queue_depth = max(0, pub.accepted - con.delivered)
                 s.queue_capacity = self.max_ahead
@@ -286,19 +294,12 @@ class RabbitMQBus:
             else:
                 s.queue_depth = (con.queue_messages or 0) + con.backlog
                 s.backlog = s.queue_depth
-            if con.stream:
-                if con.acked_offset is not None:
-                    details["offset"] = f"{con.acked_offset:,}"
-                if con.replaying:
-                    details["replay"] = f"{con.replayed:,} messages (no emission)"
-            if con.dead_lettered or con.dead_letter_errors:
-                details["dlq"] = f"{con.dead_lettered:,}" + (
-                    f" ({con.dead_letter_errors} failed)" if con.dead_letter_errors else ""
-                )
-                s.publish_errors += con.dead_letter_errors
+            s.publish_errors += con.dead_letter_errors
             if con.dead_letter_error and con.dead_letter_errors:
                 errors.append(con.dead_letter_error)
         elif pub is not None:
             s.queue_depth = pub.unconfirmed
         s.last_error = " | ".join(list(dict.fromkeys(errors))[:2]) if errors else None
-        s.details = details
+        s.detail = RabbitFigures(
+            tuple(links), self.cfg.queue_type, self.cfg.queue, publisher, consumer
+        )

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.stats import SinkFigures
 
 
 class Sink(Protocol):
@@ -15,7 +16,7 @@ class Sink(Protocol):
         """Takes emitted (interval-aligned) snapshots; must not block the event loop."""
         ...
 
-    def figures(self) -> dict[str, object]:
+    def figures(self) -> SinkFigures:
         """Health figures for the stats snapshot."""
         ...
 

@@ -47,7 +47,7 @@ from stockup_tui.engine.sinks.influx_http import (
     split_bucket,
 )
 from stockup_tui.engine.sinks.influx_lines import WindowLines, ops_points, point_lines
-from stockup_tui.engine.stats import PipelineStats
+from stockup_tui.engine.stats import PipelineStats, SinkFigures
 
 log = logging.getLogger(__name__)
 
@@ -269,19 +269,16 @@ class InfluxSink:
     def pending(self) -> int:
         return self._queued + self._inflight
 
-    def figures(self) -> dict[str, object]:
-        figs: dict[str, object] = {
-            "state": self.state,
-            "written": self.written,
-            "pending": self.pending,
-            "retries": self.retries,
-            "dropped": self.dropped,
-        }
-        if self.api:
-            figs["api"] = self.api
-        if self.last_error:
-            figs["error"] = self.last_error
-        return figs
+    def figures(self) -> SinkFigures:
+        return SinkFigures(
+            state=self.state,
+            written=self.written,
+            pending=self.pending,
+            retries=self.retries,
+            dropped=self.dropped,
+            api=self.api or None,
+            error=self.last_error or None,
+        )
 
     async def close(self) -> None:
         with self._cond:
@@ -497,12 +494,7 @@ class InfluxSink:
                     host=self.host,
                     role=self.role,
                     at_ms=int(time.time() * 1000),
-                    sink_figures={
-                        "written": self.written,
-                        "pending": self.pending,
-                        "dropped": self.dropped,
-                        "retries": self.retries,
-                    },
+                    sink=self.figures(),
                 )
             )
         except Exception as exc:  # a figure of an unexpected type must not stop the sink

@@ -20,13 +20,22 @@ low-rate ops points are built with `Point` itself.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from influxdb_client import Point, WritePrecision
 
 from stockup_tui.engine.model import SymbolSnapshot, window_label
-from stockup_tui.engine.stats import PipelineStats
+from stockup_tui.engine.stats import (
+    BusDetail,
+    KafkaFigures,
+    KafkaGroupFigures,
+    KafkaProducerFigures,
+    PipelineStats,
+    RabbitConsumerFigures,
+    RabbitFigures,
+    RabbitPublisherFigures,
+    SinkFigures,
+)
 
 WINDOW_MEASUREMENT = "window_metrics"
 OPS_MEASUREMENT = "pipeline_ops"
@@ -112,69 +121,72 @@ def window_point(snap: SymbolSnapshot, index: int) -> Point:
 
 # -- operational figures --------------------------------------------------------------------------
 
-_NUM = r"[-+]?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?"
-_UNIT = r"(µs|us|ms|s)?"
-_SINGLE = re.compile(rf"^\s*({_NUM})\s*(µs|us|ms|s|%|/s)?\s*(?:\(.*\))?\s*$")
-_PERCENTILES = re.compile(rf"\b(p\d+(?:\.\d+)?)\s+({_NUM})\s*{_UNIT}(?![\w/])")
-_PAIR_LABEL = re.compile(r"\b(p\d+)/(p\d+)\b")
-_PAIR_VALUE = re.compile(rf"^\s*({_NUM})/({_NUM})\s*{_UNIT}\s*$")
-_SLUG = re.compile(r"[^a-z0-9]+")
-_TO_MS = {"µs": 0.001, "us": 0.001, "ms": 1.0, "s": 1000.0}
+# The bus's own figures (engine/stats.py) and their `pipeline_ops` fields. The names are the
+# ones the dashboards chart (`bus_*_ms` are durations, written in milliseconds): renaming a
+# dataclass field must not rename its InfluxDB field. All are floats, as they were when they
+# were parsed out of the screen's text: a field keeps its type within an InfluxDB shard.
+_DETAIL_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {
+    KafkaFigures: (
+        ("topic_partitions", "bus_topic_partitions"),
+        ("dead_lettered", "bus_dlq"),
+    ),
+    KafkaProducerFigures: (
+        ("acked", "bus_produce_acked"),
+        ("in_flight", "bus_produce_in_flight"),
+        ("resent", "bus_produce_resent"),
+        ("retries_per_s", "bus_produce_retries_per_s"),
+        ("ack_p50", "bus_ack_p50_ms"),
+        ("ack_p99", "bus_ack_p99_ms"),
+    ),
+    KafkaGroupFigures: (
+        ("lag_total", "bus_lag"),
+        ("commits", "bus_commits"),
+        ("commit_p50", "bus_commits_p50_ms"),
+        ("commit_errors", "bus_commits_errors"),
+    ),
+    RabbitPublisherFigures: (
+        ("publish_per_s", "bus_publish_per_s"),
+        ("confirm_per_s", "bus_confirmed_per_s"),
+        ("confirm_p50", "bus_confirm_p50_ms"),
+        ("confirm_p99", "bus_confirm_p99_ms"),
+        ("unconfirmed", "bus_unconf"),
+        ("buffered_bytes", "bus_unconf_bytes"),
+        ("republished", "bus_resent"),
+    ),
+    RabbitConsumerFigures: (
+        ("consume_per_s", "bus_consume_per_s"),
+        ("unacked", "bus_unacked"),
+        ("queue_consumers", "bus_readers"),
+        ("acked_offset", "bus_offset"),
+        ("replayed", "bus_replayed"),
+        ("dead_lettered", "bus_dlq"),
+        ("dead_letter_errors", "bus_dlq_errors"),
+    ),
+    RabbitFigures: (),
+}
 
 
-def _slug(text: str) -> str:
-    return _SLUG.sub("_", text.lower()).strip("_")
+def bus_fields(detail: BusDetail | None) -> dict[str, float]:
+    """The known figures of a bus's own report (and its producer/consumer parts), as fields."""
+    match detail:
+        case KafkaFigures():
+            parts: tuple[object, ...] = (detail, detail.producer, detail.group)
+        case RabbitFigures():
+            parts = (detail, detail.publisher, detail.consumer)
+        case _:
+            return {}
+    fields: dict[str, float] = {}
+    for part in parts:
+        if part is None:
+            continue
+        for attr, name in _DETAIL_FIELDS[type(part)]:
+            value = getattr(part, attr)
+            if value is not None:
+                fields[name] = float(value) * (1000.0 if name.endswith("_ms") else 1.0)
+    return fields
 
 
-def _number(text: str) -> float:
-    return float(text.replace(",", ""))
-
-
-def detail_fields(label: str, value: str) -> list[tuple[str, float]]:
-    """Numbers in a bus detail line, as float fields named after the label.
-
-    The buses describe themselves in short text for the screen; the numbers a chart can use
-    are taken out of the shapes they use: a leading figure (`"lag": "1,204 (p0 12, p1 0)"` ->
-    `bus_lag`; `"4.2 ms"` -> `bus_<label>_ms`), percentiles with a unit (`"ack": "p50 3.1ms
-    p99 8.2ms"` -> `bus_ack_p50_ms`, `bus_ack_p99_ms`) and a pair (`"confirm p50/p99":
-    "1.2/4.5 ms"` -> `bus_confirm_p50_ms`, `bus_confirm_p99_ms`). Durations are in
-    milliseconds. Anything else (names, lists) is left out.
-    """
-    slug = _slug(label)
-    if not slug:
-        return []
-    pair = _PAIR_LABEL.search(label)
-    if pair:
-        m = _PAIR_VALUE.match(value)
-        if not m or m.group(3) is None:
-            return []
-        base = _slug(_PAIR_LABEL.sub(" ", label))
-        scale = _TO_MS[m.group(3)]
-        return [
-            (f"bus_{base}_{pair.group(1)}_ms", _number(m.group(1)) * scale),
-            (f"bus_{base}_{pair.group(2)}_ms", _number(m.group(2)) * scale),
-        ]
-    found: list[tuple[str, float]] = []
-    m = _SINGLE.match(value)
-    if m is not None:
-        number, unit = _number(m.group(1)), m.group(2)
-        if unit in _TO_MS:
-            found.append((f"bus_{slug}_ms", number * _TO_MS[unit]))
-        elif unit == "%":
-            found.append((f"bus_{slug}_pct", number))
-        elif unit == "/s":
-            found.append((f"bus_{slug}_per_s", number))
-        else:
-            found.append((f"bus_{slug}", number))
-    found += [
-        (f"bus_{slug}_{p.replace('.', '_')}_ms", _number(n) * _TO_MS[unit])
-        for p, n, unit in _PERCENTILES.findall(value)
-        if unit
-    ]
-    return found
-
-
-def _ms(seconds: float | None) -> float | None:
+def _seconds_to_ms(seconds: float | None) -> float | None:
     return None if seconds is None else float(seconds) * 1000.0
 
 
@@ -184,7 +196,7 @@ def ops_points(
     host: str,
     role: str,
     at_ms: int,
-    sink_figures: Mapping[str, int] | None = None,
+    sink: SinkFigures | None = None,
 ) -> list[Point]:
     """One `pipeline_ops` point plus one `pipeline_drops` point per drop reason.
 
@@ -224,10 +236,10 @@ def ops_points(
         "bus_consumed_per_s": bus.consumed_per_s,
         "analyzer_trades_per_s": an.trades_per_s,
         "analyzer_behind_s": an.behind,
-        "latency_p50_ms": _ms(an.latency_p50),
-        "latency_p99_ms": _ms(an.latency_p99),
-        "latency_p50_all_ms": _ms(an.latency_p50_all),
-        "latency_p99_all_ms": _ms(an.latency_p99_all),
+        "latency_p50_ms": _seconds_to_ms(an.latency_p50),
+        "latency_p99_ms": _seconds_to_ms(an.latency_p99),
+        "latency_p50_all_ms": _seconds_to_ms(an.latency_p50_all),
+        "latency_p99_all_ms": _seconds_to_ms(an.latency_p99_all),
     }
     proc = getattr(stats, "process", None)
     if proc is not None:
@@ -245,12 +257,16 @@ def ops_points(
         behind = [p.seconds for p in bus.partitions if p.seconds is not None]
         if behind:
             floats["lag_max_s"] = max(behind)
-    for label, value in bus.details:
-        for name, number in detail_fields(label, value):
-            if name not in floats and name not in ints:
-                floats[name] = number
-    for name, value in (sink_figures or {}).items():
-        ints[f"influx_{name}"] = int(value)
+    floats.update(bus_fields(bus.detail))
+    if sink is not None:  # the InfluxDB sink's own figures
+        for name, value in (
+            ("written", sink.written),
+            ("pending", sink.pending),
+            ("dropped", sink.dropped),
+            ("retries", sink.retries),
+        ):
+            if value is not None:
+                ints[f"influx_{name}"] = value
     for name, n in ints.items():
         p.field(name, int(n))
     for name, x in floats.items():

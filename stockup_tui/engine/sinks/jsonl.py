@@ -15,6 +15,7 @@ import orjson
 
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.stats import SinkFigures
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,8 @@ class JsonlSink:
         self._fh.flush()  # one write per emission batch: readers (and a crash) see whole lines
         self.written += len(snapshots)
 
-    def figures(self) -> dict[str, object]:
-        return {"path": str(self.path), "written": self.written}
+    def figures(self) -> SinkFigures:
+        return SinkFigures(path=str(self.path), written=self.written)
 
     async def close(self) -> None:
         self._fh.close()

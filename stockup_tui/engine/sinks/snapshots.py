@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.stats import SinkFigures
 
 
 class SnapshotStore:
@@ -32,8 +33,8 @@ class SnapshotStore:
         self._latest = MappingProxyType({s.symbol: s for s in snapshots})
         self.version += 1
 
-    def figures(self) -> dict[str, object]:
-        return {"symbols": len(self._latest), "emitted": self.emitted}
+    def figures(self) -> SinkFigures:
+        return SinkFigures(symbols=len(self._latest), emitted=self.emitted)
 
     async def close(self) -> None:
         return None
