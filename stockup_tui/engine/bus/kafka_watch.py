@@ -15,11 +15,13 @@ from typing import Any
 
 from stockup_tui.config import KafkaConfig
 from stockup_tui.engine.bus.kafka_common import (
+    backoff,
     client_config,
     describe_error,
     ensure_topics,
     hand_to_loop,
 )
+from stockup_tui.engine.resilience import ErrorLatch
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ class TopicWatcher:
         self._thread: threading.Thread | None = None
         self.received = 0
         self.connected = False
-        self.last_error: str | None = None
+        self._errors = ErrorLatch(log, "Kafka %(topic)s reader: %(error)s", topic=topic)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"kafka-watch-{self.topic}")
@@ -82,17 +84,16 @@ class TopicWatcher:
 
     def _run(self) -> None:
         consumer = None
-        backoff = 0.2
+        retry = backoff()
         while not self._stop.is_set():
             if consumer is None:
                 try:
                     consumer = self._open()
                 except Exception as exc:
                     self._error(exc)
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    self._stop.wait(retry.next())
                     continue
-                backoff = 0.2
+                retry.reset()
                 self.connected = True
             try:
                 records = consumer.poll(timeout_ms=200)
@@ -116,7 +117,4 @@ class TopicWatcher:
         )
 
     def _error(self, exc: BaseException) -> None:
-        msg = describe_error(exc)
-        if msg != self.last_error:
-            log.warning("Kafka %s reader: %s", self.topic, msg)
-        self.last_error = msg
+        self._errors.set(describe_error(exc))
