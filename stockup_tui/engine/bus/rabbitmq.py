@@ -34,6 +34,7 @@ from stockup_tui.engine.bus.rabbitmq_consumer import Consumer
 from stockup_tui.engine.bus.rabbitmq_publisher import Publisher
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.latency import LatencyHistogram
+from stockup_tui.engine.stats import RateMeter
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class RabbitMQBus:
         # benchmarks/bench_rabbitmq.py, larger bounds only add latency under overload).
         self.max_ahead = max(100, cfg.prefetch // 2)
         self._ticker: asyncio.Task[None] | None = None
-        self._rates: dict[str, tuple[float, int]] = {}
+        self._rates = RateMeter()
         self._confirm_prev = LatencyHistogram()  # confirm latency of the previous tick
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -217,13 +218,6 @@ class RabbitMQBus:
                 self._confirm_prev = self.publisher.latency
                 self.publisher.latency = LatencyHistogram()
 
-    def _rate(self, name: str, value: int, now: float) -> float:
-        prev = self._rates.get(name)
-        self._rates[name] = (now, value)
-        if prev is None or now <= prev[0]:
-            return 0.0
-        return (value - prev[1]) / (now - prev[0])
-
     def _refresh(self) -> None:
         """Turns the links' counters into `stats` (once a second, and on start/close)."""
         s = self.stats
@@ -254,8 +248,8 @@ class RabbitMQBus:
             s.published_messages = pub.confirmed
             s.published_bytes = pub.confirmed_bytes
             s.publish_errors = pub.nacked + pub.returned + pub.dropped
-            sent = self._rate("accepted", pub.accepted, now)
-            conf = self._rate("confirmed", pub.confirmed, now)
+            sent = self._rates.rate("accepted", pub.accepted, now)
+            conf = self._rates.rate("confirmed", pub.confirmed, now)
             details["publish"] = f"{sent:,.0f}/s, confirmed {conf:,.0f}/s"
             h = LatencyHistogram()
             h.merge(self._confirm_prev)
@@ -273,7 +267,7 @@ class RabbitMQBus:
         if con is not None:
             s.consumed_messages = con.delivered
             s.acked_messages = con.acked
-            consumed = self._rate("consumed", con.delivered, now)
+            consumed = self._rates.rate("consumed", con.delivered, now)
             details["consume"] = f"{consumed:,.0f}/s, unacked {con.backlog:,}"
             if con.queue_consumers is not None and not con.stream:  # streams report 0
                 details["readers"] = str(con.queue_consumers)
