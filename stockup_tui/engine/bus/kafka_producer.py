@@ -68,10 +68,8 @@ class KafkaPublisher:
         self._ready = False  # a producer exists
         self.producer: Any = None  # kafka-python's, once connected (for its metrics)
         self._last_ack = time.monotonic()
-        self.sent = 0
         self.acked = 0
         self.acked_main = 0  # records of the trades topic (batches and watermark copies)
-        self.acked_bytes = 0
         self.acked_trades = 0
         self.errors = 0
         self.resent = 0
@@ -239,7 +237,6 @@ class KafkaPublisher:
                 if not self._in_flight:
                     self._last_ack = time.monotonic()  # the stall clock starts now
                 self._in_flight += 1
-                self.sent += 1
                 future.add_callback(self._on_ack, item)
                 future.add_errback(self._on_error, item)
             else:
@@ -291,7 +288,6 @@ class KafkaPublisher:
             self.acked += 1
             if item.topic == self.cfg.topic:
                 self.acked_main += 1
-            self.acked_bytes += len(item.value)
             self.acked_trades += item.trades
             self._last_ack = time.monotonic()
             self._cond.notify_all()

@@ -43,8 +43,6 @@ class TopicWatcher:
         self.queue: asyncio.Queue[list[tuple[bytes, int]] | None] = asyncio.Queue(16)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.received = 0
-        self.connected = False
         self._errors = ErrorLatch(log, "Kafka %(topic)s reader: %(error)s", topic=topic)
 
     def start(self) -> None:
@@ -94,18 +92,14 @@ class TopicWatcher:
                     self._stop.wait(retry.next())
                     continue
                 retry.reset()
-                self.connected = True
             try:
                 records = consumer.poll(timeout_ms=200)
             except Exception as exc:
                 self._error(exc)
-                self.connected = False
                 self._stop.wait(0.5)
                 continue
-            self.connected = True
             batch = [(r.value or b"", r.timestamp) for recs in records.values() for r in recs]
             if batch:
-                self.received += len(batch)
                 self._put(batch)
         if consumer is not None:
             consumer.close()

@@ -68,8 +68,6 @@ class CheckpointFile:
         self.path = path
         self.vhost = vhost
         self.queue = queue
-        self.saves = 0
-        self.errors = 0
         # Said once until a save works again: a full disk fails every save the same way.
         self._errors = ErrorLatch(
             log,
@@ -164,10 +162,8 @@ class CheckpointFile:
                 self._tmp.write_bytes(orjson.dumps(asdict(cp)))
             os.replace(self._tmp, self.path)
         except OSError as exc:
-            self.errors += 1
             self._errors.set(str(exc))
             with contextlib.suppress(OSError):
                 self._tmp.unlink()
             return
-        self.saves += 1
         self._errors.clear()
