@@ -9,13 +9,12 @@ there, and offers thread-safe calls into it. Readers take the pipeline's immutab
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.resilience import LoopThread
 from stockup_tui.engine.sinks.base import Sink
 from stockup_tui.engine.sources.previous_close import PreviousCloses
 from stockup_tui.engine.stats import PipelineStats
@@ -37,11 +36,8 @@ class EngineHost:
         self.pipeline = build_pipeline(
             settings, sinks=list(sinks), live_interval=live_interval, live_points=live_points
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
+        self._thread = LoopThread("stockup-engine", "engine")
+        self._closes_task: asyncio.Task[None] | None = None
         # Previous closes for the screen's day change (None: no REST API for this feed).
         self.closes: PreviousCloses | None = None
         self._wanted: list[str] = list(settings.symbols)
@@ -56,38 +52,16 @@ class EngineHost:
 
     def start(self, timeout: float = 15.0) -> None:
         """Starts the engine thread and waits until the pipeline runs (or raises its error)."""
-        self._thread = threading.Thread(target=self._main, name="stockup-engine", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError(f"engine did not start within {timeout:g}s")
-        if self._error is not None:
-            raise self._error
+        self._thread.start(self._setup, self._teardown, timeout)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Drains the pipeline and ends the thread (blocking, at most `timeout` seconds: None
         waits as long as the pipeline's own bounds take). True once the thread has ended."""
-        loop, stop = self._loop, self._stop
-        if loop is None or stop is None or self._thread is None:
-            return True
-        if loop.is_running():
-            loop.call_soon_threadsafe(stop.set)
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._thread.stop(timeout)
 
     def call(self, fn: Callable[[], T], timeout: float = 5.0) -> T:
         """Runs `fn` on the engine loop and returns its result (for control, not per trade)."""
-        if self._loop is None:
-            raise RuntimeError("engine is not running")
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                future.set_result(fn())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        self._loop.call_soon_threadsafe(run)
-        return future.result(timeout)
+        return self._thread.call(fn, timeout)
 
     @property
     def control_version(self) -> int:
@@ -128,19 +102,9 @@ class EngineHost:
         """Previous closes known so far (empty without a REST API)."""
         return self.closes.closes if self.closes is not None else {}
 
-    def _main(self) -> None:
-        asyncio.run(self._run())
-
-    async def _run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        try:
-            await self.pipeline.start()
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            return
-        closes_task = None
+    async def _setup(self) -> None:
+        """On the engine thread: the pipeline, then the previous closes if the feed has them."""
+        await self.pipeline.start()
         url = self.pipeline.rest_url()
         if url is not None:
             token = self.pipeline.settings.source.token
@@ -150,9 +114,9 @@ class EngineHost:
                 spacing=0.0 if self.pipeline.simulator is not None else 1.1,
             )
             self.closes.want(self._wanted)
-            closes_task = asyncio.create_task(self.closes.run(), name="previous-closes")
-        self._ready.set()
-        await self._stop.wait()
-        if closes_task is not None:
-            closes_task.cancel()
+            self._closes_task = asyncio.create_task(self.closes.run(), name="previous-closes")
+
+    async def _teardown(self) -> None:
+        if self._closes_task is not None:
+            self._closes_task.cancel()
         await self.pipeline.stop()

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from stockup_tui.engine.stats import RateMeter
+
 
 @dataclass(frozen=True, slots=True)
 class ProcessFigures:
@@ -32,7 +34,7 @@ class ProcessMeter:
     def __init__(self) -> None:
         self._proc = psutil.Process()
         self._proc.cpu_percent(None)  # primes the CPU counter: the first real sample is a delta
-        self._last_net: tuple[float, int, int] | None = None
+        self._net_rates = RateMeter()
 
     def sample(self) -> ProcessFigures | None:
         try:
@@ -51,12 +53,9 @@ class ProcessMeter:
         if net is not None:
             sent, recv = int(net.bytes_sent), int(net.bytes_recv)
             now = time.monotonic()
-            last = self._last_net
-            if last is not None and now > last[0]:
-                dt = now - last[0]
-                sent_rate = max(0.0, (sent - last[1]) / dt)
-                recv_rate = max(0.0, (recv - last[2]) / dt)
-            self._last_net = (now, sent, recv)
+            # Host-wide counters can go back (an interface gone): no negative rate.
+            sent_rate = max(0.0, self._net_rates.rate("sent", sent, now))
+            recv_rate = max(0.0, self._net_rates.rate("recv", recv, now))
         return ProcessFigures(
             cpu_percent=float(cpu),
             rss_bytes=int(rss),

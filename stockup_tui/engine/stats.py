@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from stockup_tui.engine.cluster import ClusterFigures, ProcessIdentity
-from stockup_tui.engine.process import ProcessFigures
+
+if TYPE_CHECKING:  # process.py measures its rates with RateMeter, from here
+    from stockup_tui.engine.process import ProcessFigures
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
+from stockup_tui.engine.resilience import Backoff
 from stockup_tui.engine.stats import StageState
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class Supervisor:
     async def _supervise(
         self, stage: _Stage, body: Callable[[], Awaitable[None]], finite: bool
     ) -> None:
-        delay = 0.1
+        backoff = Backoff(0.1, 10.0)
         while True:
             stage.state = replace(stage.state, status="running")
             started = time.monotonic()
@@ -74,6 +75,9 @@ class Supervisor:
                 raise
             except Exception as exc:
                 msg = f"{type(exc).__name__}: {exc}"
+                if time.monotonic() - started > HEALTHY_RUN_S:
+                    backoff.reset()  # it ran fine for a while: start the backoff over
+                delay = backoff.next()
                 log.exception("stage %s failed (%s); restarting in %.1fs", stage.name, msg, delay)
                 stage.state = replace(
                     stage.state,
@@ -81,10 +85,7 @@ class Supervisor:
                     restarts=stage.state.restarts + 1,
                     last_error=msg[:300],
                 )
-                if time.monotonic() - started > HEALTHY_RUN_S:
-                    delay = 0.1  # it ran fine for a while: start the backoff over
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
                 continue
             stage.state = replace(stage.state, status="finished" if finite else "stopped")
             return

@@ -11,8 +11,19 @@ from collections.abc import Callable
 from typing import Any
 
 from stockup_tui.config import KafkaConfig
+from stockup_tui.engine.resilience import Backoff
 
 log = logging.getLogger(__name__)
+
+#: A client thread that cannot reach the brokers retries after this long, doubling up to
+#: BACKOFF_MAX (seconds).
+BACKOFF_FIRST = 0.2
+BACKOFF_MAX = 5.0
+
+
+def backoff() -> Backoff:
+    """The reconnect backoff of the Kafka client threads."""
+    return Backoff(BACKOFF_FIRST, BACKOFF_MAX)
 
 
 def client_config(cfg: KafkaConfig) -> dict[str, Any]:

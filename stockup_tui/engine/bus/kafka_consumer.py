@@ -30,6 +30,7 @@ from stockup_tui.config import KafkaConfig
 from stockup_tui.engine.analyzer.partition import Checkpoint
 from stockup_tui.engine.bus.base import Delivery, Message
 from stockup_tui.engine.bus.kafka_common import (
+    backoff,
     client_config,
     describe_error,
     ensure_topics,
@@ -38,6 +39,7 @@ from stockup_tui.engine.bus.kafka_common import (
 )
 from stockup_tui.engine.bus.kafka_member import InstanceId
 from stockup_tui.engine.latency import LatencyHistogram
+from stockup_tui.engine.resilience import ErrorLatch
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ class KafkaReader:
         self._starts: dict[int, int | None] = {}  # partitions rewound, for the next delivery
         self._thread: threading.Thread | None = None
         self.connected = False
-        self.last_error: str | None = None
+        self._errors = ErrorLatch(log, "Kafka consumer: %(error)s")
         self.assignment: tuple[int, ...] = ()  # partitions owned and already rewound
         self.lag: dict[int, int] = {}
         # Kafka timestamp (ms) of the newest record delivered, per partition: how far behind.
@@ -145,6 +147,10 @@ class KafkaReader:
         self._stop.set()
 
     @property
+    def last_error(self) -> str | None:
+        return self._errors.error
+
+    @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -177,7 +183,7 @@ class KafkaReader:
 
     def _run(self) -> None:
         consumer = None
-        backoff = 0.2
+        retry = backoff()
         try:
             while not self._stop.is_set():
                 if consumer is None and self._drain.is_set():
@@ -193,10 +199,9 @@ class KafkaReader:
                             consumer.close(autocommit=False)
                         self._error(exc, f"cannot join {self.cfg.group_id} at {servers(self.cfg)}")
                         consumer = None
-                        self._stop.wait(backoff)
-                        backoff = min(backoff * 2, 5.0)
+                        self._stop.wait(retry.next())
                         continue
-                    backoff = 0.2
+                    retry.reset()
                     log.info("Kafka consumer joined group %s", self.cfg.group_id)
                 if self._drain.is_set():
                     self._drain_to_end(consumer)
@@ -410,10 +415,7 @@ class KafkaReader:
             self._error(exc, "leaving the group failed")
 
     def _error(self, exc: BaseException, what: str) -> None:
-        msg = f"{what}: {describe_error(exc)}"
-        if msg != self.last_error:
-            log.warning("Kafka consumer: %s", msg)
-        self.last_error = msg
+        self._errors.set(f"{what}: {describe_error(exc)}")
 
     # -- rebalance -----------------------------------------------------------------------
     # kafka-python calls the listener on its IO thread inside poll(), where blocking client

@@ -21,17 +21,21 @@ from typing import Any
 from stockup_tui.config import KafkaConfig
 from stockup_tui.engine.bus.base import ALL_PARTITIONS
 from stockup_tui.engine.bus.kafka_common import (
+    backoff,
     client_config,
     describe_error,
     ensure_topics,
     servers,
 )
 from stockup_tui.engine.latency import LatencyHistogram
+from stockup_tui.engine.resilience import ErrorLatch
 
 log = logging.getLogger(__name__)
 
 #: In-flight messages unacknowledged for this long mean the broker is away.
 STALL_S = 3.0
+#: The longest wait between two connection attempts while close() waits for the last acks.
+DRAINING_BACKOFF_MAX = 0.5
 
 
 @dataclass(slots=True)
@@ -64,15 +68,13 @@ class KafkaPublisher:
         self._ready = False  # a producer exists
         self.producer: Any = None  # kafka-python's, once connected (for its metrics)
         self._last_ack = time.monotonic()
-        self.sent = 0
         self.acked = 0
         self.acked_main = 0  # records of the trades topic (batches and watermark copies)
-        self.acked_bytes = 0
         self.acked_trades = 0
         self.errors = 0
         self.resent = 0
         self.partition_count = 0  # of the trades topic, once connected
-        self.last_error: str | None = None
+        self._errors = ErrorLatch(log, "Kafka producer: %(error)s")
         self.latency = LatencyHistogram()  # offer -> broker acknowledgement, seconds
         self._lat_lock = threading.Lock()
 
@@ -84,6 +86,10 @@ class KafkaPublisher:
         if not self._ready:
             return False
         return self._in_flight == 0 or time.monotonic() - self._last_ack < STALL_S
+
+    @property
+    def last_error(self) -> str | None:
+        return self._errors.error
 
     @property
     def pending_bytes(self) -> int:
@@ -182,7 +188,7 @@ class KafkaPublisher:
 
     def _run(self) -> None:
         producer = None
-        backoff = 0.2
+        retry = backoff()
         while not self._closing:
             if producer is None:
                 try:
@@ -195,13 +201,13 @@ class KafkaPublisher:
                         producer = None
                     self._set_error(exc, f"cannot reach {servers(self.cfg)}")
                     with self._cond:
-                        self._cond.wait(backoff)
-                    backoff = min(backoff * 2, 0.5 if self._draining else 5.0)
+                        cap = DRAINING_BACKOFF_MAX if self._draining else None
+                        self._cond.wait(retry.next(cap))
                     continue
-                backoff = 0.2
+                retry.reset()
                 self._ready = True
                 self.producer = producer
-                self.last_error = None
+                self._errors.clear()
                 log.info("Kafka producer connected to %s", ",".join(self.cfg.bootstrap_servers))
             with self._cond:
                 while not self._queue and not self._retry and not self._closing:
@@ -226,17 +232,15 @@ class KafkaPublisher:
                     self._set_error(exc, "produce failed")
                     with self._cond:
                         self._retry.extendleft(reversed(batch[i:]))
-                        self._cond.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                        self._cond.wait(retry.next())
                     break
                 if not self._in_flight:
                     self._last_ack = time.monotonic()  # the stall clock starts now
                 self._in_flight += 1
-                self.sent += 1
                 future.add_callback(self._on_ack, item)
                 future.add_errback(self._on_error, item)
             else:
-                backoff = 0.2
+                retry.reset()
         if producer is not None:
             try:
                 producer.flush(timeout=5)
@@ -284,7 +288,6 @@ class KafkaPublisher:
             self.acked += 1
             if item.topic == self.cfg.topic:
                 self.acked_main += 1
-            self.acked_bytes += len(item.value)
             self.acked_trades += item.trades
             self._last_ack = time.monotonic()
             self._cond.notify_all()
@@ -301,7 +304,4 @@ class KafkaPublisher:
             self._cond.notify_all()
 
     def _set_error(self, exc: BaseException, what: str) -> None:
-        msg = f"{what}: {describe_error(exc)}"
-        if msg != self.last_error:
-            log.warning("Kafka producer: %s", msg)
-        self.last_error = msg
+        self._errors.set(f"{what}: {describe_error(exc)}")

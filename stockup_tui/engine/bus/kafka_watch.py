@@ -15,11 +15,13 @@ from typing import Any
 
 from stockup_tui.config import KafkaConfig
 from stockup_tui.engine.bus.kafka_common import (
+    backoff,
     client_config,
     describe_error,
     ensure_topics,
     hand_to_loop,
 )
+from stockup_tui.engine.resilience import ErrorLatch
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,7 @@ class TopicWatcher:
         self.queue: asyncio.Queue[list[tuple[bytes, int]] | None] = asyncio.Queue(16)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.received = 0
-        self.connected = False
-        self.last_error: str | None = None
+        self._errors = ErrorLatch(log, "Kafka %(topic)s reader: %(error)s", topic=topic)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"kafka-watch-{self.topic}")
@@ -82,29 +82,24 @@ class TopicWatcher:
 
     def _run(self) -> None:
         consumer = None
-        backoff = 0.2
+        retry = backoff()
         while not self._stop.is_set():
             if consumer is None:
                 try:
                     consumer = self._open()
                 except Exception as exc:
                     self._error(exc)
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    self._stop.wait(retry.next())
                     continue
-                backoff = 0.2
-                self.connected = True
+                retry.reset()
             try:
                 records = consumer.poll(timeout_ms=200)
             except Exception as exc:
                 self._error(exc)
-                self.connected = False
                 self._stop.wait(0.5)
                 continue
-            self.connected = True
             batch = [(r.value or b"", r.timestamp) for recs in records.values() for r in recs]
             if batch:
-                self.received += len(batch)
                 self._put(batch)
         if consumer is not None:
             consumer.close()
@@ -116,7 +111,4 @@ class TopicWatcher:
         )
 
     def _error(self, exc: BaseException) -> None:
-        msg = describe_error(exc)
-        if msg != self.last_error:
-            log.warning("Kafka %s reader: %s", self.topic, msg)
-        self.last_error = msg
+        self._errors.set(describe_error(exc))

@@ -39,6 +39,7 @@ from stockup_tui.engine.stats import (
     RabbitConsumerFigures,
     RabbitFigures,
     RabbitPublisherFigures,
+    RateMeter,
 )
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class RabbitMQBus:
         # benchmarks/bench_rabbitmq.py, larger bounds only add latency under overload).
         self.max_ahead = max(100, cfg.prefetch // 2)
         self._ticker: asyncio.Task[None] | None = None
-        self._rates: dict[str, tuple[float, int]] = {}
+        self._rates = RateMeter()
         self._confirm_prev = LatencyHistogram()  # confirm latency of the previous tick
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -223,13 +224,6 @@ class RabbitMQBus:
                 self._confirm_prev = self.publisher.latency
                 self.publisher.latency = LatencyHistogram()
 
-    def _rate(self, name: str, value: int, now: float) -> float:
-        prev = self._rates.get(name)
-        self._rates[name] = (now, value)
-        if prev is None or now <= prev[0]:
-            return 0.0
-        return (value - prev[1]) / (now - prev[0])
-
     def _refresh(self) -> None:
         """Turns the links' counters into `stats` (once a second, and on start/close)."""
         s = self.stats
@@ -260,8 +254,8 @@ class RabbitMQBus:
             h.merge(self._confirm_prev)
             h.merge(pub.latency)
             publisher = RabbitPublisherFigures(
-                publish_per_s=self._rate("accepted", pub.accepted, now),
-                confirm_per_s=self._rate("confirmed", pub.confirmed, now),
+                publish_per_s=self._rates.rate("accepted", pub.accepted, now),
+                confirm_per_s=self._rates.rate("confirmed", pub.confirmed, now),
                 confirm_p50=h.percentile(0.5),
                 confirm_p99=h.percentile(0.99),
                 unconfirmed=pub.unconfirmed,
@@ -275,7 +269,7 @@ class RabbitMQBus:
             s.consumed_messages = con.delivered
             s.acked_messages = con.acked
             consumer = RabbitConsumerFigures(
-                consume_per_s=self._rate("consumed", con.delivered, now),
+                consume_per_s=self._rates.rate("consumed", con.delivered, now),
                 unacked=con.backlog,
                 # Streams answer a passive declare with 0 consumers: not a figure.
                 queue_consumers=None if con.stream else con.queue_consumers,

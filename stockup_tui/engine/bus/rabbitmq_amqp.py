@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 import ssl
 import time
@@ -25,11 +24,13 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.channel import Channel as PikaChannel
 
 from stockup_tui.config import ConfigError, RabbitMQConfig
+from stockup_tui.engine.resilience import Backoff, ErrorLatch
 
 log = logging.getLogger("stockup_tui.engine.bus.rabbitmq")
 
 BACKOFF_MIN = 0.2  # first retry after a loss (seconds), doubled up to BACKOFF_MAX, jittered
 BACKOFF_MAX = 5.0
+BACKOFF_JITTER = (0.8, 1.2)  # each wait times a factor drawn from this range
 CONNECT_TIMEOUT = 10.0  # TCP + TLS + AMQP handshake
 RPC_TIMEOUT = 15.0  # any declare/qos/consume answer
 ROUTE_ALL = "#"  # the app's queue binds every routing key (= symbol) of the topic exchange
@@ -371,9 +372,13 @@ class Link:
         self.conn: AsyncioConnection | None = None
         self.connected = False
         self.connections = 0  # successful opens
-        self.last_error: str | None = None  # set while down
         self.down_since: float | None = None
-        self._logged: str | None = None
+        self._errors = ErrorLatch(
+            log,
+            "RabbitMQ %(name)s: %(error)s; retrying by itself (backoff up to %(cap).0fs)",
+            name=name,
+            cap=BACKOFF_MAX,
+        )
         self._lost: asyncio.Future[BaseException | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -398,6 +403,11 @@ class Link:
             self._lost.set_result(exc)
 
     @property
+    def last_error(self) -> str | None:
+        """Why the link is down; None while it is up."""
+        return self._errors.error
+
+    @property
     def stopped(self) -> bool:
         return self._stopping
 
@@ -416,7 +426,7 @@ class Link:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        delay = BACKOFF_MIN
+        backoff = Backoff(BACKOFF_MIN, BACKOFF_MAX, jitter=BACKOFF_JITTER)
         while not self._stopping:
             lost: asyncio.Future[BaseException | None] = loop.create_future()
             self._lost = lost
@@ -428,7 +438,7 @@ class Link:
                 await self._setup(conn, lost)
                 if not lost.done():
                     self._up()
-                    delay = BACKOFF_MIN
+                    backoff.reset()
                 reason = await lost
             except asyncio.CancelledError:
                 self._down_quietly(conn)
@@ -438,12 +448,11 @@ class Link:
             self._down_quietly(conn)
             if self._stopping:
                 break
-            self._down(reason, delay)
+            self._down(reason, backoff.delay)
             self.first_attempt.set()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, BACKOFF_MAX)
+                await asyncio.wait_for(self._wake.wait(), backoff.next())
         self.first_attempt.set()
 
     def _down_quietly(self, conn: AsyncioConnection | None) -> None:
@@ -476,23 +485,13 @@ class Link:
                 self.cfg.queue_type,
             )
         self.down_since = None
-        self.last_error = None
-        self._logged = None
+        self._errors.clear()
         self.first_attempt.set()
 
     def _down(self, reason: BaseException | None, delay: float) -> None:
         text = str(reason) if isinstance(reason, LinkLost) else describe_error(reason, self.cfg)
         if self.down_since is None:
             self.down_since = time.monotonic()
-        self.last_error = text
         log.debug("RabbitMQ %s: down: %r", self.name, reason)
-        if text != self._logged:
-            self._logged = text
-            log.warning(
-                "RabbitMQ %s: %s; retrying by itself (backoff up to %.0fs)",
-                self.name,
-                text,
-                BACKOFF_MAX,
-            )
-        else:
+        if not self._errors.set(text):
             log.debug("RabbitMQ %s: still down (%s); next try in %.1fs", self.name, text, delay)

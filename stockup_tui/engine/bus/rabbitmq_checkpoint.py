@@ -36,6 +36,7 @@ import orjson
 import platformdirs
 
 from stockup_tui.config import APP_NAME
+from stockup_tui.engine.resilience import ErrorLatch
 
 log = logging.getLogger("stockup_tui.engine.bus.rabbitmq")
 
@@ -67,9 +68,15 @@ class CheckpointFile:
         self.path = path
         self.vhost = vhost
         self.queue = queue
-        self.saves = 0
-        self.errors = 0
-        self._error_logged = False
+        # Said once until a save works again: a full disk fails every save the same way.
+        self._errors = ErrorLatch(
+            log,
+            "cannot write the RabbitMQ checkpoint %(path)s (%(error)s): a restart will replay "
+            "more or emit again",
+            level=logging.ERROR,
+            distinct=False,
+            path=path,
+        )
         self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         self._pending: tuple[int, bytes, int | None, int] | None = None
         self._last_write = 0.0
@@ -155,17 +162,8 @@ class CheckpointFile:
                 self._tmp.write_bytes(orjson.dumps(asdict(cp)))
             os.replace(self._tmp, self.path)
         except OSError as exc:
-            self.errors += 1
-            if not self._error_logged:
-                self._error_logged = True
-                log.error(
-                    "cannot write the RabbitMQ checkpoint %s (%s): a restart will replay more "
-                    "or emit again",
-                    self.path,
-                    exc,
-                )
+            self._errors.set(str(exc))
             with contextlib.suppress(OSError):
                 self._tmp.unlink()
             return
-        self.saves += 1
-        self._error_logged = False
+        self._errors.clear()

@@ -13,7 +13,6 @@ import logging
 import math
 import random
 import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,8 @@ import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+from stockup_tui.engine.resilience import LoopThread
 
 from .market import Market, Trade, TradeFeed
 
@@ -386,56 +387,22 @@ class SimulatorThread:
 
     def __init__(self, settings: SimulatorSettings | None = None) -> None:
         self.simulator = MarketSimulator(settings)
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._thread = LoopThread("market-simulator", "market simulator")
 
     def start(self, timeout: float = 5.0) -> str:
         """Start the thread and return the url once the socket is bound; raise if it fails."""
-        if self._thread is not None:
-            raise RuntimeError("simulator thread already started")
-        self._thread = threading.Thread(target=self._run, name="market-simulator", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError("market simulator did not start in time")
-        if self._error is not None:
-            raise RuntimeError("market simulator failed to start") from self._error
+        try:
+            self._thread.start(self.simulator.start, self.simulator.stop, timeout)
+        except BaseException as exc:
+            if exc is self._thread.error:
+                raise RuntimeError("market simulator failed to start") from exc
+            raise
         return self.simulator.url
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the simulator and join the thread (idempotent)."""
-        thread, loop, stop = self._thread, self._loop, self._stop
-        if thread is None:
-            return
-        if loop is not None and stop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # loop closed in between
-                loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout)
-        if thread.is_alive():
+        if not self._thread.stop(timeout):
             raise TimeoutError("market simulator thread did not stop in time")
-        self._thread = None
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported to start() if it has not returned yet
-            if not self._ready.is_set():
-                self._error = exc
-                self._ready.set()
-            else:
-                log.exception("market simulator thread crashed")
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        await self.simulator.start()
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await self.simulator.stop()
 
 
 async def run_simulator(settings: SimulatorSettings | None = None) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import socket
 import threading
 import time
@@ -35,6 +34,7 @@ from collections.abc import Callable, Sequence
 from stockup_tui.config import InfluxConfig
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.resilience import Backoff, ErrorLatch
 from stockup_tui.engine.sinks.influx_http import (
     InfluxHttp,
     InfluxHttpError,
@@ -56,6 +56,11 @@ logging.getLogger("influxdb_client.client.write.retry").setLevel(logging.ERROR)
 
 RETRY_FIRST = 1.0  # seconds before the first retry
 RETRY_MAX = 5.0  # longest wait between two attempts
+RETRY_JITTER = (0.5, 1.0)  # each wait times a factor drawn from this range
+
+
+def _backoff() -> Backoff:
+    return Backoff(RETRY_FIRST, RETRY_MAX, jitter=RETRY_JITTER)
 
 
 class _Abort(Exception):
@@ -75,7 +80,7 @@ class _V1Writer:
         sink = self.sink
         body = "\n".join(lines).encode()
         n = len(lines)
-        delay = RETRY_FIRST
+        backoff = _backoff()
         recreated = False
         while True:
             if sink._give_up():  # shutting down and the server has not answered for a while
@@ -92,8 +97,7 @@ class _V1Writer:
                     sink._on_failed(n, "influx_rejected", str(exc), refused=exc.dropped)
                     return
                 sink._on_retry(str(exc))
-                sink._sleep(delay * (0.5 + random.random() / 2))
-                delay = min(delay * 2, RETRY_MAX)
+                sink._sleep(backoff.next())
                 continue
             sink._on_written(n)
             return
@@ -226,6 +230,16 @@ class InfluxSink:
         self.server: ServerInfo | None = None
         self.last_error: str | None = None
         self._last_retry_error: str | None = None
+        self._connect_errors = ErrorLatch(log, "influx: cannot connect (%(error)s); retrying")
+        # A write retried until it works is said once, with the recovery: not once a retry.
+        self._write_errors = ErrorLatch(
+            log,
+            "influx: write failed, retrying with backoff (buffer %(buffer)d points): %(error)s",
+            distinct=False,
+            recovered="influx: %(endpoint)s is back; buffered points are being written",
+            buffer=cfg.buffer_points,
+            endpoint=self.endpoint,
+        )
         self._last_progress = time.monotonic()
         self._closing = False
         self._pause = threading.Event()  # never set: an interruptible-looking sleep
@@ -314,27 +328,19 @@ class InfluxSink:
             self._inflight = max(0, self._inflight - n)
             self.written += n
             self._last_progress = time.monotonic()
-            was = self.state
             self.state = "connected"
             self._cond.notify_all()
-        if was in ("down", "retrying"):
-            log.warning("influx: %s is back; buffered points are being written", self.endpoint)
+        if self._write_errors.clear():
             self.last_error = None
 
     def _on_retry(self, error: str) -> None:
         msg = self._redact(error)
         with self._cond:
             self.retries += 1
-            was = self.state
             self.state = "retrying"
             self.last_error = msg
             self._last_retry_error = msg
-        if was not in ("down", "retrying"):
-            log.warning(
-                "influx: write failed, retrying with backoff (buffer %d points): %s",
-                self.cfg.buffer_points,
-                msg,
-            )
+        self._write_errors.set(msg)
 
     def _on_failed(self, n: int, reason: str, error: str, refused: int | None = None) -> None:
         msg = self._redact(error)
@@ -390,7 +396,7 @@ class InfluxSink:
     def _run(self) -> None:
         cfg = self.cfg
         self._next_ops = time.monotonic() + cfg.ops_interval
-        connect_delay = RETRY_FIRST
+        connect_backoff = _backoff()
         next_connect = 0.0
         final_ops = False
         while True:
@@ -398,17 +404,16 @@ class InfluxSink:
             if self._writer is None and now >= next_connect:
                 try:
                     self._connect()
-                    connect_delay = RETRY_FIRST
+                    connect_backoff.reset()
+                    self._connect_errors.clear()
                 except InfluxHttpError as exc:
                     msg = self._redact(exc)
                     self.state = "down" if exc.retryable else "error"
-                    if self.last_error != msg:
-                        log.warning("influx: cannot connect (%s); retrying", msg)
+                    self._connect_errors.set(msg)
                     self.last_error = msg
                     if exc.retryable:
                         self.retries += 1
-                    next_connect = now + connect_delay * (0.5 + random.random() / 2)
-                    connect_delay = min(connect_delay * 2, RETRY_MAX)
+                    next_connect = now + connect_backoff.next()
             self._tick_ops()
             closing = self._closing
             if closing and not final_ops:

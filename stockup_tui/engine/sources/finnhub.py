@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.frames import CloseCode
 
 from stockup_tui.engine.drops import Drops
+from stockup_tui.engine.resilience import Backoff
 from stockup_tui.engine.sources.base import Disconnection, FrameHandler, SourceStats
 from stockup_tui.engine.sources.recording import FrameRecorder
 from stockup_tui.untrusted import redact
@@ -67,7 +68,9 @@ class FinnhubClient:
         self._drops = drops or Drops()
         self._recorder = recorder
         self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
+        # Failed attempts in a row wait twice `backoff_initial`, doubling up to `backoff_max`,
+        # each wait drawn from the upper half of its step.
+        self._backoff = Backoff(2 * backoff_initial, backoff_max, jitter=(0.5, 1.0))
         self._ws: ClientConnection | None = None
         self._stopping = False
         self._subscribed: set[str] = set()
@@ -97,7 +100,6 @@ class FinnhubClient:
     # -- main loop -----------------------------------------------------------------------
 
     async def run(self, on_frame: FrameHandler) -> None:
-        attempt = 0
         stats = self.stats
         while not self._stopping:
             streamed = False
@@ -131,8 +133,11 @@ class FinnhubClient:
             if self._stopping:
                 break
             self._note_loss(reason)
-            attempt = 0 if streamed else attempt + 1
-            await asyncio.sleep(self._backoff(attempt))
+            if streamed:  # a connection that delivered was lost: again at once, jittered
+                self._backoff.reset()
+                await asyncio.sleep(random.uniform(0, self._backoff_initial))
+            else:
+                await asyncio.sleep(self._backoff.next())
 
     async def _stream(self, ws: ClientConnection, on_frame: FrameHandler) -> tuple[bool, str]:
         """Reads frames until the connection ends; returns (delivered any frame, why it ended)."""
@@ -206,9 +211,3 @@ class FinnhubClient:
             gap = now - d[-1].at
             d[-1] = Disconnection(at=d[-1].at, reason=d[-1].reason, gap=gap)
             log.info("feed back after a %.3fs gap", gap)
-
-    def _backoff(self, attempt: int) -> float:
-        if attempt == 0:
-            return random.uniform(0, self._backoff_initial)
-        cap = min(self._backoff_max, self._backoff_initial * (2**attempt))
-        return random.uniform(cap / 2, cap)
