@@ -35,7 +35,7 @@ import tomlkit
 from bench_pipeline import free_port, start_simulator, wait_port
 
 from stockup_tui.config import Role, Settings
-from stockup_tui.engine.bus.kafka import KafkaBus
+from stockup_tui.engine.bus.kafka.bus import KafkaBus
 from stockup_tui.engine.cluster import parse_status
 from stockup_tui.engine.stats import KafkaFigures
 from stockup_tui.engine.wiring import build_pipeline

@@ -24,7 +24,7 @@ import psutil
 from bench_pipeline import free_port, start_simulator, wait_port
 
 from stockup_tui.config import Settings
-from stockup_tui.engine.bus.rabbitmq import RabbitMQBus
+from stockup_tui.engine.bus.rabbitmq.bus import RabbitMQBus
 from stockup_tui.engine.stats import RabbitFigures
 from stockup_tui.engine.wiring import build_pipeline
 

@@ -36,7 +36,7 @@ from kafka.partitioner.default import murmur2
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.analyzer import Analyzer
-from stockup_tui.engine.bus.kafka_common import ensure_topics
+from stockup_tui.engine.bus.kafka.common import ensure_topics
 from stockup_tui.engine.cluster import parse_status
 from stockup_tui.engine.codec import GROUP_KEY, WATERMARK_KEY, encode_group, encode_watermark
 from stockup_tui.engine.model import SymbolBatch, Watermark

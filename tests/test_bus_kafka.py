@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from stockup_tui.config import Settings
-from stockup_tui.engine.bus.kafka import KafkaBus
+from stockup_tui.engine.bus.kafka.bus import KafkaBus
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.pipeline import Pipeline
@@ -230,7 +230,7 @@ def committed_checkpoints(bootstrap: str, group: str) -> dict[int, tuple[int, An
     """Partition -> (committed offset, checkpoint) of a group (what a restart rewinds to)."""
     from kafka import KafkaAdminClient
 
-    from stockup_tui.engine.bus.kafka_consumer import checkpoint_of
+    from stockup_tui.engine.bus.kafka.consumer import checkpoint_of
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:

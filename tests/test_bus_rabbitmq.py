@@ -18,8 +18,8 @@ from stockup_tui.config import ConfigError, Settings
 from stockup_tui.engine.analyzer.partition import Checkpoint
 from stockup_tui.engine.bus.base import Delivery, Message
 from stockup_tui.engine.bus.factory import create_bus
-from stockup_tui.engine.bus.rabbitmq import RabbitMQBus
-from stockup_tui.engine.bus.rabbitmq_checkpoint import CheckpointFile
+from stockup_tui.engine.bus.rabbitmq.bus import RabbitMQBus
+from stockup_tui.engine.bus.rabbitmq.checkpoint import CheckpointFile
 from stockup_tui.engine.drops import ROUTINE_REASONS, Drops
 from stockup_tui.engine.stats import RabbitFigures
 from stockup_tui.engine.wiring import build_pipeline

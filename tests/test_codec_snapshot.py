@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stockup_tui.engine.analyzer.partition import Checkpoint
-from stockup_tui.engine.bus.kafka import parse_control
-from stockup_tui.engine.bus.kafka_consumer import checkpoint_metadata, checkpoint_of
+from stockup_tui.engine.bus.kafka.bus import parse_control
+from stockup_tui.engine.bus.kafka.consumer import checkpoint_metadata, checkpoint_of
 from stockup_tui.engine.codec import CodecError, decode_snapshot, encode_snapshot
 from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics
 

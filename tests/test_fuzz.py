@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from stockup_tui import cli
 from stockup_tui.config import ConfigError, load_config
-from stockup_tui.engine.bus.kafka import parse_control
+from stockup_tui.engine.bus.kafka.bus import parse_control
 from stockup_tui.engine.codec import CodecError, decode_record, decode_snapshot
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.sources.parser import FrameParser

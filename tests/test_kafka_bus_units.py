@@ -15,12 +15,12 @@ from stockup_tui.engine.bus.base import (
     Message,
     SharesWatchlist,
 )
-from stockup_tui.engine.bus.kafka import KafkaBus
-from stockup_tui.engine.bus.kafka_common import hand_to_loop
-from stockup_tui.engine.bus.kafka_metrics import KafkaMetricsSink
-from stockup_tui.engine.bus.kafka_producer import KafkaPublisher, Outgoing
+from stockup_tui.engine.bus.kafka.bus import KafkaBus
+from stockup_tui.engine.bus.kafka.common import hand_to_loop
+from stockup_tui.engine.bus.kafka.metrics import KafkaMetricsSink
+from stockup_tui.engine.bus.kafka.producer import KafkaPublisher, Outgoing
 from stockup_tui.engine.bus.memory import MemoryBus
-from stockup_tui.engine.bus.rabbitmq import RabbitMQBus
+from stockup_tui.engine.bus.rabbitmq.bus import RabbitMQBus
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.sinks.base import StartedSink
 from stockup_tui.engine.sinks.influx import InfluxSink

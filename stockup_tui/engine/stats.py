@@ -62,7 +62,7 @@ class PartitionLag:
 
 @dataclass(frozen=True, slots=True)
 class KafkaProducerFigures:
-    """The producer of the trades (engine/bus/kafka_producer.py)."""
+    """The producer of the trades (engine/bus/kafka/producer.py)."""
 
     acked: int  # records the broker acknowledged
     in_flight: int
@@ -74,7 +74,7 @@ class KafkaProducerFigures:
 
 @dataclass(frozen=True, slots=True)
 class KafkaGroupFigures:
-    """The consumer in its group (engine/bus/kafka_consumer.py)."""
+    """The consumer in its group (engine/bus/kafka/consumer.py)."""
 
     group_id: str
     member: str | None  # the static member's instance id, if it has one
@@ -92,7 +92,7 @@ class KafkaGroupFigures:
 
 @dataclass(frozen=True, slots=True)
 class KafkaFigures:
-    """The Kafka bus (engine/bus/kafka.py)."""
+    """The Kafka bus (engine/bus/kafka/bus.py)."""
 
     brokers: tuple[str, ...]
     topic: str
@@ -114,7 +114,7 @@ class AmqpLink:
 
 @dataclass(frozen=True, slots=True)
 class RabbitPublisherFigures:
-    """The publisher with its confirms (engine/bus/rabbitmq_publisher.py)."""
+    """The publisher with its confirms (engine/bus/rabbitmq/publisher.py)."""
 
     publish_per_s: float  # messages handed to the publisher
     confirm_per_s: float
@@ -128,7 +128,7 @@ class RabbitPublisherFigures:
 
 @dataclass(frozen=True, slots=True)
 class RabbitConsumerFigures:
-    """The consumer (engine/bus/rabbitmq_consumer.py)."""
+    """The consumer (engine/bus/rabbitmq/consumer.py)."""
 
     consume_per_s: float
     unacked: int  # delivered, not yet acknowledged
@@ -142,7 +142,7 @@ class RabbitConsumerFigures:
 
 @dataclass(frozen=True, slots=True)
 class RabbitFigures:
-    """The RabbitMQ bus (engine/bus/rabbitmq.py)."""
+    """The RabbitMQ bus (engine/bus/rabbitmq/bus.py)."""
 
     links: tuple[AmqpLink, ...]
     queue_type: str  # "stream" | "quorum" | "classic"

@@ -19,11 +19,11 @@ def create_bus(settings: Settings, drops: Drops) -> Bus:
     if kind == "memory":
         return MemoryBus(settings.bus.queue_size)
     if kind == "kafka":
-        from stockup_tui.engine.bus.kafka import KafkaBus
+        from stockup_tui.engine.bus.kafka.bus import KafkaBus
 
         return KafkaBus(settings, drops, publish=publish, consume=consume)
     if kind == "rabbitmq":
-        from stockup_tui.engine.bus.rabbitmq import RabbitMQBus
+        from stockup_tui.engine.bus.rabbitmq.bus import RabbitMQBus
 
         return RabbitMQBus(settings, drops, publish=publish, consume=consume)
     raise ValueError(f"unknown bus kind {kind!r}")

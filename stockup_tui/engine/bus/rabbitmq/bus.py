@@ -5,13 +5,13 @@ where every message is published with its symbol as the routing key; the analyze
 (`rabbitmq.queue`, a stream by default) bound to it with `#` (every symbol); a fanout
 dead-letter exchange with its queue for messages the analyzer cannot decode.
 
-- Publishing (`rabbitmq_publisher.py`): asynchronous publisher confirms, many messages in
+- Publishing (`rabbitmq/publisher.py`): asynchronous publisher confirms, many messages in
   flight, confirmed in bulk; unconfirmed messages are kept (up to `bus.buffer_bytes`) and
   written again in order after a reconnect.
-- Consuming (`rabbitmq_consumer.py`): prefetch, manual `multiple` acks after processing; on a
-  stream, a checkpoint file (`rabbitmq_checkpoint.py`) makes a restart replay exactly what the
+- Consuming (`rabbitmq/consumer.py`): prefetch, manual `multiple` acks after processing; on a
+  stream, a checkpoint file (`rabbitmq/checkpoint.py`) makes a restart replay exactly what the
   windows need (see the recovery contract in `base.py`).
-- Connections (`rabbitmq_amqp.py`): publisher and consumer each have their own connection,
+- Connections (`rabbitmq/amqp.py`): publisher and consumer each have their own connection,
   which reconnects by itself with backoff; errors are worded for the user and logged once per
   change of state; the password never appears.
 """
@@ -28,10 +28,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from stockup_tui.config import Settings
 from stockup_tui.engine.analyzer.partition import Checkpoint
 from stockup_tui.engine.bus.base import ALL_PARTITIONS, BusStats, Delivery, Message
-from stockup_tui.engine.bus.rabbitmq_amqp import connection_parameters, quiet_pika
-from stockup_tui.engine.bus.rabbitmq_checkpoint import CheckpointFile, default_checkpoint_path
-from stockup_tui.engine.bus.rabbitmq_consumer import Consumer
-from stockup_tui.engine.bus.rabbitmq_publisher import Publisher
+from stockup_tui.engine.bus.rabbitmq.amqp import connection_parameters, quiet_pika
+from stockup_tui.engine.bus.rabbitmq.checkpoint import CheckpointFile, default_checkpoint_path
+from stockup_tui.engine.bus.rabbitmq.consumer import Consumer
+from stockup_tui.engine.bus.rabbitmq.publisher import Publisher
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.latency import LatencyHistogram
 from stockup_tui.engine.stats import (

@@ -26,7 +26,7 @@ from pika.channel import Channel as PikaChannel
 from stockup_tui.config import ConfigError, RabbitMQConfig
 from stockup_tui.engine.resilience import Backoff, ErrorLatch
 
-log = logging.getLogger("stockup_tui.engine.bus.rabbitmq")
+log = logging.getLogger("stockup_tui.engine.bus.rabbitmq.bus")
 
 BACKOFF_MIN = 0.2  # first retry after a loss (seconds), doubled up to BACKOFF_MAX, jittered
 BACKOFF_MAX = 5.0

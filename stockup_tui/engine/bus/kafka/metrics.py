@@ -5,7 +5,7 @@ snapshot written again (by an analyzer restarted after a crash, replaying what i
 committed, or by one frozen past its session that wakes up) is byte for byte the one already
 there, and a reader keeping the latest per symbol and window end sees no difference. That is why
 nothing here can hold the consumer up: the snapshots go through the bus's own bounded outbox and
-producer thread (`kafka_producer.py`); past the bound they are counted (`metrics_topic_full`).
+producer thread (`kafka/producer.py`); past the bound they are counted (`metrics_topic_full`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stockup_tui.config import KafkaConfig
-from stockup_tui.engine.bus.kafka_producer import KafkaPublisher, Outgoing
+from stockup_tui.engine.bus.kafka.producer import KafkaPublisher, Outgoing
 from stockup_tui.engine.codec import encode_snapshot
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot

@@ -10,7 +10,7 @@ snapshots are the ones it would have emitted anyway. A partition without a commi
 is read from its beginning: the whole retained log, so a new analyzer emits the same history as
 any other.
 
-Membership is static by default (`group_instance_id`, see `kafka_member.py`): a restarted
+Membership is static by default (`group_instance_id`, see `kafka/member.py`): a restarted
 analyzer gets its partitions back at once instead of waiting for the session timeout, and a
 planned stop removes it from the group at once (static members do not leave by themselves).
 """
@@ -29,7 +29,7 @@ import orjson
 from stockup_tui.config import KafkaConfig
 from stockup_tui.engine.analyzer.partition import Checkpoint
 from stockup_tui.engine.bus.base import Delivery, Message
-from stockup_tui.engine.bus.kafka_common import (
+from stockup_tui.engine.bus.kafka.common import (
     backoff,
     client_config,
     describe_error,
@@ -37,7 +37,7 @@ from stockup_tui.engine.bus.kafka_common import (
     hand_to_loop,
     servers,
 )
-from stockup_tui.engine.bus.kafka_member import InstanceId
+from stockup_tui.engine.bus.kafka.member import InstanceId
 from stockup_tui.engine.latency import LatencyHistogram
 from stockup_tui.engine.resilience import ErrorLatch
 

@@ -25,13 +25,13 @@ from pika.spec import Basic
 
 from stockup_tui.config import RabbitMQConfig
 from stockup_tui.engine.bus.base import Message
-from stockup_tui.engine.bus.rabbitmq_amqp import Channel, Link, LinkLost, declare_topology
+from stockup_tui.engine.bus.rabbitmq.amqp import Channel, Link, LinkLost, declare_topology
 from stockup_tui.engine.codec import CodecError, decode_record
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.latency import LatencyHistogram
 from stockup_tui.engine.model import SymbolBatch
 
-log = logging.getLogger("stockup_tui.engine.bus.rabbitmq")
+log = logging.getLogger("stockup_tui.engine.bus.rabbitmq.bus")
 
 MARKER_HEADER = "x-stockup-marker"  # end-of-publishing marker (role all drains up to it)
 MARKER_KEY = "_stockup.marker"

@@ -5,7 +5,7 @@ in groups and `ack()` acknowledges a group with one `basic_ack(multiple=True)` o
 are done (at-least-once).
 
 On a stream queue the position is ours to keep: after each ack the consumer saves the analyzer's
-checkpoint (`rabbitmq_checkpoint.py`, at most every 20 ms). A restarted analyzer attaches at the
+checkpoint (`rabbitmq/checkpoint.py`, at most every 20 ms). A restarted analyzer attaches at the
 checkpoint's `replay_from`, starts the analyzer's state afresh at the checkpoint's watermark
 (`Delivery.starts`) and marks every message up to the checkpointed offset `replay=True`, so the
 state is rebuilt exactly before it emits anything. Before trusting a position the consumer
@@ -38,11 +38,11 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 from stockup_tui.config import RabbitMQConfig
 from stockup_tui.engine.analyzer.partition import Checkpoint
 from stockup_tui.engine.bus.base import Delivery, Message
-from stockup_tui.engine.bus.rabbitmq_amqp import Channel, Link, LinkLost, declare_topology
-from stockup_tui.engine.bus.rabbitmq_checkpoint import CheckpointFile, StreamCheckpoint
-from stockup_tui.engine.bus.rabbitmq_publisher import MARKER_HEADER
+from stockup_tui.engine.bus.rabbitmq.amqp import Channel, Link, LinkLost, declare_topology
+from stockup_tui.engine.bus.rabbitmq.checkpoint import CheckpointFile, StreamCheckpoint
+from stockup_tui.engine.bus.rabbitmq.publisher import MARKER_HEADER
 
-log = logging.getLogger("stockup_tui.engine.bus.rabbitmq")
+log = logging.getLogger("stockup_tui.engine.bus.rabbitmq.bus")
 
 OFFSET_HEADER = "x-stream-offset"
 PROBE_TIMEOUT = 3.0  # waiting for the checkpointed message when checking a stream's identity

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from stockup_tui.config import KafkaConfig
-from stockup_tui.engine.bus.kafka_common import (
+from stockup_tui.engine.bus.kafka.common import (
     backoff,
     client_config,
     describe_error,

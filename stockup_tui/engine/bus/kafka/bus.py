@@ -20,11 +20,11 @@ from kafka.partitioner.default import murmur2
 from stockup_tui.config import Settings, normalize_symbol
 from stockup_tui.engine.analyzer.partition import Checkpoint
 from stockup_tui.engine.bus.base import ALL_PARTITIONS, BusStats, Delivery, Message
-from stockup_tui.engine.bus.kafka_consumer import DRAIN_TIMEOUT_S, KafkaReader
-from stockup_tui.engine.bus.kafka_member import InstanceId, claim_instance_id
-from stockup_tui.engine.bus.kafka_metrics import KafkaMetricsSink
-from stockup_tui.engine.bus.kafka_producer import KafkaPublisher, Outgoing
-from stockup_tui.engine.bus.kafka_watch import TopicWatcher
+from stockup_tui.engine.bus.kafka.consumer import DRAIN_TIMEOUT_S, KafkaReader
+from stockup_tui.engine.bus.kafka.member import InstanceId, claim_instance_id
+from stockup_tui.engine.bus.kafka.metrics import KafkaMetricsSink
+from stockup_tui.engine.bus.kafka.producer import KafkaPublisher, Outgoing
+from stockup_tui.engine.bus.kafka.watch import TopicWatcher
 from stockup_tui.engine.codec import GROUP_KEY, CodecError, decode_snapshot
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot

@@ -38,7 +38,7 @@ import platformdirs
 from stockup_tui.config import APP_NAME
 from stockup_tui.engine.resilience import ErrorLatch
 
-log = logging.getLogger("stockup_tui.engine.bus.rabbitmq")
+log = logging.getLogger("stockup_tui.engine.bus.rabbitmq.bus")
 
 VERSION = 2  # 1: watermark_ms was the newest trade time, replay_from a time-based guess
 MIN_INTERVAL = 0.02  # seconds between writes

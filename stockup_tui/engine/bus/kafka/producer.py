@@ -20,7 +20,7 @@ from typing import Any
 
 from stockup_tui.config import KafkaConfig
 from stockup_tui.engine.bus.base import ALL_PARTITIONS
-from stockup_tui.engine.bus.kafka_common import (
+from stockup_tui.engine.bus.kafka.common import (
     backoff,
     client_config,
     describe_error,
