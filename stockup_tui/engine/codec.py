@@ -34,6 +34,9 @@ a short drop-counter key.
 
 The trade validity limits (`MAX_PRICE`, `MAX_TIME_MS`, ...) live here because they are part of
 the format; the websocket parser imports them so that everything it emits can cross a bus.
+
+Longer than most modules on purpose: it is the whole wire contract, every record kind's encoder
+beside its validating decoder, so that a change to one is made next to the other.
 """
 
 from __future__ import annotations

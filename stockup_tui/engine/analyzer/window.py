@@ -29,6 +29,9 @@ head can be cut off with one `del` without renumbering anything.
 Queries must come with a non-decreasing end `E`: heads and tails only move forward. Trades later
 than `E` may already be stored (a batch that crosses a boundary is stored whole); a later query
 consumes them.
+
+Longer than most modules on purpose: the exactness argument above and the code it justifies stay
+together; the bucket sums, min/max segments and rates share the arrays' private indices.
 """
 
 from __future__ import annotations

@@ -49,6 +49,9 @@ entries as read-only.
 
 Not thread-safe: call `parse` and `take` from the same thread (or event loop), and call `take`
 regularly: pending trades are held until then.
+
+Longer than most modules on purpose: the list of drop reasons above is the user's reference, and
+the parser is one class whose per-frame loop must not call out to helpers per trade.
 """
 
 from __future__ import annotations

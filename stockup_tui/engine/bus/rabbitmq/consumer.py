@@ -18,6 +18,9 @@ inside one process, it attaches right after the last message it received.
 Quorum and classic queues keep the position in the broker: unacknowledged messages are
 delivered again after a reconnect (the analyzer skips batches it already applied), and there
 is nothing to replay after a restart.
+
+Longer than most modules on purpose: on a stream the position is ours to keep, and attaching,
+checking and replaying are one state machine over pika's callbacks.
 """
 
 from __future__ import annotations
