@@ -511,19 +511,19 @@ class Settings(_Section):
         """What cannot work together, each with the keys that decide it."""
         out: list[Problem] = []
         role, src, bus = self.role, self.source, self.bus.kind
-        if bus == "memory" and role != Role.ALL:
+        if role == Role.MONITOR and bus != "kafka":
+            out.append(
+                Problem(
+                    ("bus.kind", "role"),
+                    "role 'monitor' reads the Kafka metrics topic (bus.kind = 'kafka')",
+                )
+            )
+        elif bus == "memory" and role != Role.ALL:
             out.append(
                 Problem(
                     ("bus.kind", "role"),
                     f"role {role.value!r} needs a network bus between processes "
                     "(bus.kind = 'kafka' or 'rabbitmq')",
-                )
-            )
-        if role == Role.MONITOR and bus != "kafka":
-            out.append(
-                Problem(
-                    ("role", "bus.kind"),
-                    "role 'monitor' reads the Kafka metrics topic (bus.kind = 'kafka')",
                 )
             )
         if not role.has_feed:
