@@ -217,10 +217,13 @@ def write_config(path: Path, section: dict[str, Any], group: str, log_file: Path
 
 
 def read_snapshots(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """The whole lines of a JSONL file another process may be writing (or was killed writing):
+    a last line without its newline is not a snapshot yet."""
     if not path.exists():
         return {}
     out = {}
-    for line in path.read_bytes().splitlines():
+    data = path.read_bytes()
+    for line in data[: data.rfind(b"\n") + 1].splitlines():
         snap = orjson.loads(line)
         out[(snap["symbol"], snap["ts_ms"])] = snap
     return out
