@@ -628,3 +628,96 @@ async def test_a_new_group_catches_up_on_the_whole_topic_exactly(
     assert len(got) == len(sink.snapshots)  # none twice
     assert got == want
     assert analyzer.analyzer.too_old == 0 and analyzer.analyzer.late == 0
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Partition -> the offset after its last record."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return {tp.partition: end for tp, end in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()
+
+
+def join_then_leave(bootstrap: str, group: str, topic: str) -> None:
+    """A second member joins the group, waits for its share of the partitions and leaves at
+    once (committing nothing): every partition of the first member is revoked, half of them
+    for a while, then all are assigned to it again."""
+    from kafka import KafkaConsumer
+
+    member = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        member.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while not member.assignment():
+            assert time.monotonic() < deadline, "the second member got no partitions"
+            member.poll(timeout_ms=100)
+    finally:
+        member.close(autocommit=False)
+
+
+async def test_a_rebalance_that_gives_the_partitions_back_emits_nothing_twice(
+    kafka: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The analyzer has emitted a whole topic but committed none of it (its commits lag behind
+    what it emits: here they wait for the stop), when another member joins the group and
+    leaves: its partitions are revoked and come back. What it had emitted is replayed, not
+    emitted again, and every snapshot is still the offline one."""
+    from stockup_tui.engine.bus import kafka_consumer
+
+    path = tmp_path / "session.jsonl"
+    make_recording(path, seed=13, frames=1000)
+    query = build_pipeline(replay_settings(kafka, path, role="query"))
+    await query.start()
+    await query.wait_source_done()
+    await query.stop()
+    bootstrap, topic = kafka["bootstrap_servers"], kafka["topic"]
+    ends = await asyncio.to_thread(end_offsets, bootstrap, topic)
+    want = {snapshot_key(s): s for s in (await run_memory_replay(path)).snapshots}
+    monkeypatch.setattr(kafka_consumer, "COMMIT_EVERY_S", 3600.0)  # the last commit only
+    sink = ListSink()
+    analyzer = build_pipeline(replay_settings(kafka, path, role="analyzer"), sinks=[sink])
+    bus = analyzer.bus
+    assert isinstance(bus, KafkaBus)
+    # Each partition's next offset the analyzer stage has acknowledged (its snapshots written)
+    # since it saw every partition rewound at once after a split (the second member left).
+    split = rewound = False
+    done: dict[int, int] = {}
+    plain_ack = bus.ack
+
+    async def noting_ack(delivery: Any, checkpoints: Any) -> None:
+        nonlocal split, rewound
+        if delivery.starts and set(delivery.starts) != set(ends):
+            split = True
+        elif split and set(delivery.starts) == set(ends):
+            rewound = True
+            done.clear()
+        done.update({part: offset + 1 for part, offset in delivery.token.items()})
+        await plain_ack(delivery, checkpoints)
+
+    monkeypatch.setattr(bus, "ack", noting_ack)
+    await analyzer.start()
+    try:
+        await wait_until(
+            lambda: set(want) <= {snapshot_key(s) for s in sink.snapshots},
+            timeout=90,
+            what="every snapshot of the recording",
+        )
+        assert bus.reader is not None
+        rebalances = bus.reader.rebalances
+        await asyncio.to_thread(join_then_leave, bootstrap, kafka["group_id"], topic)
+        await wait_until(
+            lambda: rewound and all(done.get(p, 0) >= end for p, end in ends.items()),
+            timeout=90,
+            what="the analyzer to read every partition again after the rebalance",
+        )
+        assert bus.reader.rebalances >= rebalances + 2
+    finally:
+        await analyzer.stop()
+    got = {snapshot_key(s): s for s in sink.snapshots}
+    assert len(sink.snapshots) == len(got), f"{len(sink.snapshots) - len(got)} emitted twice"
+    assert got == want
+    assert analyzer.consumer.replayed > 0

@@ -10,6 +10,18 @@ snapshots are the ones it would have emitted anyway. A partition without a commi
 is read from its beginning: the whole retained log, so a new analyzer emits the same history as
 any other.
 
+Commits lag behind what the analyzer has emitted (they go at most every COMMIT_EVERY_S, and only
+for deliveries it has finished), so a rebalance that hands a partition back to this process (the
+group changed, a rejoin after a session that expired under load, or kafka-python's own rejoin
+right after the first assignment of a new member) rewinds it to a commit older than what this
+process has already emitted. The reader remembers, per partition, the last record it handed to
+the analyzer; the analyzer takes the deliveries in order and the revocation after them, so
+everything up to that record has been emitted here: it is replayed too, not emitted twice. A
+partition that moves to another process is read there from the last commit: what this process
+emitted after it is emitted again there (at least once). Committing in the rebalance listener
+would not close that gap: deliveries still queued for the analyzer have no checkpoint yet, and
+kafka-python 3 runs the listener on its IO thread, where `commit()` raises.
+
 Membership is static by default (`group_instance_id`, see `kafka/member.py`): a restarted
 analyzer gets its partitions back at once instead of waiting for the session timeout, and a
 planned stop removes it from the group at once (static members do not leave by themselves).
@@ -104,7 +116,10 @@ class KafkaReader:
         self._drain = threading.Event()
         self._revoked: list[int] = []
         self._assigned: list[Any] = []  # TopicPartitions assigned, not yet recovered
-        self._replay_until: dict[int, int] = {}
+        self._replay_until: dict[int, int] = {}  # offsets before this are replays
+        # Partition -> the offset after the last record handed to the analyzer (all emitted
+        # before a later revocation reaches it); kept across revocations.
+        self._handed: dict[int, int] = {}
         self._starts: dict[int, int | None] = {}  # partitions rewound, for the next delivery
         self._thread: threading.Thread | None = None
         self.connected = False
@@ -119,7 +134,8 @@ class KafkaReader:
         self.rebalances = 0
         self.commit_latency = LatencyHistogram()
         self._commit_sent_at = 0.0  # monotonic time of the asynchronous commit in flight
-        self._committed: dict[int, int] = {}  # partition -> highest offset committed
+        # Partition -> highest offset committed (by this process, or found at an assignment).
+        self._committed: dict[int, int] = {}
         self._lag_at = 0.0
         self._committed_at = 0.0
 
@@ -133,8 +149,11 @@ class KafkaReader:
         with self._lock:
             for partition, offset in token.items():
                 cp = checkpoints.get(partition)
-                # Still replaying: the commit there already says more than this one would.
-                if cp is not None and offset + 1 > self._replay_until.get(partition, -1):
+                # A replay of what is committed, or of what is about to be: the commit there
+                # already says more than this one would (commits never go back).
+                pending = self._acked.get(partition)
+                floor = max(self._committed.get(partition, -1), pending[0] if pending else -1)
+                if cp is not None and offset + 1 > floor:
                     self._acked[partition] = (offset + 1, cp)
             self._acks += 1
 
@@ -267,6 +286,7 @@ class KafkaReader:
                     )
                 )
             token[part] = recs[-1].offset
+            self._handed[part] = recs[-1].offset + 1
             self.last_ts[part] = recs[-1].timestamp
         self.consumed += len(messages)
         delivery = Delivery(messages=messages, token=token, revoked=revoked, starts=starts)
@@ -435,14 +455,17 @@ class KafkaReader:
         self._assigned.extend(assigned)
 
     def _recover(self, consumer: Any) -> None:
-        """Rewinds newly assigned partitions to their checkpoints (see the module docstring)."""
+        """Rewinds newly assigned partitions to their checkpoints and replays what is committed
+        or was emitted here already (see the module docstring)."""
         assigned = list(self._assigned)  # cleared only once every call below has worked
         plan: dict[Any, tuple[int | None, int, int | None]] = {}  # tp -> (seek, until, wm)
+        found: dict[int, int] = {}  # partition -> committed offset
         for tp in assigned:
             committed = consumer.committed(tp, metadata=True)
             if committed is None or committed.offset < 0:
                 plan[tp] = (None, -1, None)  # a new group: the partition from its beginning
                 continue
+            found[tp.partition] = committed.offset
             cp = checkpoint_of(committed.metadata, committed.offset)
             if cp is None:
                 log.warning(
@@ -460,16 +483,24 @@ class KafkaReader:
         for tp, (seek, until, wm) in plan.items():
             if seek is not None:
                 consumer.seek(tp, seek)
-            self._replay_until[tp.partition] = until
+            self._replay_until[tp.partition] = max(until, self._handed.get(tp.partition, -1))
             self._starts[tp.partition] = wm
+        with self._lock:  # another process may have committed more since this one last did
+            for part, offset in found.items():
+                if offset > self._committed.get(part, -1):
+                    self._committed[part] = offset
+                pending = self._acked.get(part)
+                if pending is not None and pending[0] <= self._committed[part]:
+                    del self._acked[part]
+        replaying = {}
+        for tp, (seek, _, _) in plan.items():
+            until = self._replay_until[tp.partition]
+            if until > (seek or 0):
+                replaying[tp.partition] = f"{'start' if seek is None else seek}..{until}"
         log.info(
             "Kafka partitions assigned: %s (replaying %s)",
             sorted(tp.partition for tp in assigned),
-            {
-                tp.partition: f"{seek}..{until}"
-                for tp, (seek, until, _) in plan.items()
-                if seek is not None and until > seek
-            },
+            replaying,
         )
         done = {tp.partition for tp in assigned}
         self._assigned = [tp for tp in self._assigned if tp.partition not in done]
