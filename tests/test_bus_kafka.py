@@ -622,12 +622,17 @@ async def test_a_new_group_catches_up_on_the_whole_topic_exactly(
             timeout=90,
             what="every snapshot of the recording",
         )
+        assert isinstance(analyzer.bus, KafkaBus) and analyzer.bus.reader is not None
+        rebalances = analyzer.bus.reader.rebalances  # before stop() leaves the group
     finally:
         await analyzer.stop()
     got = {snapshot_key(s): s for s in sink.snapshots}
     assert len(got) == len(sink.snapshots)  # none twice
     assert got == want
     assert analyzer.analyzer.too_old == 0 and analyzer.analyzer.late == 0
+    # One join, no rejoin (kafka-python rejoined right after the first assignment when the
+    # consumer subscribed after fetching the topic's metadata).
+    assert rebalances == 1
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
@@ -666,7 +671,7 @@ async def test_a_rebalance_that_gives_the_partitions_back_emits_nothing_twice(
     what it emits: here they wait for the stop), when another member joins the group and
     leaves: its partitions are revoked and come back. What it had emitted is replayed, not
     emitted again, and every snapshot is still the offline one."""
-    from stockup_tui.engine.bus import kafka_consumer
+    from stockup_tui.engine.bus.kafka import consumer as kafka_consumer
 
     path = tmp_path / "session.jsonl"
     make_recording(path, seed=13, frames=1000)

@@ -211,8 +211,12 @@ class KafkaReader:
                     try:
                         ensure_topics(self.cfg)
                         consumer = self._consumer()
-                        self._wait_for_partitions(consumer)
+                        # Subscribed first, so that the metadata the wait below fetches is the
+                        # one the group's assignment is checked against; subscribed after it,
+                        # kafka-python saw its topic appear later and rejoined the group once
+                        # right after the first assignment (a rebalance for nothing).
                         consumer.subscribe([self.cfg.topic], listener=_listener(self))
+                        self._wait_for_partitions(consumer)
                     except Exception as exc:
                         if consumer is not None:
                             consumer.close(autocommit=False)
