@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import textual.screen
 from textual import events, on
@@ -162,14 +162,14 @@ class StockupApp(App[None]):
         Binding("w", "next_window", "Window"),
         Binding("b", "alert", "Alert"),
         Binding("B", "alerts", "Alerts", show=False),
-        Binding("v", "toggle('detail')", "Detail", show=False),
-        Binding("h", "toggle('health')", "Health", show=False),
+        Binding("v", "toggle_pane('detail')", "Detail", show=False),
+        Binding("h", "toggle_pane('health')", "Health", show=False),
         Binding("P", "pipeline", "Pipeline", show=False),
         Binding("x", "export", "Export CSV", show=False),
         Binding("enter", "symbol_view", "Symbol", show=False),
         Binding("W", "watchlists", "Watchlists", show=False),
         Binding("m", "move_to_list", "Move to list", show=False),
-        Binding("l", "toggle('events')", "Log"),
+        Binding("l", "toggle_pane('events')", "Log"),
         Binding("tab", "watchlist(1)", "Next list", show=False, priority=True),
         Binding("shift+tab", "watchlist(-1)", "Prev list", show=False, priority=True),
     ]
@@ -191,9 +191,9 @@ class StockupApp(App[None]):
         "next_window": "Switch the window (1m, 5m, ...)",
         "alert": "Set a price alert on the selected symbol",
         "alerts": "List and remove price alerts",
-        "toggle('detail')": "Toggle the detail pane",
-        "toggle('health')": "Toggle the pipeline health pane",
-        "toggle('events')": "Toggle the event log",
+        "toggle_pane('detail')": "Toggle the detail pane",
+        "toggle_pane('health')": "Toggle the pipeline health pane",
+        "toggle_pane('events')": "Toggle the event log",
         "pipeline": "The Pipeline pane over the whole screen (scrollable)",
         "export": "Export the table (as shown) to a CSV file",
         "symbol_view": "The selected symbol full screen: chart with a time axis, tape",
@@ -215,7 +215,8 @@ class StockupApp(App[None]):
     ) -> None:
         if "TEXTUAL_FPS" not in os.environ and hasattr(textual.screen, "UPDATE_PERIOD"):
             # Read when a screen creates its update timer, i.e. after this.
-            textual.screen.UPDATE_PERIOD = min(textual.screen.UPDATE_PERIOD, 1 / MAX_FPS)
+            # Textual declares it Final; the cap is lowered on purpose.
+            textual.screen.UPDATE_PERIOD = min(textual.screen.UPDATE_PERIOD, 1 / MAX_FPS)  # type: ignore[misc]
         super().__init__()
         self.loaded = loaded
         self.settings = loaded.settings
@@ -567,7 +568,7 @@ class StockupApp(App[None]):
         self._update_subtitle()
         self.refresh_now()
 
-    def action_toggle(self, pane: str) -> None:
+    def action_toggle_pane(self, pane: str) -> None:
         widget = {"detail": self.detail, "health": self.health, "events": self.events}[pane]
         widget.toggle_class("-hidden")  # app.tcss: display none; hidden panes skip refreshes
 
@@ -721,7 +722,7 @@ class StockupApp(App[None]):
 
     # -- palette, theme, quit ----------------------------------------------------------------
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for b in self._help_bindings():
             if b.action == "quit":
@@ -732,7 +733,7 @@ class StockupApp(App[None]):
             )
 
     def watch_theme(self, theme: str) -> None:
-        if self.is_mounted and self.save_enabled and theme != self._saved_theme:
+        if self.save_enabled and theme != self._saved_theme:
             self._saved_theme = theme
             try:
                 save_settings(self.config_path, {"ui.theme": theme})

@@ -662,7 +662,7 @@ def unknown_key_message(key: str) -> str:
 
 
 def _format_error(err: ValidationError, origins: Mapping[str, str]) -> str:
-    lines = []
+    lines: list[str] = []
     for e in err.errors():
         if e["type"] == "cross_setting":
             lines.extend(p.explain(origins) for p in e.get("ctx", {}).get("problems", ()))

@@ -187,6 +187,7 @@ def _css_value_problem(name: str, value: str) -> str | None:
         from textual.css.stylesheet import Stylesheet
     except ImportError:  # pragma: no cover - a Textual without this module: skip the deep check
         return None
+    props: tuple[str, ...]
     if name.endswith("style") or name.endswith("style-hover"):
         props, what = ("text-style",), 'not a text style (e.g. "bold", "none", "reverse")'
     else:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+from types import TracebackType
 
 #: Query parameters whose values are secrets (Finnhub's `token`, the usual others).
 SECRET_PARAMS = frozenset(
@@ -33,6 +34,9 @@ _SECRET_PARAM = re.compile(
 _USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/@\s:'\"]*:)[^/@\s'\"]*@")
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+# What `sys.exc_info()` returns, as `logging.Formatter.formatException` takes it.
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
 
 def printable(text: object, limit: int | None = None) -> str:
@@ -93,7 +97,7 @@ class SafeFormatter(logging.Formatter):
         record.message = safe(record.message)
         return super().formatMessage(record)
 
-    def formatException(self, ei) -> str:
+    def formatException(self, ei: _ExcInfo) -> str:
         text = redact(super().formatException(ei))
         return "\n".join(printable(line) for line in text.split("\n"))
 

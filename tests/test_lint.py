@@ -1,4 +1,4 @@
-"""The code base stays clean by the rules in pyproject.toml (ruff lint and format)."""
+"""The code base stays clean by the rules in pyproject.toml (ruff lint and format, mypy)."""
 
 from __future__ import annotations
 
@@ -22,4 +22,13 @@ def test_ruff_lint() -> None:
 
 def test_ruff_format() -> None:
     result = ruff("format", "--check", "--no-cache")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy() -> None:
+    # Checks what [tool.mypy] in pyproject.toml names (the package, strictly); its cache
+    # (.mypy_cache, next to pyproject.toml) makes a second run take a fraction of a second.
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy"], capture_output=True, text=True, cwd=ROOT
+    )
     assert result.returncode == 0, result.stdout + result.stderr

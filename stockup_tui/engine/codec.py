@@ -44,6 +44,7 @@ from __future__ import annotations
 from itertools import accumulate, chain
 from math import isfinite
 from operator import sub
+from typing import Any
 
 import orjson
 
@@ -75,6 +76,11 @@ _NUM = frozenset((int, float))
 _STR = frozenset((str,))
 _COND = frozenset((list, type(None)))
 _LIST = frozenset((list,))
+
+#: A decoded message before validation: orjson gives any JSON value for each field, and the
+#: checks below test exact types with C-level passes (`set(map(type, col))`) that mypy cannot
+#: follow, so the fields stay `Any` until they are checked.
+_JSONObject = dict[str, Any]
 
 
 class CodecError(ValueError):
@@ -173,7 +179,9 @@ def _schema(msg: str) -> CodecError:
     return CodecError("wrong_schema", msg)
 
 
-def _check_numbers(col: list, name: str, low: float, high: float, allow_low: bool) -> list[float]:
+def _check_numbers(
+    col: list[Any], name: str, low: float, high: float, allow_low: bool
+) -> list[float]:
     """Validate a price/volume column with C-level passes; return it as floats."""
     types = set(map(type, col))
     if not types <= _NUM:  # bool, str, None, containers
@@ -193,7 +201,7 @@ def _check_numbers(col: list, name: str, low: float, high: float, allow_low: boo
     return list(map(float, col))
 
 
-def _load(payload: bytes | bytearray | memoryview | str) -> dict:
+def _load(payload: bytes | bytearray | memoryview | str) -> _JSONObject:
     """The size, JSON and version checks every message kind starts with."""
     if len(payload) > MAX_MESSAGE_BYTES:
         raise CodecError("oversized_message", f"{len(payload)} bytes > {MAX_MESSAGE_BYTES}")
@@ -262,7 +270,7 @@ def _counts(col: object, name: str, size: int, low: int) -> list[int]:
     return col
 
 
-def _group(obj: dict) -> list[SymbolBatch]:
+def _group(obj: _JSONObject) -> list[SymbolBatch]:
     keys = obj.keys()
     if keys != _GROUP_KEYS and keys != _GROUP_KEYS_C:
         raise _schema(f"group fields {sorted(obj)} != {sorted(_GROUP_KEYS)} (+ optional c)")
@@ -306,8 +314,8 @@ def _group(obj: dict) -> list[SymbolBatch]:
         raise _schema("r: runs must be [recv_time, n] pairs")
     times, counts = zip(*r, strict=True)
     _counts(list(counts), "r", len(r), 1)
-    times = _check_numbers(list(times), "r", 0.0, float(MAX_TIME_MS) / 1000.0, True)
-    recv = list(zip(times, counts, strict=True))
+    recv_s = _check_numbers(list(times), "r", 0.0, float(MAX_TIME_MS) / 1000.0, True)
+    recv = list(zip(recv_s, counts, strict=True))
     out = []
     at = run = 0
     for symbol, size, nruns in zip(symbols, sizes, runs, strict=True):
@@ -320,7 +328,7 @@ def _group(obj: dict) -> list[SymbolBatch]:
     return out
 
 
-def _batch(obj: dict) -> SymbolBatch:
+def _batch(obj: _JSONObject) -> SymbolBatch:
     keys = obj.keys()
     if keys != _KEYS and keys != _KEYS_ID:
         raise _schema(f"fields {sorted(obj)} != {sorted(_KEYS)} (+ optional id)")
@@ -366,8 +374,8 @@ def _batch(obj: dict) -> SymbolBatch:
             raise _schema("r: run lengths must be positive integers")
         if sum(counts) != n:
             raise _schema(f"r: runs cover {sum(counts)} trades, batch has {n}")
-        times = _check_numbers(list(times), "r", 0.0, float(MAX_TIME_MS) / 1000.0, True)
-        recv = list(zip(times, counts, strict=True))
+        recv_s = _check_numbers(list(times), "r", 0.0, float(MAX_TIME_MS) / 1000.0, True)
+        recv = list(zip(recv_s, counts, strict=True))
     elif n:
         raise _schema(f"r: no runs for {n} trades")
     else:
@@ -412,7 +420,7 @@ def encode_snapshot(snap: SymbolSnapshot) -> bytes:
 
 
 def _opt_number(x: object) -> bool:
-    return x is None or (type(x) in _NUM and isfinite(x))  # type: ignore[arg-type]
+    return x is None or ((type(x) is int or type(x) is float) and isfinite(x))
 
 
 def decode_snapshot(payload: bytes | bytearray | memoryview | str) -> SymbolSnapshot:

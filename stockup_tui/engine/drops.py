@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 
 # Reasons that are part of normal operation (the feed resends trades, a bus redelivers a batch
 # already applied): logged at INFO, not WARNING.
@@ -36,7 +37,7 @@ def is_loss(reason: str) -> bool:
     return reason in LOSS_REASONS or reason.startswith("sink_error:")
 
 
-def describe_losses(lost: dict[str, int]) -> str:
+def describe_losses(lost: Mapping[str, int]) -> str:
     """`bus_unsent_at_exit 1,204, influx_unsent_at_exit 12` for a person."""
     return ", ".join(f"{reason} {n:,}" for reason, n in sorted(lost.items()))
 

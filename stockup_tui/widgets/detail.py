@@ -182,7 +182,7 @@ class PriceChart(Widget):
             b = s.buckets
             xs = list(range(b - n, b))
             plt.xlim(0, max(b - 1, 1))
-            ticks = [round((b - 1) * k / 4) for k in range(5)]
+            ticks: list[float] = [round((b - 1) * k / 4) for k in range(5)]
             labels = [ago(s.span_ms * (1 - k / 4)) for k in range(4)] + ["now"]
             plt.xticks(ticks, labels)
         else:

@@ -8,6 +8,7 @@ valid input, Escape cancels.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -23,9 +24,12 @@ from stockup_tui.untrusted import printable
 from stockup_tui.watchlists import parse_symbols
 from stockup_tui.widgets.health import HealthPane
 
+_R = TypeVar("_R")
 
-class Prompt(ModalScreen):
-    """A titled single-line prompt with a message line under the input."""
+
+class Prompt(ModalScreen[_R]):
+    """A titled single-line prompt with a message line under the input; dismisses with an `_R`,
+    or None when cancelled."""
 
     BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
 
@@ -49,7 +53,7 @@ class Prompt(ModalScreen):
         self.dismiss(None)
 
 
-class AddSymbolsScreen(Prompt):
+class AddSymbolsScreen(Prompt[list[str]]):
     """Returns the list of valid symbols typed (one or several), or None."""
 
     title_text = "Add symbols"
@@ -74,7 +78,7 @@ class AddSymbolsScreen(Prompt):
         self.dismiss(valid)
 
 
-class AlertScreen(Prompt):
+class AlertScreen(Prompt[Alert]):
     """Returns the `Alert` typed for the selected symbol, or None (rule: `stockup_tui.alerts`)."""
 
     placeholder = "above 190.5"
@@ -110,7 +114,7 @@ class AlertScreen(Prompt):
         self.dismiss(alert)
 
 
-class AlertsScreen(ModalScreen):
+class AlertsScreen(ModalScreen[list[Alert]]):
     """The alerts set, one a line: Delete (or d) removes the highlighted one; Escape returns
     the alerts left."""
 
@@ -153,7 +157,7 @@ class AlertsScreen(ModalScreen):
         self.dismiss(self.alerts)
 
 
-class HelpScreen(ModalScreen):
+class HelpScreen(ModalScreen[None]):
     """Every key of the app, generated from its bindings so it cannot go stale."""
 
     BINDINGS = [
@@ -180,7 +184,7 @@ class HelpScreen(ModalScreen):
             )
 
 
-class QuitScreen(ModalScreen):
+class QuitScreen(ModalScreen[None]):
     """Shown while the engine drains on quit: what it waits for, how long, how to abandon.
 
     `progress` is read a few times a second (any thread may be draining meanwhile); q, Ctrl+C
@@ -217,7 +221,7 @@ class QuitScreen(ModalScreen):
         self.query_one("#quit-progress", Static).update(Content(printable(text)))
 
 
-class PipelineScreen(ModalScreen):
+class PipelineScreen(ModalScreen[None]):
     """The Pipeline pane over the whole screen, at any terminal size (the side pane is gone
     below 100 columns, and its lower sections are below the fold on smaller ones): arrows,
     PgUp/PgDn and Home/End scroll it; Escape (or P) closes it. The app feeds `pane`."""

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from rich.style import Style
 from rich.text import Text
+from textual.events import Resize
 from textual.widgets import RichLog
 
 from stockup_tui.untrusted import safe
@@ -107,7 +108,7 @@ class EventLog(RichLog):
     def on_mount(self) -> None:
         self.watch(self.app, "theme", self._theme_changed, init=False)
 
-    def on_resize(self) -> None:
+    def on_resize(self, event: Resize) -> None:
         if not self._laid_out and self.size.width:
             self._laid_out = True
             self._repaint()
@@ -194,7 +195,7 @@ class UILogHandler(logging.Handler):
         own = name == self.own_prefix or name.startswith(self.own_prefix + ".")
         return record.levelno >= (self.own_level if own else self.other_level)
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         """Like `Handler.handle` minus the handler lock: the deque is already thread-safe."""
         if not self.accepts(record):
             return False

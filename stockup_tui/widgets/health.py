@@ -616,8 +616,8 @@ class HealthPane(VerticalScroll):
             "bus": _errors_tooltip(("bus", stats.bus.last_error)),
             "stages": _errors_tooltip(*((s.name, s.last_error) for s in stats.stages)),
         }
-        for key, static in self._statics.items():
-            static.display = key in rendered
+        for key, pane_static in self._statics.items():
+            pane_static.display = key in rendered
         for key, content in rendered.items():
             static = self._statics.get(key)
             if static is None:  # not mounted yet: the next call will paint

@@ -35,7 +35,7 @@ def tape_lines(trades: Sequence[tuple[int, float, float]]) -> list[str]:
     return out
 
 
-class SymbolScreen(Screen):
+class SymbolScreen(Screen[None]):
     """The selected symbol, full screen; Escape (or Enter) returns to the table."""
 
     BINDINGS = [

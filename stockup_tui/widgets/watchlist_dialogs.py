@@ -21,7 +21,7 @@ from stockup_tui.watchlists import MAIN, Watchlists
 from stockup_tui.widgets.dialogs import Prompt
 
 
-class NameScreen(Prompt):
+class NameScreen(Prompt[str]):
     """A name for a watchlist, checked as you type by `check` (ValueError: why not)."""
 
     hint = "1-64 characters; Enter accepts, Escape cancels."
@@ -50,7 +50,7 @@ class NameScreen(Prompt):
             self.show_message(str(exc), error=True)
 
 
-class WatchlistsScreen(ModalScreen):
+class WatchlistsScreen(ModalScreen[list[str]]):
     """The watchlists: Enter switches to the highlighted one, n makes a new one, r renames and
     d deletes it (d twice: a list is not lost to one key). Edits `lists` in place; dismisses
     with the event-log lines of what changed (the app saves and re-subscribes)."""
@@ -151,7 +151,7 @@ class WatchlistsScreen(ModalScreen):
         self.dismiss(self.notes)
 
 
-class MoveScreen(ModalScreen):
+class MoveScreen(ModalScreen[str]):
     """The lists `symbol` can move to; Enter moves it there (dismisses with the target)."""
 
     BINDINGS = [Binding("escape,q", "app.pop_screen", "Cancel")]

@@ -210,7 +210,9 @@ class Partition:
         self._needed.add(offset, tn, self.wm)
         return out if out is not None else []
 
-    def _slow(self, sym: _Symbol | None, batch: SymbolBatch, out: list | None, emit: bool) -> float:
+    def _slow(
+        self, sym: _Symbol | None, batch: SymbolBatch, out: list[SymbolSnapshot] | None, emit: bool
+    ) -> float:
         """Trades one at a time in the order received (unsorted, out of order or too old)."""
         counters = self.counters
         interval = self._interval
@@ -265,7 +267,7 @@ class Partition:
         keep_t: list[int] = []
         keep_p: list[float] = []
         keep_v: list[float] = []
-        keep_c: list = []
+        keep_c: list[list[str] | None] = []
         runs: list[tuple[float, int]] = []
         t, p, v, c = batch.t, batch.p, batch.v, batch.c
         i = 0

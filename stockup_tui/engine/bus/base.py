@@ -79,7 +79,11 @@ class BusStats:
 class Bus(Protocol):
     """Publish keyed batches, consume them, acknowledge after processing, report health."""
 
-    stats: BusStats
+    @property
+    def stats(self) -> BusStats:
+        """The bus's figures, read by the pipeline (an attribute, or a property that refreshes
+        them when read)."""
+        ...
 
     async def start(self) -> None: ...
 

@@ -110,8 +110,8 @@ class _V2Writer:
     """influxdb-client's batching `WriteApi`: batches, retries with backoff on its own thread."""
 
     def __init__(self, sink: InfluxSink, token: str | None) -> None:
-        from influxdb_client import InfluxDBClient, WriteOptions
-        from influxdb_client.client.write_api import WriteType
+        from influxdb_client.client.influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import WriteOptions, WriteType
         from reactivex.scheduler import ThreadPoolScheduler
 
         cfg = sink.cfg
@@ -165,9 +165,15 @@ class _V2Writer:
             self.sink._on_failed(n, "influx_rejected", _describe(exc))
 
     def send(self, lines: list[str]) -> None:
-        from influxdb_client import WritePrecision
+        from influxdb_client.domain.write_precision import WritePrecision
 
-        self.write_api.write(self.bucket, self.org, record=lines, write_precision=WritePrecision.MS)
+        self.write_api.write(
+            self.bucket,
+            self.org,
+            record=lines,
+            # influxdb-client annotates the precision as WritePrecision, whose members are strs
+            write_precision=WritePrecision.MS,  # type: ignore[arg-type]
+        )
 
     def close(self) -> None:
         try:
@@ -577,7 +583,8 @@ class InfluxSink:
             log.log(level, "influx: %s", note)
 
     def _ensure_bucket(self) -> None:
-        from influxdb_client import BucketRetentionRules, InfluxDBClient
+        from influxdb_client.client.influxdb_client import InfluxDBClient
+        from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
 
         cfg = self.cfg
         try:

@@ -35,11 +35,11 @@ def parse_version(header: str | None) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-def choose_api(configured: str, info: ServerInfo | None) -> Api:
+def choose_api(configured: Api | Literal["auto"], info: ServerInfo | None) -> Api:
     """`auto`: InfluxDB 1.x before 1.8 only has `/write` (v1); 1.8+, 2.x and servers that do
     not say their version (e.g. victoria-metrics) get `/api/v2/write`."""
-    if configured in ("v1", "v2"):
-        return configured  # type: ignore[return-value]
+    if configured != "auto":
+        return configured
     major = info.major if info is not None else None
     minor = info.minor if info is not None else None
     if major is not None and minor is not None and (major, minor) < (1, 8):

@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from influxdb_client import Point, WritePrecision
+from influxdb_client.client.write.point import Point
+from influxdb_client.domain.write_precision import WritePrecision
 
 from stockup_tui.engine.model import SymbolSnapshot, window_label
 from stockup_tui.engine.stats import (
@@ -45,6 +46,8 @@ DROPS_MEASUREMENT = "pipeline_drops"
 _ESCAPE_KEY = str.maketrans(
     {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
 )
+# A measurement name's (no "=" to escape).
+_ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
 _FLOAT_FIELDS_BEFORE_COUNT = ("change", "change_pct")
 _FLOAT_FIELDS_AFTER_COUNT = ("first", "last", "max", "mean", "min", "rate", "volume", "vwap")
 
@@ -70,9 +73,7 @@ class WindowLines:
     """Encodes emitted snapshots as `window_metrics` lines; caches the per-series prefix."""
 
     def __init__(self, measurement: str = WINDOW_MEASUREMENT, cache_limit: int = 50_000) -> None:
-        self.measurement = measurement.translate(
-            str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
-        )
+        self.measurement = measurement.translate(_ESCAPE_MEASUREMENT)
         self._prefix: dict[tuple[str, int], str] = {}
         self._cache_limit = cache_limit
 
@@ -107,7 +108,7 @@ class WindowLines:
 def window_point(snap: SymbolSnapshot, index: int) -> Point:
     """The same point as `WindowLines` builds, through influxdb-client (the reference)."""
     wm = snap.windows[index]
-    p = (
+    p: Point = (
         Point(WINDOW_MEASUREMENT)
         .tag("symbol", snap.symbol)
         .tag("window", window_label(wm.window_ms))
@@ -116,7 +117,8 @@ def window_point(snap: SymbolSnapshot, index: int) -> Point:
     for name in _FLOAT_FIELDS_BEFORE_COUNT + _FLOAT_FIELDS_AFTER_COUNT:
         value = getattr(wm, name)
         p.field(name, None if value is None else float(value))
-    return p.time(int(snap.ts_ms), WritePrecision.MS)
+    p.time(int(snap.ts_ms), WritePrecision.MS)  # sets the time (and returns the point, untyped)
+    return p
 
 
 # -- operational figures --------------------------------------------------------------------------
@@ -206,7 +208,7 @@ def ops_points(
     src, bus, an = stats.source, stats.bus, stats.analyzer
     # One series per process of the deployment: the analyzer's stable instance id, else host:pid.
     instance = stats.identity.name if stats.identity is not None else host
-    p = Point(OPS_MEASUREMENT).tag("host", host).tag("role", role).tag("instance", instance)
+    p: Point = Point(OPS_MEASUREMENT).tag("host", host).tag("role", role).tag("instance", instance)
     ints: dict[str, int] = {
         "source_connected": int(bool(src.connected)),
         "source_reconnects": src.reconnects,

@@ -58,10 +58,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import compress, repeat
 from math import isfinite
 from operator import ne
+from typing import Any
 
 import orjson
 
@@ -88,16 +89,26 @@ _NONE = frozenset((type(None),))
 _COND = _LIST | _NONE
 _extend = list.extend
 _append = list.append
+# The key of a conditions list in the cache of validated ones: the tuple of its strs, or _NONE_KEY.
+_CondKey = tuple[object, ...]
 # The conditions key of a trade whose c is null: a tuple (so `tuple()` keeps it) holding a
 # private object, so it equals no tuple made from a JSON list (not even [null]).
-# `_NONE_TO_KEY(id(c), c)` maps None to it and a list to itself, in C.
-_NONE_KEY = (object(),)
-_NONE_TO_KEY = {id(None): _NONE_KEY}.get
+# `_NONE_TO_KEY(id(c), c)` maps None to it and a list to itself, in C (c: a JSON value not yet
+# checked, a list or None).
+_NONE_KEY: _CondKey = (object(),)
+_NONE_TO_KEY: Callable[[int, Any], Iterable[object]] = {id(None): _NONE_KEY}.get
 
 # (symbol, price, time, volume, shared conditions list, conditions key)
-_Trade = tuple[str, float, int, float, "list[str] | None", tuple]
+_Trade = tuple[str, float, int, float, "list[str] | None", _CondKey]
 # Columns ss, ps, ts, vs, cs, cks (cks is None when every c is None).
-_Columns = tuple[list, list, list, list, list, "list | None"]
+_Columns = tuple[
+    list[str],
+    list[float],
+    list[int],
+    list[float],
+    "list[list[str] | None]",
+    "list[_CondKey] | None",
+]
 
 
 class FrameParser:
@@ -125,8 +136,8 @@ class FrameParser:
         self.max_age_ms = max_age_ms
         self._t_lo = 0  # this frame's bounds: lo < t <= hi
         self._t_hi = MAX_TIME_MS
-        # symbol -> flat rows [t, p, v, c, t, p, v, c, ...]
-        self._rows: defaultdict[str, list] = defaultdict(list)
+        # symbol -> flat rows [t, p, v, c, t, p, v, c, ...] (mixed types, split by stride in `take`)
+        self._rows: defaultdict[str, list[Any]] = defaultdict(list)
         # one (recv_time, trades per symbol) entry per frame that kept trades: the recv runs
         self._log: list[tuple[float, Counter[str]]] = []
         # Symbols whose trades passed every check (the fast path's proof), within the allowed.
@@ -137,7 +148,7 @@ class FrameParser:
         self._leaving: dict[str, float] = {}
         self._leaving_next = float("inf")
         # Validated conditions key -> one shared list per distinct value (_NONE_KEY -> None).
-        self._conds: dict[tuple, list[str] | None] = {_NONE_KEY: None}
+        self._conds: dict[_CondKey, list[str] | None] = {_NONE_KEY: None}
         self.pending = 0
         self.trades = 0
         self.frames = 0
@@ -215,7 +226,7 @@ class FrameParser:
         else:
             drops.add("unknown_type", detail=repr(kind)[:50])
 
-    def _trades(self, data: list, recv_time: float, exact: bool) -> None:
+    def _trades(self, data: list[Any], recv_time: float, exact: bool) -> None:
         """Validate, dedup and append the trades of one frame, column by column."""
         if recv_time > self._leaving_next:
             self._expire_leaving(recv_time)
@@ -281,7 +292,7 @@ class FrameParser:
         self.trades += n
         self.pending += n
 
-    def _fast_columns(self, data: list) -> _Columns | None:
+    def _fast_columns(self, data: list[Any]) -> _Columns | None:
         """Columns of a frame whose trades are all certainly valid, else None.
 
         Only for orjson output, whose floats are always finite. Every test is a C-level pass
@@ -336,7 +347,7 @@ class FrameParser:
             vs = list(map(float, vs))
         return ss, ps, ts, vs, cs, cks
 
-    def _slow_columns(self, data: list) -> _Columns:
+    def _slow_columns(self, data: list[Any]) -> _Columns:
         """Columns of the valid trades of a frame, checking each trade and counting drops."""
         check = self._check_trade
         good = []

@@ -37,7 +37,7 @@ def _get(url: str) -> bytes:
     """One GET, at most MAX_BODY bytes of body (urllib: no new dependency for one call)."""
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-        body = response.read(MAX_BODY + 1)
+        body: bytes = response.read(MAX_BODY + 1)  # urlopen's answer is untyped (Any)
     if len(body) > MAX_BODY:
         raise ValueError(f"answer longer than {MAX_BODY} bytes")
     return body
@@ -52,7 +52,7 @@ def parse_close(body: bytes) -> float | None:
     if type(obj) is not dict:
         raise ValueError("answer is not a JSON object")
     pc = obj.get("pc")
-    if type(pc) not in (int, float):
+    if not (type(pc) is int or type(pc) is float):  # exact: bool is not a number here
         raise ValueError("answer has no numeric pc")
     if pc == 0:
         return None

@@ -86,7 +86,7 @@ class AnalyzerStage:
                         drops.add(f"bus_{exc.reason}", detail=str(exc))
                         await bus.dead_letter(msg, exc.reason)
                     continue
-                if type(record) is Watermark:
+                if isinstance(record, Watermark):
                     try:
                         snaps = analyzer.watermark(
                             record.wm_ms, part, msg.offset, emit, record.final
@@ -100,7 +100,7 @@ class AnalyzerStage:
                         emitted.extend(snaps)
                     continue
                 # A group is its symbols' batches, applied in order at the group's offset.
-                for batch in record if type(record) is list else (record,):
+                for batch in record if isinstance(record, list) else (record,):
                     try:
                         snaps = analyzer.trades(batch, part, msg.offset, emit)
                     except Exception as exc:  # a bug must cost this batch (counted), not more

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import orjson
 from kafka.partitioner.default import murmur2
@@ -185,7 +185,7 @@ class KafkaBus:
             part = routes[key] = (murmur2(key) & 0x7FFFFFFF) % n
         return part
 
-    async def publish(self, messages: list[Message]) -> None:
+    async def publish(self, messages: Sequence[Message]) -> None:
         topic = self.cfg.topic
         items = [
             Outgoing(topic, m.key, m.payload, None, m.trades)

@@ -517,7 +517,7 @@ def _listener(reader: KafkaReader) -> Any:
     """kafka-python's rebalance callbacks (it wants a subclass of its ABC), sent to the reader."""
     from kafka import ConsumerRebalanceListener
 
-    class Listener(ConsumerRebalanceListener):
+    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
         def on_partitions_revoked(self, revoked: Any) -> None:
             reader.on_revoked(list(revoked))
 

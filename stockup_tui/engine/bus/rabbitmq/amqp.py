@@ -229,7 +229,7 @@ class Channel:
     @classmethod
     async def open(cls, conn: AsyncioConnection, lost: asyncio.Future[Any]) -> Channel:
         fut: asyncio.Future[PikaChannel] = asyncio.get_running_loop().create_future()
-        conn.channel(on_open_callback=lambda ch: fut.done() or fut.set_result(ch))
+        conn.channel(on_open_callback=partial(_resolve, fut))
         ch = await _first(fut, lost, "channel.open")
         return cls(ch, lost)
 
@@ -239,12 +239,12 @@ class Channel:
 
     @property
     def is_open(self) -> bool:
-        return self.ch.is_open
+        return bool(self.ch.is_open)  # pika is untyped
 
     async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Calls a pika channel method that takes `callback=` and awaits its reply frame."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        method(*args, callback=lambda frame: fut.done() or fut.set_result(frame), **kwargs)
+        method(*args, callback=partial(_resolve, fut), **kwargs)
         return await _first(fut, self._lost, getattr(method, "__name__", "rpc"), self.closed)
 
     def close(self) -> None:
@@ -356,6 +356,7 @@ async def _declare_queue(
 
 
 def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
+    """`fut`'s result, unless it has one already (a reply after the wait gave up)."""
     if not fut.done():
         fut.set_result(value)
 

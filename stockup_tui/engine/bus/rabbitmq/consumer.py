@@ -149,13 +149,8 @@ class Consumer(Link):
         else:
             self._inbox.clear()  # unacknowledged messages come again from the broker
         for c in (ch, dl):
-            c.closed.add_done_callback(lambda f: self._gen == gen and self.fail(f.result()))
-        ch.ch.add_on_cancel_callback(
-            lambda _frame: (
-                self._gen == gen
-                and self.fail(LinkLost(f"RabbitMQ cancelled the consumer of queue '{cfg.queue}'"))
-            )
-        )
+            c.closed.add_done_callback(partial(self._on_channel_closed, gen))
+        ch.ch.add_on_cancel_callback(partial(self._on_cancel, gen))
         self._ch, self._dl = ch, dl
         await ch.call(
             ch.ch.basic_consume,
@@ -413,6 +408,14 @@ class Consumer(Link):
             f"could not park a poison message in '{self.cfg.dead_letter_queue}': {why}"
         )
         log.warning("RabbitMQ consumer: %s", self.dead_letter_error)
+
+    def _on_channel_closed(self, gen: int, closed: asyncio.Future[BaseException | None]) -> None:
+        if gen == self._gen:
+            self.fail(closed.result())
+
+    def _on_cancel(self, gen: int, _frame: Any) -> None:
+        if gen == self._gen:
+            self.fail(LinkLost(f"RabbitMQ cancelled the consumer of queue '{self.cfg.queue}'"))
 
     def _on_dl_confirm(self, gen: int, frame: Any) -> None:
         if gen != self._gen:

@@ -93,7 +93,7 @@ class Publisher(Link):
         gen = self._gen
         await ch.call(ch.ch.confirm_delivery, ack_nack_callback=partial(self._on_confirm, gen))
         ch.ch.add_on_return_callback(partial(self._on_return, gen))
-        ch.closed.add_done_callback(lambda f: self._gen == gen and self.fail(f.result()))
+        ch.closed.add_done_callback(partial(self._on_channel_closed, gen))
         conn.add_on_connection_blocked_callback(partial(self._on_blocked, gen, True))
         conn.add_on_connection_unblocked_callback(partial(self._on_blocked, gen, False))
         self._next_tag = 0
@@ -175,6 +175,10 @@ class Publisher(Link):
             self._next_tag = tag
 
     # -- broker callbacks ------------------------------------------------------------------
+
+    def _on_channel_closed(self, gen: int, closed: asyncio.Future[BaseException | None]) -> None:
+        if gen == self._gen:
+            self.fail(closed.result())
 
     def _on_confirm(self, gen: int, frame: Any) -> None:
         if gen != self._gen:
