@@ -22,8 +22,8 @@ import psutil
 from stockup_tui.config import InfluxConfig
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics
-from stockup_tui.engine.sinks.influx import InfluxSink
-from stockup_tui.engine.sinks.influx_lines import WindowLines, window_point
+from stockup_tui.engine.sinks.influx.lines import WindowLines, window_point
+from stockup_tui.engine.sinks.influx.sink import InfluxSink
 
 
 def snapshots(n: int, start_ms: int) -> list[SymbolSnapshot]:

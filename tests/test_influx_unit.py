@@ -16,8 +16,7 @@ from stockup_tui.config import InfluxConfig
 from stockup_tui.engine.cluster import ProcessIdentity
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics, window_label
-from stockup_tui.engine.sinks.influx import InfluxSink
-from stockup_tui.engine.sinks.influx_http import (
+from stockup_tui.engine.sinks.influx.http import (
     Redactor,
     ServerInfo,
     choose_api,
@@ -26,13 +25,14 @@ from stockup_tui.engine.sinks.influx_http import (
     safe_url,
     split_bucket,
 )
-from stockup_tui.engine.sinks.influx_lines import (
+from stockup_tui.engine.sinks.influx.lines import (
     WindowLines,
     bus_fields,
     ops_points,
     point_lines,
     window_point,
 )
+from stockup_tui.engine.sinks.influx.sink import InfluxSink
 from stockup_tui.engine.stats import (
     AmqpLink,
     AnalyzerFigures,

@@ -23,7 +23,7 @@ from stockup_tui.engine.bus.memory import MemoryBus
 from stockup_tui.engine.bus.rabbitmq.bus import RabbitMQBus
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.sinks.base import StartedSink
-from stockup_tui.engine.sinks.influx import InfluxSink
+from stockup_tui.engine.sinks.influx.sink import InfluxSink
 
 
 def item(size: int, trades: int = 1) -> Outgoing:

@@ -30,7 +30,7 @@ from stockup_tui.config import InfluxConfig, Settings
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot, window_label
 from stockup_tui.engine.pipeline import Pipeline
-from stockup_tui.engine.sinks.influx import InfluxSink
+from stockup_tui.engine.sinks.influx.sink import InfluxSink
 from stockup_tui.engine.sources.recording import FrameRecorder
 from stockup_tui.engine.stats import KafkaFigures, KafkaProducerFigures
 from stockup_tui.engine.wiring import build_pipeline

@@ -57,7 +57,7 @@ class PartitionLag:
 # Numbers as measured (durations in seconds, None while unknown); a part the process does not
 # run is None (a query process has no consumer). Only the front ends and the InfluxDB writer
 # turn them into text or fields: the screen (widgets/health.py `bus_detail_rows`) and
-# `pipeline_ops` (sinks/influx_lines.py `_DETAIL_FIELDS`, the field of each figure).
+# `pipeline_ops` (sinks/influx/lines.py `_DETAIL_FIELDS`, the field of each figure).
 
 
 @dataclass(frozen=True, slots=True)

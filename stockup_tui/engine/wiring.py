@@ -131,7 +131,7 @@ def _configured_sinks(
         except OSError as exc:
             raise ConfigError(f"sinks.jsonl: cannot write {cfg.jsonl}: {exc}") from None
     if cfg.influx.enabled:
-        from stockup_tui.engine.sinks.influx import InfluxSink  # its client loads slowly
+        from stockup_tui.engine.sinks.influx.sink import InfluxSink  # its client loads slowly
 
         out.append(InfluxSink(cfg.influx, drops=drops, role=settings.role, stats_source=stats))
     return out

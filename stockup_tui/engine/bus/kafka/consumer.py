@@ -25,6 +25,9 @@ kafka-python 3 runs the listener on its IO thread, where `commit()` raises.
 Membership is static by default (`group_instance_id`, see `kafka/member.py`): a restarted
 analyzer gets its partitions back at once instead of waiting for the session timeout, and a
 planned stop removes it from the group at once (static members do not leave by themselves).
+
+Longer than most modules on purpose: commits, rebalances and recovery are one protocol around
+kafka-python's consumer, kept together so that its rules (above) can be checked in one read.
 """
 
 from __future__ import annotations

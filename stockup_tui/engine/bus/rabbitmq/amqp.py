@@ -4,6 +4,10 @@ errors worded for the user, and `Link`, one AMQP connection that keeps itself up
 pika's `AsyncioConnection` runs on the loop it is given (`custom_ioloop`), so publishing and
 consuming never block the loop and need no thread. Its callbacks are turned into futures here;
 every wait also ends when the connection is lost, so nothing hangs on a dead socket.
+
+Longer than most modules on purpose: it is all of pika's asyncio face (futures for callbacks,
+the topology, the self-healing `Link`) plus the wording of the many shapes pika's errors come in
+(exceptions wrapped in exceptions, close frames, socket errors), which only this code raises.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ the sink's own thread:
 - connect: `api = auto` reads `X-Influxdb-Version` from `/ping` (1.x before 1.8 -> v1 `/write`,
   anything else -> `/api/v2/write`), then creates the database / bucket with its retention when it
   is missing and `create = true` (a refusal is reported, not fatal);
-- encode the snapshots to line protocol (`influx_lines`), plus the `pipeline_ops` /
+- encode the snapshots to line protocol (`influx/lines.py`), plus the `pipeline_ops` /
   `pipeline_drops` points every `ops_interval` (and once more on close);
 - write: v2 through influxdb-client's batching `WriteApi` (its success / retry / error callbacks
   keep the counters), v1 through `InfluxHttp.write_v1` in batches of `batch_size`, at least
@@ -19,6 +19,10 @@ the sink's own thread:
 `close()` drains: it writes what is buffered and waits while the server makes progress; after
 `timeout` seconds without a successful write the rest is counted as `influx_unsent_at_exit`.
 Secrets never reach a log line, an error text or the screen (`Redactor`).
+
+Longer than most modules on purpose: the sink's thread is one state machine (connect, buffer,
+drain at close, give up) whose parts share its lock and counters; the writes themselves are in
+`writers.py`.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ from collections.abc import Callable, Sequence
 from stockup_tui.config import InfluxConfig
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot
-from stockup_tui.engine.resilience import Backoff, ErrorLatch
-from stockup_tui.engine.sinks.influx_http import (
+from stockup_tui.engine.resilience import ErrorLatch
+from stockup_tui.engine.sinks.influx.http import (
     InfluxHttp,
     InfluxHttpError,
     Redactor,
@@ -44,154 +48,20 @@ from stockup_tui.engine.sinks.influx_http import (
     choose_api,
     ensure_database_v1,
     safe_url,
-    split_bucket,
 )
-from stockup_tui.engine.sinks.influx_lines import WindowLines, ops_points, point_lines
+from stockup_tui.engine.sinks.influx.lines import WindowLines, ops_points, point_lines
+from stockup_tui.engine.sinks.influx.writers import (
+    V1Writer,
+    V2Writer,
+    describe_error,
+    retry_backoff,
+)
 from stockup_tui.engine.stats import PipelineStats, SinkFigures
 
 log = logging.getLogger(__name__)
 
 # influxdb-client logs a warning on every retried request; the sink reports state changes itself.
 logging.getLogger("influxdb_client.client.write.retry").setLevel(logging.ERROR)
-
-RETRY_FIRST = 1.0  # seconds before the first retry
-RETRY_MAX = 5.0  # longest wait between two attempts
-RETRY_JITTER = (0.5, 1.0)  # each wait times a factor drawn from this range
-
-
-def _backoff() -> Backoff:
-    return Backoff(RETRY_FIRST, RETRY_MAX, jitter=RETRY_JITTER)
-
-
-class _Abort(Exception):
-    """Raised from influxdb-client's retry callback to end a retry loop at shutdown."""
-
-
-class _V1Writer:
-    """Blocking batches to `/write?db=&rp=&precision=ms`, retried until written or given up."""
-
-    def __init__(self, sink: InfluxSink, http: InfluxHttp, bucket: str) -> None:
-        self.sink = sink
-        self.http = http
-        self.db, self.rp = split_bucket(bucket)
-        self.label = "v1 /write"
-
-    def send(self, lines: list[str]) -> None:
-        sink = self.sink
-        body = "\n".join(lines).encode()
-        n = len(lines)
-        backoff = _backoff()
-        recreated = False
-        while True:
-            if sink._give_up():  # shutting down and the server has not answered for a while
-                sink._on_failed(n, "influx_unsent_at_exit", sink._last_retry_error or "")
-                return
-            try:
-                self.http.write_v1(body, self.db, self.rp)
-            except InfluxHttpError as exc:
-                if exc.db_missing and sink.cfg.create and not recreated:
-                    recreated = True
-                    sink._ensure_database()
-                    continue
-                if not exc.retryable:
-                    sink._on_failed(n, "influx_rejected", str(exc), refused=exc.dropped)
-                    return
-                sink._on_retry(str(exc))
-                sink._sleep(backoff.next())
-                continue
-            sink._on_written(n)
-            return
-
-    def close(self) -> None:
-        self.http.close()
-
-
-class _V2Writer:
-    """influxdb-client's batching `WriteApi`: batches, retries with backoff on its own thread."""
-
-    def __init__(self, sink: InfluxSink, token: str | None) -> None:
-        from influxdb_client.client.influxdb_client import InfluxDBClient
-        from influxdb_client.client.write_api import WriteOptions, WriteType
-        from reactivex.scheduler import ThreadPoolScheduler
-
-        cfg = sink.cfg
-        self.sink = sink
-        self.bucket = cfg.bucket
-        self.org = cfg.org
-        self.label = "v2 /api/v2/write"
-        self._scheduler = ThreadPoolScheduler(1)  # its own writer thread, not the shared default
-        self.client = InfluxDBClient(
-            url=cfg.url, token=token, org=cfg.org, timeout=int(cfg.timeout * 1000)
-        )
-        options = WriteOptions(
-            write_type=WriteType.batching,
-            batch_size=cfg.batch_size,
-            flush_interval=max(1, int(cfg.flush_interval * 1000)),
-            retry_interval=int(RETRY_FIRST * 1000),
-            max_retry_delay=int(RETRY_MAX * 1000),
-            exponential_base=2,
-            # Retry while the points fit the buffer: the bound, not a retry count, limits the loss.
-            max_retries=1_000_000_000,
-            max_retry_time=10 * 365 * 86_400 * 1000,
-            max_close_wait=3_600_000,  # close() ends sooner: the retry callback aborts (_Abort)
-            write_scheduler=self._scheduler,
-        )
-        self.write_api = self.client.write_api(
-            write_options=options,
-            success_callback=self._success,
-            error_callback=self._error,
-            retry_callback=self._retry,
-        )
-
-    @staticmethod
-    def _lines(data: bytes | str) -> int:
-        if isinstance(data, str):
-            data = data.encode()
-        return data.count(b"\n") + 1 if data else 0
-
-    def _success(self, conf: tuple[str, str, str], data: bytes) -> None:
-        self.sink._on_written(self._lines(data))
-
-    def _retry(self, conf: tuple[str, str, str], data: bytes, exc: Exception) -> None:
-        self.sink._on_retry(_describe(exc))
-        if self.sink._give_up():
-            raise _Abort("gave up at shutdown")
-
-    def _error(self, conf: tuple[str, str, str], data: bytes, exc: Exception) -> None:
-        n = self._lines(data)
-        if isinstance(exc, _Abort) or "gave up at shutdown" in str(exc):
-            self.sink._on_failed(n, "influx_unsent_at_exit", self.sink._last_retry_error or "")
-        else:
-            self.sink._on_failed(n, "influx_rejected", _describe(exc))
-
-    def send(self, lines: list[str]) -> None:
-        from influxdb_client.domain.write_precision import WritePrecision
-
-        self.write_api.write(
-            self.bucket,
-            self.org,
-            record=lines,
-            # influxdb-client annotates the precision as WritePrecision, whose members are strs
-            write_precision=WritePrecision.MS,  # type: ignore[arg-type]
-        )
-
-    def close(self) -> None:
-        try:
-            self.write_api.close()  # drains its buffer (its flush() does nothing)
-        finally:
-            self.client.close()
-            self._scheduler.executor.shutdown(wait=False)
-
-
-def _describe(exc: BaseException) -> str:
-    status = getattr(exc, "status", None)
-    body = getattr(exc, "body", None) or getattr(exc, "message", None)
-    if status and body:
-        return f"HTTP {status}: {body}"
-    reason = getattr(exc, "reason", None)
-    if reason is not None and not isinstance(reason, str):
-        return f"{type(reason).__name__}: {reason}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 class InfluxSink:
@@ -235,7 +105,7 @@ class InfluxSink:
         self.api: str | None = None
         self.server: ServerInfo | None = None
         self.last_error: str | None = None
-        self._last_retry_error: str | None = None
+        self.last_retry_error: str | None = None
         self._connect_errors = ErrorLatch(log, "influx: cannot connect (%(error)s); retrying")
         # A write retried until it works is said once, with the recovery: not once a retry.
         self._write_errors = ErrorLatch(
@@ -251,7 +121,7 @@ class InfluxSink:
         self._pause = threading.Event()  # never set: an interruptible-looking sleep
         self._next_ops = 0.0
         self._thread: threading.Thread | None = None
-        self._writer: _V1Writer | _V2Writer | None = None
+        self._writer: V1Writer | V2Writer | None = None
         self._http: InfluxHttp | None = None
 
     # -- the event loop's side ---------------------------------------------------------------
@@ -329,7 +199,7 @@ class InfluxSink:
             self.dropped += n
         self.drops.add(reason, n, detail=detail)
 
-    def _on_written(self, n: int) -> None:
+    def on_written(self, n: int) -> None:
         with self._cond:
             self._inflight = max(0, self._inflight - n)
             self.written += n
@@ -339,16 +209,16 @@ class InfluxSink:
         if self._write_errors.clear():
             self.last_error = None
 
-    def _on_retry(self, error: str) -> None:
+    def on_retry(self, error: str) -> None:
         msg = self._redact(error)
         with self._cond:
             self.retries += 1
             self.state = "retrying"
             self.last_error = msg
-            self._last_retry_error = msg
+            self.last_retry_error = msg
         self._write_errors.set(msg)
 
-    def _on_failed(self, n: int, reason: str, error: str, refused: int | None = None) -> None:
+    def on_failed(self, n: int, reason: str, error: str, refused: int | None = None) -> None:
         msg = self._redact(error)
         with self._cond:
             self._inflight = max(0, self._inflight - n)
@@ -361,11 +231,11 @@ class InfluxSink:
             with self._cond:
                 self.written += n - lost
 
-    def _give_up(self) -> bool:
+    def give_up(self) -> bool:
         """At shutdown: stop retrying once nothing was written for `timeout` seconds."""
         return self._closing and time.monotonic() - self._last_progress > self.cfg.timeout
 
-    def _sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> None:
         """Waits between attempts (without overshooting the shutdown deadline); the ops
         figures keep being buffered meanwhile."""
         if self._closing:
@@ -402,7 +272,7 @@ class InfluxSink:
     def _run(self) -> None:
         cfg = self.cfg
         self._next_ops = time.monotonic() + cfg.ops_interval
-        connect_backoff = _backoff()
+        connect_backoff = retry_backoff()
         next_connect = 0.0
         final_ops = False
         while True:
@@ -429,14 +299,14 @@ class InfluxSink:
             with self._cond:
                 now = time.monotonic()
                 if writer is None:
-                    if closing and (not self._queued or self._give_up()):
+                    if closing and (not self._queued or self.give_up()):
                         return  # close() counts what is left as unsent
                     wake = min(next_connect, self._next_ops) if not closing else now + 0.2
                     self._cond.wait(max(0.001, min(wake, next_connect) - now))
                     continue
                 ready = self._queued and (
                     self._queued >= cfg.batch_size
-                    or isinstance(writer, _V2Writer)  # its WriteApi batches
+                    or isinstance(writer, V2Writer)  # its WriteApi batches
                     or now - self._first_queued_at >= cfg.flush_interval
                     or closing
                 )
@@ -456,7 +326,7 @@ class InfluxSink:
             if lines:
                 writer.send(lines)
         # Closing with an empty buffer: the v2 WriteApi drains on close (its flush() does not).
-        if isinstance(self._writer, _V2Writer):
+        if isinstance(self._writer, V2Writer):
             writer, self._writer = self._writer, None
             writer.close()
 
@@ -547,16 +417,16 @@ class InfluxSink:
         version = f" (InfluxDB {info.version})" if info.version else ""
         if cfg.create:
             if api == "v1" or (info.major is not None and info.major < 2):
-                self._ensure_database()
+                self.ensure_database()
             else:
                 self._ensure_bucket()
         if api == "v1":
-            self._writer = _V1Writer(self, self._http, cfg.bucket)
+            self._writer = V1Writer(self, self._http, cfg.bucket)
         else:
             token = self._token
             if token is None and cfg.username:  # 1.8's v2 API takes `user:password`
                 token = f"{cfg.username}:{self._password or ''}"
-            self._writer = _V2Writer(self, token)
+            self._writer = V2Writer(self, token)
         self.api = api
         if self.state in ("starting", "down", "error"):
             self.state = "connected"
@@ -568,7 +438,7 @@ class InfluxSink:
             cfg.bucket,
         )
 
-    def _ensure_database(self) -> None:
+    def ensure_database(self) -> None:
         assert self._http is not None
         try:
             note = ensure_database_v1(self._http, self.cfg.bucket, self.cfg.retention)
@@ -606,7 +476,7 @@ class InfluxSink:
             if status is None or status >= 500:
                 # No answer at all: the server went away between /ping and here; retry later.
                 raise InfluxHttpError(
-                    self._redact(f"bucket check failed: {_describe(exc)}"), retryable=True
+                    self._redact(f"bucket check failed: {describe_error(exc)}"), retryable=True
                 ) from None
-            self.last_error = self._redact(f"cannot create bucket: {_describe(exc)}")
+            self.last_error = self._redact(f"cannot create bucket: {describe_error(exc)}")
             log.warning("influx: %s (writing anyway)", self.last_error)
