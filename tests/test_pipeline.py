@@ -89,14 +89,28 @@ async def test_failed_stage_is_restarted_and_counted(monkeypatch: pytest.MonkeyP
         await pipe.stop()
 
 
-async def run_replay(path: Path, windows: list[str]) -> tuple[Pipeline, ListSink]:
+async def run_replay(
+    path: Path, windows: list[str], *, encode: bool = False
+) -> tuple[Pipeline, ListSink]:
     sink = ListSink()
     s = settings(symbols=["AAPL"], windows=windows, source={"kind": "replay", "replay": path})
     pipe = build_pipeline(s, sinks=[sink])
+    pipe.publisher.encode = encode  # True: through the codec, as a network bus carries them
     await pipe.start()
     await pipe.wait_source_done()
     await pipe.stop()
     return pipe, sink
+
+
+async def test_records_carried_in_process_give_what_the_codec_gives(tmp_path: Path) -> None:
+    """The in-process bus hands the records over without encoding them: the snapshots are the
+    ones the same messages give through the codec (as every network bus carries them)."""
+    path = tmp_path / "session.jsonl"
+    make_recording(path)
+    carried, direct = await run_replay(path, ["1m", "5m"])
+    encoded, through_codec = await run_replay(path, ["1m", "5m"], encode=True)
+    assert direct.snapshots and direct.snapshots == through_codec.snapshots
+    assert carried.bus.stats.published_messages == encoded.bus.stats.published_messages
 
 
 async def test_replay_metrics_are_exact_and_reproducible(tmp_path: Path) -> None:
@@ -135,7 +149,7 @@ async def test_a_flush_too_big_for_one_message_goes_out_in_groups_with_the_same_
     """One partition's flush is split into groups of at most GROUP_MAX_TRADES trades (a single
     symbol's batch whole); what the analyzer emits does not change."""
     from stockup_tui.engine.bus.memory import MemoryBus
-    from stockup_tui.engine.codec import GROUP_KEY, decode_record
+    from stockup_tui.engine.codec import GROUP_KEY
     from stockup_tui.engine.stages import publish as publish_module
 
     path = tmp_path / "session.jsonl"
@@ -145,7 +159,7 @@ async def test_a_flush_too_big_for_one_message_goes_out_in_groups_with_the_same_
     publish = MemoryBus.publish
 
     async def spy(self: MemoryBus, messages: Any) -> None:
-        groups = [decode_record(m.payload) for m in messages if m.key == GROUP_KEY]
+        groups = [m.record for m in messages if m.key == GROUP_KEY]  # carried as they are
         calls.append([(sum(len(b) for b in g), len(g)) for g in groups])
         await publish(self, messages)
 

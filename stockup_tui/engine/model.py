@@ -90,3 +90,8 @@ def window_label(window_ms: int) -> str:
         if window_ms >= size and window_ms % size == 0:
             return f"{window_ms // size}{unit}"
     return f"{window_ms}ms"
+
+
+#: What one bus message holds: a symbol's batch, a group of batches (one partition's share of a
+#: flush) or a watermark.
+Record = SymbolBatch | list[SymbolBatch] | Watermark

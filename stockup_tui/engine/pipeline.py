@@ -22,6 +22,7 @@ from dataclasses import replace
 from stockup_tui.config import Role, Settings
 from stockup_tui.engine.analyzer import Analyzer
 from stockup_tui.engine.bus.base import Bus, HasMetricsTopic, HasStatusTopic, SharesWatchlist
+from stockup_tui.engine.bus.memory import MemoryBus
 from stockup_tui.engine.cluster import ClusterView, ProcessIdentity
 from stockup_tui.engine.drops import Drops, describe_losses, is_loss
 from stockup_tui.engine.heap import release_free_heap
@@ -114,7 +115,9 @@ class Pipeline:
         self.latency = RecentLatency()
         self.live_interval = live_interval
         self.live_points = live_points  # price-series points per window in live snapshots
-        self.publisher = Publisher(settings, self.parser, bus, live=self.live)
+        self.publisher = Publisher(
+            settings, self.parser, bus, live=self.live, encode=not isinstance(bus, MemoryBus)
+        )
         self.consumer = AnalyzerStage(
             self.analyzer, bus, self.sinks, self.drops, self.latency, live=self.live
         )

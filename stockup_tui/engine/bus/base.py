@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from stockup_tui.engine.analyzer.partition import Checkpoint
-from stockup_tui.engine.model import SymbolSnapshot
+from stockup_tui.engine.model import Record, SymbolSnapshot
 from stockup_tui.engine.sinks.base import Sink
 from stockup_tui.engine.stats import BusDetail, PartitionLag
 
@@ -43,6 +43,9 @@ class Message:
     partition: int = 0
     replay: bool = False  # rebuild state only: already processed before a restart
     offset: int = -1  # position in its partition (Kafka offset, stream offset, a counter)
+    # The in-process bus carries the record itself and no payload: nothing crosses a socket,
+    # so there is nothing to encode, nor to validate on the way in (see bus/memory.py).
+    record: Record | None = None
 
 
 @dataclass(slots=True)

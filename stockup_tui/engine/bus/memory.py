@@ -1,8 +1,11 @@
 """The in-process bus (the default): a bounded queue between the source and the analyzer.
 
-It carries the same encoded messages as the network buses, so the codec and its validation run
-on every path. The bound gives back-pressure: a slow analyzer makes the publisher wait, and the
-source with it, instead of letting memory grow.
+It carries the records themselves (`Message.record`), not bytes: encoding a flush to JSON and
+decoding it again in the same process was a third of the default pipeline's CPU, for nothing
+(the parser has validated every trade; no byte crosses a socket). The records are the same ones
+the network buses' messages decode to (tests/test_bus_kafka.py checks their outputs agree). The
+bound gives back-pressure: a slow analyzer makes the publisher wait, and the source with it,
+instead of letting memory grow.
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ class MemoryBus:
         self._queued_trades += sum(m.trades for m in messages)
         stats = self.stats
         stats.published_messages += len(messages)
-        stats.published_bytes += sum(len(m.payload) for m in messages)
         stats.queue_depth = self._queue.qsize()
 
     async def consume(self) -> AsyncIterator[Delivery]:

@@ -37,9 +37,13 @@ from stockup_tui.engine.sources.parser import FrameParser
 class Publisher:
     """Moves parsed trades and watermarks to the bus, in receive order."""
 
-    def __init__(self, settings: Settings, parser: FrameParser, bus: Bus, *, live: bool) -> None:
+    def __init__(
+        self, settings: Settings, parser: FrameParser, bus: Bus, *, live: bool, encode: bool = True
+    ) -> None:
         self.parser = parser
         self.bus = bus
+        # False for the in-process bus: its messages carry the records themselves.
+        self.encode = encode
         self.cfg = settings.bus
         self.live = live  # the receive clock follows the wall clock between frames
         self._step_ms = settings.emit_interval_ms
@@ -128,9 +132,13 @@ class Publisher:
         wm = int(self.clock * 1000) - self._lateness_ms
         if wm <= 0:
             return
-        payload = encode_watermark(Watermark(wm, final))
+        mark = Watermark(wm, final)
+        if self.encode:
+            message = Message(WATERMARK_KEY, encode_watermark(mark), 0, ALL_PARTITIONS)
+        else:
+            message = Message(WATERMARK_KEY, b"", 0, ALL_PARTITIONS, record=mark)
         async with self._lock:
-            await self.bus.publish([Message(WATERMARK_KEY, payload, 0, ALL_PARTITIONS)])
+            await self.bus.publish([message])
         self.watermarks += 1
 
     async def flush(self) -> None:
@@ -163,11 +171,18 @@ class Publisher:
                 filled[part] = 0
             mine[-1].append(b)
             filled[part] = filled.get(part, 0) + n
+        encode = self.encode
         for part, mine in groups.items():
             for group in mine:
                 seq += 1
                 trades = sum(len(b.t) for b in group)
-                payload = encode_group(group, producer, seq)
-                messages.append(Message(GROUP_KEY, payload, trades, part))
+                if encode:
+                    payload = encode_group(group, producer, seq)
+                    messages.append(Message(GROUP_KEY, payload, trades, part))
+                    continue
+                bid = (producer, seq)
+                for b in group:  # as decoding the group would give them
+                    b.bid = bid
+                messages.append(Message(GROUP_KEY, b"", trades, part, record=group))
         self._seq = seq
         return messages
