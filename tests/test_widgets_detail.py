@@ -5,11 +5,11 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.widgets import Static
+from textual_plotext import PlotextPlot
 
 from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics
 from stockup_tui.widgets.detail import (
     CHART_POINTS,
-    HAS_PLOTEXT,
     ChartSeries,
     MetricsGrid,
     SymbolDetail,
@@ -178,15 +178,12 @@ async def test_chart_gets_the_closes_and_redraws_only_on_change() -> None:
         await wait_until(lambda: chart.series is not None and chart.series.closes == moved, 5)
         assert chart.draws == draws + 1
 
-        if HAS_PLOTEXT:
-            from textual_plotext import PlotextPlot
-
-            plot = chart.query_one(PlotextPlot)
-            await pilot.pause()
-            rendered = plot.render()
-            assert isinstance(rendered, Text)
-            assert any(0x2800 <= ord(ch) <= 0x28FF for ch in rendered.plain), "braille line"
-            assert "now" in rendered.plain
+        plot = chart.query_one(PlotextPlot)
+        await pilot.pause()
+        rendered = plot.render()
+        assert isinstance(rendered, Text)
+        assert any(0x2800 <= ord(ch) <= 0x28FF for ch in rendered.plain), "braille line"
+        assert "now" in rendered.plain
 
         # A window without trades shows a note instead of a chart.
         empty = snapshot(())
