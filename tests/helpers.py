@@ -20,6 +20,8 @@ from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.sources.recording import FrameRecorder
 from stockup_tui.engine.stats import SinkFigures
 
+REPO = Path(__file__).resolve().parent.parent  # the repository: its scripts, docs and configs
+
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "it") -> None:
     """Polls `cond` until it holds; fails the test with `what` after `timeout` seconds."""

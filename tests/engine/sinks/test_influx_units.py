@@ -49,7 +49,7 @@ from stockup_tui.engine.stats import (
     SinkFigures,
     SourceFigures,
 )
-from tests.helpers import wait_until
+from tests.helpers import REPO, wait_until
 
 prices = st.one_of(
     st.none(),
@@ -511,12 +511,12 @@ def test_status_line_names_the_influx_sink_state() -> None:
 def test_grafana_files_fit_together() -> None:
     """The provisioned datasource's uid is the one every panel names; the dashboard provider
     reads the folder the compose file mounts; panel ids are unique; queries are raw InfluxQL
-    that name the retention policy. (The queries themselves run in test_sink_influx.py.)"""
+    that name the retention policy. (The queries themselves run in
+    tests/integration/test_influx.py.)"""
     import json
     import re
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent / "grafana"
+    root = REPO / "grafana"
     ds = (root / "provisioning" / "datasources" / "influxdb.yaml").read_text()
     uid = re.search(r"^\s+uid:\s*(\S+)", ds, re.M).group(1)
     assert re.search(r"^\s+type:\s*influxdb\s*$", ds, re.M)
