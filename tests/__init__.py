@@ -1,0 +1,1 @@
+"""The test suite: tests/README.md says where each kind of test lives."""

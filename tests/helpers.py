@@ -1,4 +1,5 @@
-"""Small helpers shared by tests: waiting on conditions (never bare sleeps) and an oracle."""
+"""Small helpers shared by tests: waiting on conditions (never bare sleeps), an oracle, recordings,
+and the one builder of `PipelineStats`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,16 @@ import orjson
 
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.sources.recording import FrameRecorder
-from stockup_tui.engine.stats import SinkFigures
+from stockup_tui.engine.stats import (
+    AnalyzerFigures,
+    BusFigures,
+    PipelineStats,
+    SinkFigures,
+    SourceFigures,
+    StageState,
+)
+
+REPO = Path(__file__).resolve().parent.parent  # the repository: its scripts, docs and configs
 
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "it") -> None:
@@ -125,3 +136,57 @@ async def headless_on_feed(port: int, *args: str, **env: str) -> asyncio.subproc
         "--url", f"ws://127.0.0.1:{port}", "--symbols", "AAPL", "--status-interval", "0.3",
         *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean,
     )  # fmt: skip
+
+
+# -- pipeline figures ------------------------------------------------------------------------------
+
+#: A live feed that is keeping up: connected once, no reconnect, a frame 0.2 s ago.
+SOURCE = SourceFigures(
+    kind="finnhub",
+    endpoint="wss://ws.finnhub.io",
+    connected=True,
+    connections=1,
+    reconnects=0,
+    last_gap=None,
+    max_gap=0.0,
+    frames=100,
+    frames_per_s=12.0,
+    trades=400,
+    trades_per_s=40.0,
+    last_frame_age=0.2,
+    subscribed=("AAPL", "MSFT"),
+    last_error=None,
+    finished=False,
+)
+#: The in-process bus, connected, a few flushes queued.
+BUS = BusFigures("memory", True, 100, 12.0, 100, 12.0, 3, 1000, 0, None)
+#: An analyzer with every figure known (latencies in seconds).
+ANALYZER = AnalyzerFigures(400, 40.0, 2, 10, 0, 1_700_000_000_000, 0.002, 0.008, 0.002, 0.01)
+
+
+def source_figures(**changes: Any) -> SourceFigures:
+    return replace(SOURCE, **changes)
+
+
+def bus_figures(**changes: Any) -> BusFigures:
+    return replace(BUS, **changes)
+
+
+def analyzer_figures(**changes: Any) -> AnalyzerFigures:
+    return replace(ANALYZER, **changes)
+
+
+def make_stats(**changes: Any) -> PipelineStats:
+    """A healthy pipeline's figures; keywords replace whole fields of `PipelineStats` (build a
+    part with `source_figures(...)`, `bus_figures(...)`, `analyzer_figures(...)`)."""
+    base = PipelineStats(
+        at=1_700_000_000.0,
+        uptime=60.0,
+        source=SOURCE,
+        bus=BUS,
+        analyzer=ANALYZER,
+        drops={},
+        stages=(StageState("source", "running"), StageState("analyzer", "running")),
+        sinks={"snapshots": SinkFigures(symbols=2, emitted=10)},
+    )
+    return replace(base, **changes)

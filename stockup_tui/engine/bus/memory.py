@@ -3,9 +3,10 @@
 It carries the records themselves (`Message.record`), not bytes: encoding a flush to JSON and
 decoding it again in the same process was a third of the default pipeline's CPU, for nothing
 (the parser has validated every trade; no byte crosses a socket). The records are the same ones
-the network buses' messages decode to (tests/test_bus_kafka.py checks their outputs agree). The
-bound gives back-pressure: a slow analyzer makes the publisher wait, and the source with it,
-instead of letting memory grow.
+the network buses' messages decode to (tests/engine/test_pipeline.py and
+tests/integration/test_kafka.py check that their outputs agree). The bound gives back-pressure:
+a slow analyzer makes the publisher wait, and the source with it, instead of letting memory
+grow.
 """
 
 from __future__ import annotations

@@ -9,19 +9,16 @@ from textual.app import App, ComposeResult
 from textual.content import Content
 from textual.widgets import Static
 
+from stockup_tui.engine.process import ProcessFigures, ProcessMeter
 from stockup_tui.engine.stats import (
     AmqpLink,
-    AnalyzerFigures,
-    BusFigures,
     KafkaFigures,
     KafkaGroupFigures,
     KafkaProducerFigures,
-    PipelineStats,
     RabbitConsumerFigures,
     RabbitFigures,
     RabbitPublisherFigures,
     SinkFigures,
-    SourceFigures,
     StageState,
 )
 from stockup_tui.widgets.format import DASH, fmt_duration, fmt_figure, fmt_latency, fmt_per_s
@@ -29,6 +26,7 @@ from stockup_tui.widgets.health import (
     HealthPane,
     Level,
     bus_detail_rows,
+    cpu_level,
     drop_level,
     frame_age_level,
     latency_level,
@@ -36,6 +34,7 @@ from stockup_tui.widgets.health import (
     overall_level,
     problem,
     queue_level,
+    render_analyzer,
     render_bus,
     render_drops,
     render_sinks,
@@ -45,40 +44,7 @@ from stockup_tui.widgets.health import (
     source_level,
     stage_level,
 )
-
-
-def make_stats(**changes: object) -> PipelineStats:
-    """A healthy pipeline; keyword `source=`, `bus=`... replace whole parts."""
-    source = SourceFigures(
-        kind="finnhub",
-        endpoint="wss://ws.finnhub.io",
-        connected=True,
-        connections=1,
-        reconnects=0,
-        last_gap=None,
-        max_gap=0.0,
-        frames=100,
-        frames_per_s=12.0,
-        trades=400,
-        trades_per_s=40.0,
-        last_frame_age=0.2,
-        subscribed=("AAPL", "MSFT"),
-        last_error=None,
-        finished=False,
-    )
-    bus = BusFigures("memory", True, 100, 12.0, 100, 12.0, 3, 1000, 0, None)
-    analyzer = AnalyzerFigures(400, 40.0, 2, 10, 0, 1_700_000_000_000, 0.002, 0.008, 0.002, 0.01)
-    base = PipelineStats(
-        at=1_700_000_000.0,
-        uptime=60.0,
-        source=source,
-        bus=bus,
-        analyzer=analyzer,
-        drops={},
-        stages=(StageState("source", "running"), StageState("analyzer", "running")),
-        sinks={"snapshots": SinkFigures(symbols=2, emitted=10)},
-    )
-    return replace(base, **changes)
+from tests.helpers import make_stats
 
 
 def style_of(content: Content, text: str) -> str:
@@ -314,6 +280,17 @@ def test_a_sink_without_a_server_that_drops_is_named_by_what_it_does() -> None:
     """The Kafka metrics sink has no state: the status bar said `kafka-metrics None`."""
     stats = make_stats(sinks={"kafka-metrics": SinkFigures(written=10, dropped=3)})
     assert problem(stats) == (Level.WARN, "kafka-metrics dropping")
+
+
+def test_health_pane_shows_process_cpu_and_memory() -> None:
+    stats = make_stats()
+    assert "cpu" not in render_analyzer(stats.analyzer).plain  # no figures: no row
+    proc = ProcessFigures(42.4, 85_300_000, 9, 10, 20, 1.0, 2.0)
+    text = render_analyzer(stats.analyzer, proc).plain
+    assert "cpu     42%" in text and "rss     85.3 MB" in text
+    assert cpu_level(95.0) == Level.WARN and cpu_level(40.0) == Level.IDLE
+    sample = ProcessMeter().sample()
+    assert sample is not None and sample.rss_bytes > 10_000_000 and sample.threads >= 1
 
 
 # -- the widget ------------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from stockup_tui.config import Settings
 from stockup_tui.engine.cluster import LIVE, SILENT, STOPPED, ClusterFigures, ProcessRow
 from stockup_tui.engine.wiring import build_pipeline
 from stockup_tui.widgets.health import Level, problem
-from tests import chaos
 from tests.helpers import wait_until
+from tests.integration import chaos
 from tests.services import private_kafka
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

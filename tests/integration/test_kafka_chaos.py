@@ -21,10 +21,10 @@ from typing import Any
 import orjson
 import pytest
 
-from tests import chaos
 from tests.helpers import wait_until
+from tests.integration import chaos
+from tests.integration.kafka_helpers import kafka_script
 from tests.services import private_kafka
-from tests.test_bus_kafka import kafka_script
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

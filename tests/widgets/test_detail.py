@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.widgets import Static
+from textual_plotext import PlotextPlot
 
 from stockup_tui.engine.model import SymbolSnapshot, WindowMetrics
 from stockup_tui.widgets.detail import (
@@ -176,8 +177,6 @@ async def test_chart_gets_the_closes_and_redraws_only_on_change() -> None:
         detail.update_detail(snapshot(moved), 0, now_ms=10_600)
         await wait_until(lambda: chart.series is not None and chart.series.closes == moved, 5)
         assert chart.draws == draws + 1
-
-        from textual_plotext import PlotextPlot
 
         plot = chart.query_one(PlotextPlot)
         await pilot.pause()

@@ -26,6 +26,7 @@ from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.stats import KafkaFigures
 from stockup_tui.engine.wiring import build_pipeline
 from tests.helpers import ListSink, make_recording, wait_until
+from tests.integration.kafka_helpers import broker_pid, kafka_script
 from tests.services import private_kafka
 
 pytestmark = pytest.mark.kafka
@@ -347,18 +348,6 @@ async def test_killed_analyzer_restarts_with_exact_metrics(
     # The restart rewound to its checkpoints and replayed up to its committed offsets.
     assigned = [line for line in logs.read_text().splitlines() if "partitions assigned" in line]
     assert re.search(r"\d+\.\.\d+", assigned[-1].partition("replaying")[2]), assigned[-1]
-
-
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-
-
-def broker_pid() -> int:
-    pidfile = Path(__file__).resolve().parent.parent / ".services" / "kafka" / "kafka.pid"
-    return int(pidfile.read_text().strip())
-
-
-def kafka_script(action: str) -> None:
-    subprocess.run([str(SCRIPTS / "kafka.sh"), action], check=True, timeout=180)
 
 
 async def run_through_an_outage(

@@ -35,9 +35,7 @@ from stockup_tui.engine.sinks.influx.lines import (
 from stockup_tui.engine.sinks.influx.sink import InfluxSink
 from stockup_tui.engine.stats import (
     AmqpLink,
-    AnalyzerFigures,
     BusDetail,
-    BusFigures,
     KafkaFigures,
     KafkaGroupFigures,
     KafkaProducerFigures,
@@ -47,9 +45,15 @@ from stockup_tui.engine.stats import (
     RabbitFigures,
     RabbitPublisherFigures,
     SinkFigures,
-    SourceFigures,
 )
-from tests.helpers import wait_until
+from tests.helpers import (
+    REPO,
+    analyzer_figures,
+    bus_figures,
+    make_stats,
+    source_figures,
+    wait_until,
+)
 
 prices = st.one_of(
     st.none(),
@@ -254,30 +258,41 @@ RABBIT_NAMES = {
 def fake_stats(
     drops: dict[str, int] | None = None, detail: BusDetail | None = None
 ) -> PipelineStats:
-    return PipelineStats(
+    return make_stats(
         at=0.0,
         uptime=3.0,
-        source=SourceFigures(
-            "simulator",
-            "ws://x",
-            True,
-            1,
-            0,
-            None,
-            0.0,
-            10,
-            5.0,
-            100,
-            50.0,
-            0.1,
-            ("AAPL",),
-            None,
-            False,
+        source=source_figures(
+            kind="simulator",
+            endpoint="ws://x",
+            frames=10,
+            frames_per_s=5.0,
+            trades=100,
+            trades_per_s=50.0,
+            last_frame_age=0.1,
+            subscribed=("AAPL",),
         ),
-        bus=BusFigures("memory", True, 10, 5.0, 10, 5.0, 0, 1000, 0, None, detail),
-        analyzer=AnalyzerFigures(100, 50.0, 1, 3, 0, None, 0.004, 0.011, None, None),
+        bus=bus_figures(
+            published=10,
+            published_per_s=5.0,
+            consumed=10,
+            consumed_per_s=5.0,
+            queue_depth=0,
+            detail=detail,
+        ),
+        analyzer=analyzer_figures(
+            trades=100,
+            trades_per_s=50.0,
+            symbols=1,
+            snapshots=3,
+            watermark_ms=None,
+            latency_p50=0.004,
+            latency_p99=0.011,
+            latency_p50_all=None,
+            latency_p99_all=None,
+        ),
         drops=drops or {},
         stages=(),
+        sinks={},
     )
 
 
@@ -483,40 +498,15 @@ async def test_v2_write_api_retries_then_gives_up_at_shutdown() -> None:
     assert "v2-token-secret" not in repr(sink.figures())
 
 
-def test_health_pane_shows_process_cpu_and_memory() -> None:
-    from stockup_tui.engine.process import ProcessFigures, ProcessMeter
-    from stockup_tui.widgets.health import Level, cpu_level, render_analyzer
-
-    stats = fake_stats()
-    assert "cpu" not in render_analyzer(stats.analyzer).plain  # no figures: no row
-    proc = ProcessFigures(42.4, 85_300_000, 9, 10, 20, 1.0, 2.0)
-    text = render_analyzer(stats.analyzer, proc).plain
-    assert "cpu     42%" in text and "rss     85.3 MB" in text
-    assert cpu_level(95.0) == Level.WARN and cpu_level(40.0) == Level.IDLE
-    sample = ProcessMeter().sample()
-    assert sample is not None and sample.rss_bytes > 10_000_000 and sample.threads >= 1
-
-
-def test_status_line_names_the_influx_sink_state() -> None:
-    from dataclasses import replace
-
-    from stockup_tui.headless import status_line
-
-    stats = fake_stats()
-    assert "influx" not in status_line(stats)
-    with_sink = replace(stats, sinks={"influx": SinkFigures(state="retrying", pending=12)})
-    assert "| influx retrying pending 12" in status_line(with_sink)
-
-
 def test_grafana_files_fit_together() -> None:
     """The provisioned datasource's uid is the one every panel names; the dashboard provider
     reads the folder the compose file mounts; panel ids are unique; queries are raw InfluxQL
-    that name the retention policy. (The queries themselves run in test_sink_influx.py.)"""
+    that name the retention policy. (The queries themselves run in
+    tests/integration/test_influx.py.)"""
     import json
     import re
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent / "grafana"
+    root = REPO / "grafana"
     ds = (root / "provisioning" / "datasources" / "influxdb.yaml").read_text()
     uid = re.search(r"^\s+uid:\s*(\S+)", ds, re.M).group(1)
     assert re.search(r"^\s+type:\s*influxdb\s*$", ds, re.M)
@@ -539,19 +529,3 @@ def test_grafana_files_fit_together() -> None:
             if var["type"] == "query":
                 assert var["datasource"]["uid"] == uid
     assert len(uids) == 2
-
-
-def test_status_line_tells_the_backlog_and_the_time_figures() -> None:
-    from dataclasses import replace
-
-    from stockup_tui.headless import status_line
-
-    stats = fake_stats()
-    stats = replace(
-        stats,
-        bus=replace(stats.bus, backlog=1234),
-        analyzer=replace(stats.analyzer, late=5, future_time=2, too_old=3, behind=2.5),
-    )
-    line = status_line(stats)
-    assert "backlog 1,234" in line
-    assert "late 5 future 2 too_old 3 behind 2.5s" in line

@@ -17,13 +17,8 @@ from stockup_tui.engine.cluster import (
     ProcessStatus,
 )
 from stockup_tui.engine.model import SymbolSnapshot
-from stockup_tui.engine.stats import (
-    AnalyzerFigures,
-    BusFigures,
-    PipelineStats,
-    SourceFigures,
-    StageState,
-)
+from stockup_tui.engine.stats import PipelineStats
+from tests.helpers import analyzer_figures, bus_figures, make_stats, source_figures
 
 SYMBOLS = ["AAPL", "MSFT", "BTC:USD"]
 
@@ -69,14 +64,13 @@ class FrozenEngine:
 
 
 def fixed_stats(latest: Mapping[str, SymbolSnapshot]) -> PipelineStats:
-    return PipelineStats(
+    """A replay going well: what the snapshot tests' screens show."""
+    return make_stats(
         at=0.0,
         uptime=42.0,
-        source=SourceFigures(
+        source=source_figures(
             kind="replay",
             endpoint="session.jsonl",
-            connected=True,
-            connections=1,
             reconnects=2,
             last_gap=0.05,
             max_gap=0.12,
@@ -86,18 +80,20 @@ def fixed_stats(latest: Mapping[str, SymbolSnapshot]) -> PipelineStats:
             trades_per_s=1200.0,
             last_frame_age=0.1,
             subscribed=tuple(SYMBOLS),
-            last_error=None,
-            finished=False,
         ),
-        bus=BusFigures(
-            "memory", True, 1200, 100.0, 1200, 100.0, 0, 1000, 0, None, queue_unit="flushes"
+        bus=bus_figures(
+            published=1200,
+            published_per_s=100.0,
+            consumed=1200,
+            consumed_per_s=100.0,
+            queue_depth=0,
+            queue_unit="flushes",
         ),
-        analyzer=AnalyzerFigures(
+        analyzer=analyzer_figures(
             trades=2600,
             trades_per_s=1200.0,
             symbols=len(latest),
             snapshots=500,
-            late=0,
             watermark_ms=None,
             latency_p50=0.0021,
             latency_p99=0.0094,
@@ -105,7 +101,7 @@ def fixed_stats(latest: Mapping[str, SymbolSnapshot]) -> PipelineStats:
             latency_p99_all=0.0094,
         ),
         drops={"duplicate": 130, "malformed_json": 8},
-        stages=(StageState("source", "running"), StageState("analyzer", "running")),
+        sinks={},
     )
 
 

@@ -17,7 +17,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.test_pipeline import make_recording
+from tests.helpers import make_recording
 
 CMD = [sys.executable, "-m", "stockup_tui"]
 

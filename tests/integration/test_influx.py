@@ -35,14 +35,13 @@ from stockup_tui.engine.sources.recording import FrameRecorder
 from stockup_tui.engine.stats import KafkaFigures, KafkaProducerFigures
 from stockup_tui.engine.wiring import build_pipeline
 from tests import helpers
-from tests.helpers import wait_until
+from tests.helpers import REPO, wait_until
 from tests.services import require_influx, require_victoria, services_required
 
 pytestmark = pytest.mark.influx
 
-ROOT = Path(__file__).resolve().parent.parent
-DASHBOARDS = ROOT / "grafana" / "dashboards"
-INFLUX_CTL = os.environ.get("TEST_INFLUX_CTL", str(ROOT / "scripts" / "influxdb.sh"))
+DASHBOARDS = REPO / "grafana" / "dashboards"
+INFLUX_CTL = os.environ.get("TEST_INFLUX_CTL", str(REPO / "scripts" / "influxdb.sh"))
 FIELDS = (
     "count",
     "volume",
@@ -506,7 +505,7 @@ async def test_v2_server_stopped_mid_run_loses_nothing() -> None:
     influxdb-client's WriteApi retries with backoff while the sink buffers, and after the
     restart every emitted point is stored."""
     base = require_victoria()
-    ctl = ROOT / "scripts" / "victoria-metrics.sh"
+    ctl = REPO / "scripts" / "victoria-metrics.sh"
     require_control(ctl, "victoria-metrics")
     tag = uuid.uuid4().hex[:6].upper()
     symbols = [f"W{tag}A", f"W{tag}B"]

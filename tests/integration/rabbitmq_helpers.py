@@ -20,6 +20,7 @@ from typing import Any
 
 import pika
 
+from tests.helpers import REPO
 from tests.services import (
     RABBITMQ_HOST,
     RABBITMQ_PASSWORD,
@@ -27,8 +28,6 @@ from tests.services import (
     RABBITMQ_USER,
     RABBITMQ_VHOST,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def names(queue_type: str = "stream", tmp: Path | None = None) -> dict[str, Any]:
@@ -123,7 +122,7 @@ def publish_raw(exchange: str, key: str, body: bytes) -> None:
 
 def _ctl(action: str) -> None:
     """`scripts/rabbitmq.sh stop_app|start_app` when the script exists, else rabbitmqctl."""
-    script = ROOT / "scripts" / "rabbitmq.sh"
+    script = REPO / "scripts" / "rabbitmq.sh"
     if script.is_file() and os.access(script, os.X_OK):
         cmd = [str(script), action]
     else:
@@ -141,7 +140,7 @@ def port_open(host: str = RABBITMQ_HOST, port: int = RABBITMQ_PORT) -> bool:
 
 
 def can_control_server() -> bool:
-    script = ROOT / "scripts" / "rabbitmq.sh"
+    script = REPO / "scripts" / "rabbitmq.sh"
     return (script.is_file() and os.access(script, os.X_OK)) or shutil.which(
         "rabbitmqctl"
     ) is not None

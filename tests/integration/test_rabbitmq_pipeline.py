@@ -19,10 +19,9 @@ from stockup_tui.config import Settings
 from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.sources.recording import FrameRecorder
 from stockup_tui.engine.wiring import build_pipeline
-from tests import rabbitmq_helpers as rmq
-from tests.helpers import wait_until
+from tests.helpers import ListSink, make_recording, wait_until
+from tests.integration import rabbitmq_helpers as rmq
 from tests.services import RABBITMQ_PASSWORD, require_rabbitmq
-from tests.test_pipeline import ListSink, make_recording
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 

@@ -26,7 +26,7 @@ from stockup_tui.widgets.dialogs import (
     QuitScreen,
 )
 from stockup_tui.widgets.quotes import QuotesTable
-from tests.frozen_engine import FrozenEngine, fixed_stats
+from tests.widgets.frozen_engine import FrozenEngine, fixed_stats
 
 SIZE = (140, 40)
 
@@ -703,7 +703,7 @@ async def test_a_monitor_names_a_silent_process_and_shows_the_cluster(tmp_path: 
     """`--role monitor`: the side pane is the Cluster view; at 80x24 (no side pane) the status
     bar names the silent analyzer, and `P` opens the cluster full screen."""
     from stockup_tui.widgets.dialogs import PipelineScreen
-    from tests.frozen_engine import cluster_stats
+    from tests.widgets.frozen_engine import cluster_stats
 
     engine = FrozenEngine(priced(AAPL=173.0), cluster_stats({}))
     app = frozen_app(tmp_path, engine, role="monitor", **{"bus.kind": "kafka"})

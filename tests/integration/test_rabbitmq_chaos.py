@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import chaos
-from tests import rabbitmq_helpers as rmq
 from tests.helpers import wait_until
+from tests.integration import chaos
+from tests.integration import rabbitmq_helpers as rmq
 from tests.services import RABBITMQ_PASSWORD, require_rabbitmq
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]

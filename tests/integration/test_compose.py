@@ -8,15 +8,15 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from stockup_tui.config import load_config
 from stockup_tui.engine.wiring import build_pipeline
+from tests.helpers import REPO
 
-COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yaml"
+COMPOSE = REPO / "docker-compose.yaml"
 IMAGE = "stockup-tui:local"
 
 

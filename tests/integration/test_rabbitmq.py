@@ -23,10 +23,9 @@ from stockup_tui.engine.bus.rabbitmq.checkpoint import CheckpointFile
 from stockup_tui.engine.drops import ROUTINE_REASONS, Drops
 from stockup_tui.engine.stats import RabbitFigures
 from stockup_tui.engine.wiring import build_pipeline
-from tests import rabbitmq_helpers as rmq
-from tests.helpers import wait_until
+from tests.helpers import ListSink, make_recording, wait_until
+from tests.integration import rabbitmq_helpers as rmq
 from tests.services import require_rabbitmq
-from tests.test_pipeline import ListSink, make_recording
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -19,8 +19,8 @@ from stockup_tui.config import Settings, load_config
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.stats import PipelineStats, SinkFigures
 from stockup_tui.engine.wiring import build_pipeline
-from tests.frozen_engine import SYMBOLS, FrozenEngine, cluster_stats, fixed_stats
-from tests.test_pipeline import make_recording
+from tests.helpers import make_recording
+from tests.widgets.frozen_engine import SYMBOLS, FrozenEngine, cluster_stats, fixed_stats
 
 
 @pytest.fixture(scope="module")

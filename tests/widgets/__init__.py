@@ -1,0 +1,1 @@
+"""Tests of `stockup_tui/widgets/` and of the app on screen (Pilot and SVG snapshots)."""
