@@ -6,7 +6,8 @@ Data flows one way: source -> parse -> bus -> analyzer -> sinks. The stages' bod
 builds a pipeline from the settings; `engine/supervisor.py` runs every stage as a task that
 restarts with backoff. What is left here: which stages a role runs, how `stop()` drains (the
 source stops, pending trades are flushed, the bus is closed and consumed to the end, sinks are
-closed), and a clock that turns counters into one immutable `PipelineStats` per tick.
+closed), and a clock that turns counters into one immutable `PipelineStats` per tick. Those
+two read every part, which is why they stay here and the module is a little over 400 lines.
 """
 
 from __future__ import annotations
