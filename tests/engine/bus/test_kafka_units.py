@@ -99,3 +99,42 @@ def test_a_hand_over_to_a_loop_that_closed_leaves_no_coroutine_behind() -> None:
         gc.collect()
     assert not thread.is_alive()
     assert not [w for w in caught if "never awaited" in str(w.message)]
+
+
+class _FlakyConsumer:
+    """Stands in for kafka-python's consumer: the first poll fails, the next ones work."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[object, list[object]]:
+        self.polls += 1
+        if self.polls == 1:
+            raise ConnectionError("broker away")
+        return {}
+
+    def assignment(self) -> set[object]:
+        return set()
+
+
+def test_the_consumers_error_ends_when_what_failed_works_again() -> None:
+    """The figures show an error while it lasts: a failed poll until a poll works, a failed
+    commit until a commit works (each logged once, not at every turn)."""
+    from stockup_tui.engine.bus.kafka.consumer import KafkaReader
+
+    loop = asyncio.new_event_loop()
+    try:
+        reader = KafkaReader(Settings().kafka, loop, asyncio.Queue())
+        consumer = _FlakyConsumer()
+        reader._step(consumer)
+        assert reader.last_error is not None and "poll failed" in reader.last_error
+        reader._step(consumer)
+        assert reader.last_error is None
+        reader._commit_done({}, time.monotonic(), TimeoutError("coordinator moving"))
+        assert reader.last_error is not None and "commit failed" in reader.last_error
+        reader._step(consumer)  # a poll that works says nothing about commits
+        assert reader.last_error is not None and "commit failed" in reader.last_error
+        reader._commit_done({}, time.monotonic(), None)
+        assert reader.last_error is None
+    finally:
+        loop.close()

@@ -126,7 +126,12 @@ class KafkaReader:
         self._starts: dict[int, int | None] = {}  # partitions rewound, for the next delivery
         self._thread: threading.Thread | None = None
         self.connected = False
+        # One latch per kind of call, each cleared by that call's next success, so that the
+        # figures stop showing an error once it is over (and one failing while another works
+        # is logged once, not at every turn): the link (join, poll), commits, lag queries.
         self._errors = ErrorLatch(log, "Kafka consumer: %(error)s")
+        self._commit_errors = ErrorLatch(log, "Kafka consumer: %(error)s")
+        self._lag_errors = ErrorLatch(log, "Kafka consumer: %(error)s")
         self.assignment: tuple[int, ...] = ()  # partitions owned and already rewound
         self.lag: dict[int, int] = {}
         # Kafka timestamp (ms) of the newest record delivered, per partition: how far behind.
@@ -170,7 +175,8 @@ class KafkaReader:
 
     @property
     def last_error(self) -> str | None:
-        return self._errors.error
+        """The error in force now (None once what failed works again)."""
+        return self._errors.error or self._commit_errors.error or self._lag_errors.error
 
     @property
     def alive(self) -> bool:
@@ -263,6 +269,7 @@ class KafkaReader:
             self._stop.wait(0.5)
             return
         self.connected = True
+        self._errors.clear()
         if self._assigned:
             # Records fetched for a partition assigned during this poll start from the committed
             # offset; recovery rewinds them first, so they are fetched again after the seek.
@@ -355,6 +362,7 @@ class KafkaReader:
         self, sent: dict[int, tuple[int, Checkpoint]], started: float, error: Exception | None
     ) -> None:
         if error is None:
+            self._commit_errors.clear()
             self.commits += 1
             self.commit_latency.record(time.monotonic() - started, 1)
             for part, (offset, _) in sent.items():
@@ -364,7 +372,7 @@ class KafkaReader:
         # A rebalance in progress, the broker away: the next commit carries these, unless a
         # later one has already said more.
         self.commit_errors += 1
-        self._error(error, "commit failed")
+        self._commit_errors.set(f"commit failed: {describe_error(error)}")
         with self._lock:
             for part, value in sent.items():
                 if value[0] > self._committed.get(part, -1):
@@ -383,7 +391,9 @@ class KafkaReader:
             ends = consumer.end_offsets(assigned)
             self.lag = {tp.partition: max(0, ends[tp] - consumer.position(tp)) for tp in assigned}
         except Exception as exc:
-            self._error(exc, "lag query failed")
+            self._lag_errors.set(f"lag query failed: {describe_error(exc)}")
+        else:
+            self._lag_errors.clear()
 
     def _drain_to_end(self, consumer: Any) -> None:
         """Role `all` at shutdown: read what this process published, then stop."""
