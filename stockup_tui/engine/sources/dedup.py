@@ -1,9 +1,10 @@
 """Dropping the trades that Finnhub sends more than once.
 
 Finnhub trades carry no id and the feed resends some of them two or three times, usually within
-a second. A trade is therefore identified by its content: the key is the tuple
-``(symbol, price, time_ms, volume, conditions)`` with conditions as a tuple (the parser uses a
-private marker for null conditions, distinct from ``[]``).
+a second. A trade is therefore identified by its content: the key is
+``(symbol, price, time_ms, volume, conditions)`` with conditions as a tuple or None (null
+conditions and ``[]`` are different keys); the parser hashes its frozen trade structs, which
+hold exactly these five fields.
 
 Policy, precisely:
 

@@ -34,14 +34,17 @@ orjson rejects NaN/Infinity literals and numbers like 1e400; such a frame is re-
 stdlib ``json`` (which accepts them) only to classify its trades, so one trade with ``"p": NaN``
 costs ``nonfinite_price`` for that trade alone.
 
-Speed (the per-trade hot path): the fields are pulled out with one list comprehension each, then
-the frame is validated column by column with C-level passes (``set(map(type, col))``,
-``min``/``max``, set inclusion against caches of already validated symbols and condition
-tuples), hashed for dedup with ``map(hash, zip(...))`` and appended to per-symbol flat lists with
+Speed (the per-trade hot path): a trade frame is decoded by msgspec straight into typed trade
+structs, which checks every field's type and the static bounds of prices, volumes and conditions
+in C; the columns are pulled out with one list comprehension each and the rest is checked column
+by column with C-level passes (``min``/``max`` of the times, set inclusion against caches of
+already validated symbols and conditions); the structs are frozen, so their C-level hash is the
+dedup key (``map(hash, trades)``), and the columns are appended to per-symbol flat lists with
 ``map(list.extend, ...)``; no other Python code runs per trade. A frame the fast path cannot
-vouch for entirely (a bad trade, or the first sight of a symbol or conditions list) goes through
-`_check_trade` trade by trade, which gives the exact drop reason and fills the caches; that is
-about 1.5x slower. Prices and volumes are always stored as floats.
+vouch for entirely (a bad trade, a ping, or the first sight of a symbol or conditions list) is
+read again by orjson and goes through `_check_trade` trade by trade, which gives the exact drop
+reason and fills the caches; the trades it keeps are made into the same structs, so a resend is
+caught whichever path each copy took. Prices and volumes are always stored as floats.
 
 Conditions lists are shared: every trade with conditions ``["1", "12"]`` refers to the same list
 object (less memory, and no garbage-collector tracked object per trade). Treat ``batch.c``
@@ -58,12 +61,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 from itertools import compress, repeat
 from math import isfinite
 from operator import ne
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 
 from ..codec import MAX_PRICE, MAX_TIME_MS, MAX_VOLUME, symbol_ok
@@ -82,33 +86,37 @@ _MAX_CACHED_SYMBOLS = 100_000
 _MAX_CACHED_CONDITIONS = 10_000
 
 _NUM = frozenset((int, float))
-_INT = frozenset((int,))
-_FLOAT = frozenset((float,))
-_LIST = frozenset((list,))
-_NONE = frozenset((type(None),))
-_COND = _LIST | _NONE
 _extend = list.extend
 _append = list.append
-# The key of a conditions list in the cache of validated ones: the tuple of its strs, or _NONE_KEY.
-_CondKey = tuple[object, ...]
-# The conditions key of a trade whose c is null: a tuple (so `tuple()` keeps it) holding a
-# private object, so it equals no tuple made from a JSON list (not even [null]).
-# `_NONE_TO_KEY(id(c), c)` maps None to it and a list to itself, in C (c: a JSON value not yet
-# checked, a list or None).
-_NONE_KEY: _CondKey = (object(),)
-_NONE_TO_KEY: Callable[[int, Any], Iterable[object]] = {id(None): _NONE_KEY}.get
+_Conditions = tuple[str, ...]
 
-# (symbol, price, time, volume, shared conditions list, conditions key)
-_Trade = tuple[str, float, int, float, "list[str] | None", _CondKey]
-# Columns ss, ps, ts, vs, cs, cks (cks is None when every c is None).
-_Columns = tuple[
-    list[str],
-    list[float],
-    list[int],
-    list[float],
-    "list[list[str] | None]",
-    "list[_CondKey] | None",
-]
+
+class _Trade(msgspec.Struct, frozen=True, gc=False):
+    """One trade whose fields have the right types and static bounds. Frozen: its hash (of all
+    five fields, in C) is the dedup key; null conditions and ``[]`` are different keys."""
+
+    s: str
+    p: Annotated[float, msgspec.Meta(gt=0.0, le=MAX_PRICE)]
+    t: int
+    v: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_VOLUME)]
+    c: (
+        Annotated[
+            tuple[Annotated[str, msgspec.Meta(max_length=MAX_CONDITION_LEN)], ...],
+            msgspec.Meta(max_length=MAX_CONDITIONS),
+        ]
+        | None
+    ) = None
+
+
+class _TradeFrame(msgspec.Struct):
+    """A trade frame every element of which decodes as a `_Trade` (else the decode fails)."""
+
+    type: Literal["trade"]
+    data: list[_Trade]
+
+
+_decode_trade_frame = msgspec.json.Decoder(_TradeFrame).decode
+_DECODE_FAILED = (msgspec.ValidationError, msgspec.DecodeError)
 
 
 class FrameParser:
@@ -147,8 +155,8 @@ class FrameParser:
         self._allowed: frozenset[str] | None = None
         self._leaving: dict[str, float] = {}
         self._leaving_next = float("inf")
-        # Validated conditions key -> one shared list per distinct value (_NONE_KEY -> None).
-        self._conds: dict[_CondKey, list[str] | None] = {_NONE_KEY: None}
+        # Validated conditions -> one shared list per distinct value (None -> None).
+        self._conds: dict[_Conditions | None, list[str] | None] = {None: None}
         self.pending = 0
         self.trades = 0
         self.frames = 0
@@ -192,12 +200,19 @@ class FrameParser:
             size = len(frame)
             drops.add("oversized_frame", detail=f"{size} chars > {self.max_frame_bytes}", size=size)
             return
-        exact = True
+        try:
+            trades = _decode_trade_frame(frame).data
+        except _DECODE_FAILED:
+            pass  # anything but a trade frame of well-typed trades: read it again, below
+        else:
+            self.frames += 1
+            if trades:
+                self._trades(trades, recv_time, True)
+            return
         try:
             msg = orjson.loads(frame)
         except orjson.JSONDecodeError as exc:
             # Only to classify NaN/Infinity/1e400 per trade; anything else is malformed.
-            exact = False
             try:
                 msg = json.loads(frame)
             except Exception:  # ValueError, RecursionError on deep nesting
@@ -214,7 +229,7 @@ class FrameParser:
                 return
             self.frames += 1
             if data:
-                self._trades(data, recv_time, exact)
+                self._trades(data, recv_time, False)
         elif kind == "ping":
             self.pings += 1
         elif kind == "error":
@@ -226,8 +241,9 @@ class FrameParser:
         else:
             drops.add("unknown_type", detail=repr(kind)[:50])
 
-    def _trades(self, data: list[Any], recv_time: float, exact: bool) -> None:
-        """Validate, dedup and append the trades of one frame, column by column."""
+    def _trades(self, data: list[Any], recv_time: float, decoded: bool) -> None:
+        """Validate, dedup and append the trades of one frame, column by column: `data` holds
+        `_Trade` structs when `decoded`, else the JSON values."""
         if recv_time > self._leaving_next:
             self._expire_leaving(recv_time)
         recv_ms = int(recv_time * 1000)
@@ -237,21 +253,26 @@ class FrameParser:
             if self.max_future_ms is None
             else min(MAX_TIME_MS, recv_ms + self.max_future_ms)
         )
-        cols = self._fast_columns(data) if exact else None
+        cols = self._fast_columns(data) if decoded else None
         if cols is None:
-            cols = self._slow_columns(data)
-        ss, ps, ts, vs, cs, cks = cols
+            data = self._check_each(data, decoded)
+            if not data:
+                return
+            cols = (
+                [d.s for d in data],
+                [d.p for d in data],
+                [d.t for d in data],
+                [d.v for d in data],
+                list(map(self._shared, [d.c for d in data])),
+            )
+        ss, ps, ts, vs, cs = cols
         n = len(ss)
         if not n:
             return
         dedup = self.dedup
         if dedup is not None:
             dedup.rotate_if_due(recv_time)
-            if cks is None:
-                keys = zip(ss, ps, ts, vs, repeat(_NONE_KEY))
-            else:
-                keys = zip(ss, ps, ts, vs, cks, strict=True)
-            hs = list(map(hash, keys))
+            hs = list(map(hash, data))
             cur = dedup.cur
             dupset = cur.intersection(hs)  # hits only: no table for the whole frame
             in_cur = len(dupset)
@@ -292,82 +313,53 @@ class FrameParser:
         self.trades += n
         self.pending += n
 
-    def _fast_columns(self, data: list[Any]) -> _Columns | None:
-        """Columns of a frame whose trades are all certainly valid, else None.
+    def _fast_columns(
+        self, data: Sequence[_Trade]
+    ) -> tuple[list[str], list[float], list[int], list[float], list[list[str] | None]] | None:
+        """The columns of decoded trades if every one is certainly valid, else None.
 
-        Only for orjson output, whose floats are always finite. Every test is a C-level pass
-        over a column; the type tests come first so that min/max only compare numbers.
-        """
-        try:
-            ss = [d["s"] for d in data]
-            ps = [d["p"] for d in data]
-            ts = [d["t"] for d in data]
-            vs = [d["v"] for d in data]
-        except Exception:  # an element is not a dict or lacks a field
+        Types and static bounds were checked by the decoder; what is left is one C-level pass
+        per test over a column: times against this frame's bounds, symbols and conditions
+        against the caches of validated ones (a hit proves validity, and the cached conditions
+        list replaces the trade's own: see the module docstring)."""
+        ts = [d.t for d in data]
+        if min(ts) <= self._t_lo or max(ts) > self._t_hi:
+            return None
+        ss = [d.s for d in data]
+        if not self._sym_ok.issuperset(ss):
             return None
         try:
-            cs = [d["c"] for d in data]  # Finnhub always sends c, if only as null
+            cs = list(map(self._conds.__getitem__, [d.c for d in data]))
         except KeyError:
-            cs = [d.get("c") for d in data]
-        ptypes = set(map(type, ps))
-        vtypes = set(map(type, vs))
-        if not (
-            ptypes <= _NUM
-            and vtypes <= _NUM
-            and set(map(type, ts)) <= _INT  # exact types: bool is neither int nor float here
-            and min(ps) > 0.0
-            and max(ps) <= MAX_PRICE
-            and min(ts) > self._t_lo
-            and max(ts) <= self._t_hi
-            and min(vs) >= 0
-            and max(vs) <= MAX_VOLUME
-        ):
             return None
-        try:
-            if not self._sym_ok.issuperset(ss):  # unhashable symbols raise
-                return None
-            ctypes = set(map(type, cs))
-            if ctypes <= _NONE:
-                cks = None
-            else:
-                if ctypes <= _LIST:
-                    cks = list(map(tuple, cs))
-                elif ctypes <= _COND:
-                    cks = list(map(tuple, map(_NONE_TO_KEY, map(id, cs), cs)))
-                else:
-                    return None
-                # Only tuples of valid strs are cached, so a hit proves validity; the cached
-                # list replaces the frame's own (see the module docstring).
-                cs = list(map(self._conds.__getitem__, cks))
-        except (TypeError, KeyError):
-            return None
-        if not ptypes <= _FLOAT:
-            ps = list(map(float, ps))
-        if not vtypes <= _FLOAT:
-            vs = list(map(float, vs))
-        return ss, ps, ts, vs, cs, cks
+        return ss, [d.p for d in data], ts, [d.v for d in data], cs
 
-    def _slow_columns(self, data: list[Any]) -> _Columns:
-        """Columns of the valid trades of a frame, checking each trade and counting drops."""
-        check = self._check_trade
-        good = []
+    def _check_each(self, data: list[Any], decoded: bool) -> list[_Trade]:
+        """The good trades of a frame, checking each one and counting the drops by reason."""
+        check = self._check_decoded if decoded else self._check_trade
+        good: list[_Trade] = []
         reasons: dict[str, int] = {}
         for d in data:
             r = check(d)
-            if type(r) is str:
+            if isinstance(r, str):
                 reasons[r] = reasons.get(r, 0) + 1
             else:
                 good.append(r)
         drops = self.drops
         for reason, n in reasons.items():
             drops.add(reason, n)
-        if not good:
-            return [], [], [], [], [], None
-        ss, ps, ts, vs, cs, cks = map(list, zip(*good, strict=True))
-        return ss, ps, ts, vs, cs, cks
+        return good
+
+    def _check_decoded(self, d: _Trade) -> str | _Trade:
+        """The checks a decoded trade has not had yet: the drop reason, or the trade."""
+        if not symbol_ok(d.s):
+            return "bad_symbol"
+        if not 0 < d.t <= MAX_TIME_MS:
+            return "bad_time"
+        return self._admit(d.s, d.p, d.t, d.v, d.c)
 
     def _check_trade(self, d: object) -> str | _Trade:
-        """Full validation of one trade: the drop reason, or the normalized trade."""
+        """Full validation of one trade (a JSON value): the drop reason, or the trade."""
         if type(d) is not dict:
             return "bad_trade"
         try:
@@ -397,29 +389,25 @@ class FrameParser:
             return "bad_volume"
         if not 0 < t <= MAX_TIME_MS:
             return "bad_time"
+        return self._admit(s, p, t, v, d.get("c"))
+
+    def _admit(self, s: str, p: float, t: int, v: float, c: object) -> str | _Trade:
+        """The checks against this frame and this parser's state, for a trade whose fields are
+        valid alone; fills the caches the fast path relies on."""
         if t > self._t_hi:
             return "future_time"
         if t <= self._t_lo:
             return "too_old"
-        c = d.get("c")
-        if c is None:
-            ck = _NONE_KEY
-        elif (
-            type(c) is list
-            and len(c) <= MAX_CONDITIONS
-            and all(type(x) is str and len(x) <= MAX_CONDITION_LEN for x in c)
-        ):
-            ck = tuple(c)
-            conds = self._conds
-            shared = conds.get(ck)
-            if shared is None:
-                if len(conds) >= _MAX_CACHED_CONDITIONS:
-                    conds.clear()
-                    conds[_NONE_KEY] = None
-                shared = conds[ck] = c
-            c = shared
-        else:
-            return "bad_conditions"
+        conditions: _Conditions | None = None
+        if c is not None:
+            if not (
+                isinstance(c, list | tuple)
+                and len(c) <= MAX_CONDITIONS
+                and all(type(x) is str and len(x) <= MAX_CONDITION_LEN for x in c)
+            ):
+                return "bad_conditions"
+            conditions = tuple(c)
+            self._shared(conditions)
         sym_ok = self._sym_ok
         if s not in sym_ok:
             allowed = self._allowed
@@ -428,7 +416,18 @@ class FrameParser:
             if len(sym_ok) >= _MAX_CACHED_SYMBOLS:
                 sym_ok.clear()
             sym_ok.add(s)
-        return (s, p, t, v, c, ck)
+        return _Trade(s, p, t, v, conditions)
+
+    def _shared(self, conditions: _Conditions | None) -> list[str] | None:
+        """The one list shared by every trade with these (valid) conditions, cached."""
+        conds = self._conds
+        shared = conds.get(conditions)
+        if shared is None and conditions is not None:
+            if len(conds) >= _MAX_CACHED_CONDITIONS:
+                conds.clear()
+                conds[None] = None
+            shared = conds[conditions] = list(conditions)
+        return shared
 
     def take(self) -> list[SymbolBatch]:
         """Return the pending trades as one batch per symbol (first-seen order) and clear them."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -550,3 +551,44 @@ def test_a_flood_of_unknown_symbols_leaves_no_state() -> None:
     assert drops.snapshot() == {"unsubscribed": 10_000}
     assert p._sym_ok == {"AAPL"} and list(p._rows) == ["AAPL"]
     assert p.pending == 50
+
+
+def _decline(_frame: str) -> object:
+    raise msgspec.ValidationError("declined")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.lists(trades_, max_size=8), min_size=1, max_size=4), st.booleans())
+def test_the_typed_decoder_and_the_checks_one_by_one_agree(frames: list, warm: bool) -> None:
+    """Whatever the frames, the fast path (msgspec into typed structs, checks by column) keeps
+    the same trades, drops the same ones for the same reasons and catches the same resends as
+    the reference: every frame read by orjson (or json) and checked trade by trade, which is
+    what the parser does when the typed decoder declines a frame."""
+    fast, _, _ = make()
+    reference, _, _ = make()
+    texts = [_frame_text(data) for data in frames]
+    if warm:
+        texts.insert(0, frame(trade(s="MSFT"), trade(s="X:Y", c=None), trade(c=["1"])))
+    texts += texts[-1:]  # a resend of the last frame
+    for i, text in enumerate(texts):
+        fast.parse(text, 1.0 + i)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(parser_mod, "_decode_trade_frame", _decline)
+            reference.parse(text, 1.0 + i)
+    assert fast.take() == reference.take()
+    assert fast.drops.snapshot() == reference.drops.snapshot()
+    assert (fast.trades, fast.frames) == (reference.trades, reference.frames)
+
+
+def test_a_well_typed_frame_takes_the_typed_decoder() -> None:
+    """The fast path is taken (not only agreed with): a frame of good trades of known symbols
+    is decoded once, by msgspec, and orjson is not called."""
+    p, drops, _ = make()
+    p.parse(frame(GOOD), 1.0)  # first sight of AAPL and its conditions: the checks one by one
+    calls: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(parser_mod.orjson, "loads", lambda text: calls.append(text))
+        p.parse(frame(trade(t=T0 + 1), trade(t=T0 + 2, v=5)), 2.0)
+    assert calls == [] and drops.total == 0
+    (batch,) = p.take()
+    assert batch.t == [T0, T0 + 1, T0 + 2] and batch.v == [100.0, 100.0, 5.0]
