@@ -345,6 +345,8 @@ GROUP = orjson.loads(
     [
         ({"s": ["AAPL", "AAPL"]}, "appears twice"),
         ({"s": []}, "non-empty"),
+        ({"s": [["AAPL"], "MSFT"]}, "non-empty"),
+        ({"s": ["AAPL", "MS FT"]}, "non-empty"),
         ({"n": [2, 2]}, "column lengths"),
         ({"n": [3, 0]}, "counts below 1"),
         ({"rn": [2, 0]}, "counts below 1"),
