@@ -11,12 +11,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from msgspec import to_builtins
+from msgspec.structs import replace
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.bus.kafka.bus import KafkaBus
@@ -367,8 +368,8 @@ async def run_through_an_outage(
 
 
 def assert_same_as_reference(sink: ListSink, reference: ListSink) -> None:
-    got = {snapshot_key(s): asdict(s) for s in sink.snapshots}
-    want = {snapshot_key(s): asdict(s) for s in reference.snapshots}
+    got = {snapshot_key(s): to_builtins(s) for s in sink.snapshots}
+    want = {snapshot_key(s): to_builtins(s) for s in reference.snapshots}
     assert set(want) <= set(got), sorted(set(want) - set(got))[:5]
     mismatched = [key for key, snap in got.items() if not same_metrics(want.get(key), snap)]
     assert not mismatched, mismatched[:5]
@@ -558,9 +559,9 @@ async def test_when_an_analyzer_leaves_the_other_takes_over_with_exact_metrics(
         await query.stop()
         for pipe in analyzers:
             await pipe.stop()
-    reference = {snapshot_key(s): asdict(s) for s in (await run_memory_replay(path)).snapshots}
+    reference = {snapshot_key(s): to_builtins(s) for s in (await run_memory_replay(path)).snapshots}
     for sink in sinks:
-        got = {snapshot_key(s): asdict(s) for s in sink.snapshots}
+        got = {snapshot_key(s): to_builtins(s) for s in sink.snapshots}
         bad = [key for key, snap in got.items() if not same_metrics(reference.get(key), snap)]
         assert not bad, bad[:5]
     assert owned == tuple(range(6))

@@ -8,7 +8,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import replace
+
+from msgspec.structs import replace
 
 from stockup_tui.engine.model import SymbolSnapshot
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
-import orjson
+import msgspec
 
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.stats import SinkFigures
 
 log = logging.getLogger(__name__)
+_encoder = msgspec.json.Encoder()
 
 
 class JsonlSink:
@@ -37,9 +37,7 @@ class JsonlSink:
         if self._room < 0:
             self._drops.add("jsonl_full", len(snapshots), log=False)
             return
-        data = b"".join(
-            orjson.dumps(asdict(snap), option=orjson.OPT_APPEND_NEWLINE) for snap in snapshots
-        )
+        data = _encoder.encode_lines(snapshots)
         if len(data) > self._room:
             self._room = -1
             log.warning("%s is full: later snapshots are not written", self.path)
