@@ -116,7 +116,8 @@ class _TradeFrame(msgspec.Struct):
 
 
 _decode_trade_frame = msgspec.json.Decoder(_TradeFrame).decode
-_DECODE_FAILED = (msgspec.ValidationError, msgspec.DecodeError)
+# UnicodeEncodeError: a str holding a lone surrogate (msgspec reads a str as UTF-8).
+_DECODE_FAILED = (msgspec.ValidationError, msgspec.DecodeError, UnicodeEncodeError)
 
 
 class FrameParser:

@@ -482,6 +482,18 @@ def test_arbitrary_text_and_bytes_never_raise(raw: str | bytes) -> None:
     p.take()
 
 
+def test_a_lone_surrogate_is_a_bad_symbol_or_malformed_not_a_crash() -> None:
+    """A str frame holding a lone surrogate cannot be read as UTF-8 (msgspec, orjson): the
+    stdlib reads it, and the trade is judged like any other."""
+    p, drops, _ = make()
+    raw = json.dumps({"type": "trade", "data": [trade(s="\ud800"), GOOD]}, ensure_ascii=False)
+    assert "\ud800" in raw  # the surrogate itself, not a JSON escape
+    p.parse(raw, 1.0)
+    p.parse('{"type": "trade", "data": [\ud800', 1.0)
+    assert drops.snapshot() == {"bad_symbol": 1, "malformed_json": 1}
+    assert p.trades == 1
+
+
 def test_frames_from_orjson_and_json_agree() -> None:
     data = [trade(t=T0 + i, s=f"S{i % 3}", c=None if i % 2 else ["1"]) for i in range(20)]
     a, _, _ = make()
