@@ -25,6 +25,7 @@ from stockup_tui.engine.simulator import (
     MarketSimulator,
     SimulatorSettings,
     SimulatorThread,
+    Trade,
     TradeFeed,
     poisson,
 )
@@ -364,10 +365,10 @@ def test_simulator_thread_reports_bind_failure() -> None:
 # -- market model --------------------------------------------------------------------------
 
 
-def run_feed(seed: int, ticks: int = 50) -> list[dict[str, Any]]:
+def run_feed(seed: int, ticks: int = 50) -> list[Trade]:
     feed = TradeFeed(Market(seed), rate=5000, duplicate_fraction=0.1, max_trades_per_frame=37)
     feed.set_symbols(["AAPL", "MSFT", "BINANCE:BTCUSDT", "BINANCE:DOGEUSDT"])
-    out: list[dict[str, Any]] = []
+    out: list[Trade] = []
     for i in range(ticks):
         for frame in feed.tick(0.01, 1_700_000_000_000 + 10 * i).frames:
             assert len(frame) <= 37
@@ -390,8 +391,8 @@ def test_seed_makes_model_deterministic() -> None:
 
 def test_prices_stay_positive_and_on_tick_grid() -> None:
     trades = run_feed(1, ticks=200)
-    assert all(on_grid(tr["p"]) for tr in trades)
-    assert any(tr["p"] < 1 for tr in trades) or Market(1).price("BINANCE:DOGEUSDT") >= 1
+    assert all(on_grid(tr.p) for tr in trades)
+    assert any(tr.p < 1 for tr in trades) or Market(1).price("BINANCE:DOGEUSDT") >= 1
     market = Market(2)
     # Push walks across the edges: towards zero, and upward through 1.0 with fine ticks.
     down = market.state("DOWN")
@@ -399,7 +400,7 @@ def test_prices_stay_positive_and_on_tick_grid() -> None:
     up = market.state("UP")
     up.units, up.steps, up.steps_ref = 9_990, [7] * 256, 9_990
     rnd = bytes(range(256)) * 4
-    prices = [tr["p"] for st in (down, up) for tr in market.walk(st, 256, 0, 10, rnd)]
+    prices = [tr.p for st in (down, up) for tr in market.walk(st, 256, 0, 10, rnd)]
     assert all(on_grid(p) for p in prices), [p for p in prices if not on_grid(p)]
     assert max(prices) >= 1.0
 
@@ -411,8 +412,8 @@ def test_timestamps_non_decreasing_without_duplicates() -> None:
     for i in range(100):
         for frame in feed.tick(0.01, 1_700_000_000_000 + 10 * i).frames:
             for tr in frame:
-                assert tr["t"] >= last[tr["s"]]
-                last[tr["s"]] = tr["t"]
+                assert tr.t >= last[tr.s]
+                last[tr.s] = tr.t
 
 
 @pytest.mark.parametrize("lam", [0.5, 8.0, 400.0])

@@ -5,7 +5,9 @@ Speed matters more than elegance here: the simulator must out-run any pipeline i
 drawn as one `randbytes` block per tick and mapped through 256-entry lookup tables (symbol choice,
 price step, volume, conditions); prices are walked as integers in 1e-4 units with
 `itertools.accumulate`, so they stay exactly on the tick grid and `units / 10000` is the same
-float as `round(price, 4)`.
+float as `round(price, 4)`. Trades are msgspec Structs built by `map` and encoded by msgspec:
+a dict per trade and orjson took 1.7x as long (457 against 271 ns a trade, generation and
+encoding of 500-trade frames, measured), and the app's own simulator shares its process.
 """
 
 from __future__ import annotations
@@ -14,13 +16,23 @@ import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import accumulate
-from operator import itemgetter
+from itertools import accumulate, repeat
+from operator import attrgetter, truediv
 from statistics import NormalDist
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-Trade = dict[str, Any]
-"""One wire trade: `{"s": str, "p": float, "t": int, "v": int | float, "c": list[str] | None}`."""
+import msgspec
+
+
+class Trade(msgspec.Struct, gc=False):
+    """One wire trade, encoded as Finnhub's `{"s": .., "p": .., "t": .., "v": .., "c": ..}`."""
+
+    s: str
+    p: float
+    t: int
+    v: int | float
+    c: list[str] | None
+
 
 UNITS = 10_000
 """Prices are held as integers in 1e-4 units (the fine tick)."""
@@ -37,7 +49,7 @@ sent, and throughput would collapse; the feed then offers what the client takes.
 
 _TABLE = 256
 _Z = [NormalDist().inv_cdf((i + 0.5) / _TABLE) for i in range(_TABLE)]
-_BY_T = itemgetter("t")
+_BY_T = attrgetter("t")
 # Conditions: mostly null, often ["1"], now and then something rarer. Shared list objects are fine:
 # they are only ever serialized.
 _STOCK_CONDITIONS: list[list[str] | None] = [
@@ -203,11 +215,8 @@ class Market:
         conds = [st.conditions[b] for b in rnd[2 * count : 3 * count]]
         span = t1 - t0 + 1
         ts = [t0 + (b * span >> 8) for b in sorted(rnd[3 * count : 4 * count])]
-        sym = st.symbol
-        return [
-            {"s": sym, "p": u / UNITS, "t": t, "v": v, "c": c}
-            for u, t, v, c in zip(path, ts, vols, conds, strict=True)
-        ]
+        prices = map(truediv, path, repeat(UNITS))
+        return list(map(Trade, repeat(st.symbol), prices, ts, vols, conds))
 
 
 def _repair(deltas: list[int]) -> list[int]:
@@ -271,7 +280,7 @@ class TradeFeed:
         """Replace the traded symbols; pending duplicates of dropped symbols are discarded."""
         self._states = [self.market.state(s) for s in dict.fromkeys(symbols)]
         names = {st.symbol for st in self._states}
-        self._pending = [tr for tr in self._pending if tr["s"] in names]
+        self._pending = [tr for tr in self._pending if tr.s in names]
         self._table = _symbol_table([st.weight for st in self._states])
         self._cum = list(accumulate(st.weight for st in self._states))
 

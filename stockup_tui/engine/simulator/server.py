@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import msgspec
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -30,6 +31,7 @@ from .market import Market, Trade, TradeFeed
 log = logging.getLogger(__name__)
 
 PING_FRAME = b'{"type":"ping"}'
+_encode = msgspec.json.Encoder().encode  # trade frames: lists of `Trade` structs
 TOO_MANY_SYMBOLS = "Subscribing to too many symbols"
 MAX_SYMBOL_LENGTH = 64
 OVERSIZED_BYTES = (1 << 20) + 4096
@@ -330,7 +332,7 @@ class MarketSimulator:
                 if s.malformed_rate > 0 and self._rng.random() < s.malformed_rate:
                     await self._send_malformed(ws, frame)
                     continue
-                await ws.send(orjson.dumps({"type": "trade", "data": frame}), text=True)
+                await ws.send(_encode({"type": "trade", "data": frame}), text=True)
                 stats.frames_sent += 1
                 stats.duplicates_sent += n_dup
                 stats.trades_sent += len(frame) - n_dup
@@ -339,14 +341,15 @@ class MarketSimulator:
         kind = MALFORMED_KINDS[self._malformed_next % len(MALFORMED_KINDS)]
         self._malformed_next += 1
         if kind == "binary":
-            await ws.send(orjson.dumps({"type": "trade", "data": frame}))  # bytes -> binary frame
+            await ws.send(_encode({"type": "trade", "data": frame}))  # bytes -> binary frame
         else:
             await ws.send(self._bad_text(kind, frame[0]), text=True)
         counts = self.stats.malformed_sent
         counts[kind] = counts.get(kind, 0) + 1
 
-    def _bad_text(self, kind: str, trade: Trade) -> bytes:
+    def _bad_text(self, kind: str, good: Trade) -> bytes:
         """Build the UTF-8 text of a bad frame of `kind`, based on a real trade of the frame."""
+        trade = msgspec.structs.asdict(good)
 
         def frame(**changes: Any) -> bytes:
             bad = {**trade, **changes}
