@@ -40,11 +40,13 @@ in C; the columns are pulled out with one list comprehension each and the rest i
 by column with C-level passes (``min``/``max`` of the times, set inclusion against caches of
 already validated symbols and conditions); the structs are frozen, so their C-level hash is the
 dedup key (``map(hash, trades)``), and the columns are appended to per-symbol flat lists with
-``map(list.extend, ...)``; no other Python code runs per trade. A frame the fast path cannot
-vouch for entirely (a bad trade, a ping, or the first sight of a symbol or conditions list) is
-read again by orjson and goes through `_check_trade` trade by trade, which gives the exact drop
-reason and fills the caches; the trades it keeps are made into the same structs, so a resend is
-caught whichever path each copy took. Prices and volumes are always stored as floats.
+``map(list.extend, ...)``; no other Python code runs per trade. A frame the decoder declines
+(a ping, an error, a badly typed or out-of-bounds trade, anything malformed) is read again by
+orjson and goes through `_check_trade` trade by trade, which gives the exact drop reason; a
+decoded frame the column checks cannot vouch for (a time out of bounds, the first sight of a
+symbol or conditions list) goes through `_check_decoded` trade by trade. Both fill the caches,
+and the trades they keep are made into the same structs, so a resend is caught whichever path
+each copy took. Prices and volumes are always stored as floats.
 
 Conditions lists are shared: every trade with conditions ``["1", "12"]`` refers to the same list
 object (less memory, and no garbage-collector tracked object per trade). Treat ``batch.c``
