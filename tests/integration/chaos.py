@@ -16,11 +16,11 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import orjson
+from msgspec.json import encode as json_encode
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.sources.recording import FrameRecorder
@@ -80,7 +80,7 @@ async def offline(path: Path, windows: list[str]) -> dict[Key, dict[str, Any]]:
     for snap in sink.snapshots:
         key = (snap.symbol, snap.ts_ms)
         assert key not in out, f"emitted twice in one uninterrupted run: {key}"
-        out[key] = orjson.loads(orjson.dumps(asdict(snap)))
+        out[key] = orjson.loads(json_encode(snap))
     return out
 
 

@@ -8,12 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from msgspec.json import encode as json_encode
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.pipeline import Pipeline
@@ -76,7 +76,7 @@ async def reference(rec: Path) -> dict[tuple[str, int], dict[str, Any]]:
     await pipe.start()
     await pipe.wait_source_done()
     await pipe.stop()
-    return keyed([orjson.loads(orjson.dumps(asdict(snap))) for snap in sink.snapshots])
+    return keyed([orjson.loads(json_encode(snap)) for snap in sink.snapshots])
 
 
 def last_keys(ref: dict[tuple[str, int], dict[str, Any]]) -> set[tuple[str, int]]:
@@ -280,10 +280,10 @@ async def test_restart_does_not_emit_again_from_partly_rebuilt_quiet_windows(
     finally:
         await uninterrupted.stop()
         rmq.delete_all(section)
-    ref = keyed([orjson.loads(orjson.dumps(asdict(s))) for s in ref_sink.snapshots])
+    ref = keyed([orjson.loads(json_encode(s)) for s in ref_sink.snapshots])
     assert 0 < second.consumer.replayed < 1000 - 600  # about a window of 250 s, not everything
-    before = keyed([orjson.loads(orjson.dumps(asdict(s))) for s in first_sink.snapshots])
-    after = keyed([orjson.loads(orjson.dumps(asdict(s))) for s in second_sink.snapshots])
+    before = keyed([orjson.loads(json_encode(s)) for s in first_sink.snapshots])
+    after = keyed([orjson.loads(json_encode(s)) for s in second_sink.snapshots])
     wrong = {k: (v, ref.get(k)) for k, v in after.items() if not same(v, ref.get(k))}
     assert not wrong, f"{len(wrong)} differ, e.g. {sorted(wrong.items())[0]}"
     assert all(same(v, ref.get(k)) for k, v in before.items())
