@@ -108,7 +108,6 @@ def symbol_ok(s: object) -> bool:
 # (cleared when full: a topic of random symbols cannot grow it without bound).
 _SYMBOLS_SEEN: set[str] = set()
 _MAX_SYMBOLS_SEEN = 100_000
-_MINUS_ONE = -1
 
 
 def _symbols_ok(symbols: list[Any]) -> bool:
@@ -343,10 +342,10 @@ def _group(obj: _JSONObject) -> list[SymbolBatch]:
     # are the trades up to its last trade. Column passes, no Python loop per symbol.
     ends = list(accumulate(sizes))
     run_ends = list(accumulate(runs))
-    covered = list(accumulate(counts))
-    if list(map(covered.__getitem__, map(_MINUS_ONE.__add__, run_ends))) != ends:
+    covered = [0, *accumulate(counts)]  # trades counted before run i: covered[i]
+    if list(map(covered.__getitem__, run_ends)) != ends:
         for symbol, size, end, run_end in zip(symbols, sizes, ends, run_ends, strict=True):
-            if covered[run_end - 1] != end:
+            if covered[run_end] != end:
                 raise _schema(f"r: the runs of {symbol} do not cover its {size} trades")
     cut = list(map(slice, [0, *ends[:-1]], ends))
     return list(

@@ -270,8 +270,6 @@ class FrameParser:
             )
         ss, ps, ts, vs, cs = cols
         n = len(ss)
-        if not n:
-            return
         dedup = self.dedup
         if dedup is not None:
             dedup.rotate_if_due(recv_time)
@@ -396,7 +394,8 @@ class FrameParser:
 
     def _admit(self, s: str, p: float, t: int, v: float, c: object) -> str | _Trade:
         """The checks against this frame and this parser's state, for a trade whose fields are
-        valid alone; fills the caches the fast path relies on."""
+        valid alone; fills the cache of symbols the fast path relies on (the conditions are
+        cached when the kept trades' columns are built)."""
         if t > self._t_hi:
             return "future_time"
         if t <= self._t_lo:
@@ -410,7 +409,6 @@ class FrameParser:
             ):
                 return "bad_conditions"
             conditions = tuple(c)
-            self._shared(conditions)
         sym_ok = self._sym_ok
         if s not in sym_ok:
             allowed = self._allowed
