@@ -35,18 +35,18 @@ stdlib ``json`` (which accepts them) only to classify its trades, so one trade w
 costs ``nonfinite_price`` for that trade alone.
 
 Speed (the per-trade hot path): a trade frame is decoded by msgspec straight into typed trade
-structs, which checks every field's type and the static bounds of prices, volumes and conditions
-in C; the columns are pulled out with one list comprehension each and the rest is checked column
-by column with C-level passes (``min``/``max`` of the times, set inclusion against caches of
+structs, which checks every field's type and the static bounds of prices, times, volumes and
+conditions in C; the columns are pulled out with one list comprehension each and the rest is checked
+column by column with C-level passes (``min``/``max`` of the times, set inclusion against caches of
 already validated symbols and conditions); the structs are frozen, so their C-level hash is the
 dedup key (``map(hash, trades)``), and the columns are appended to per-symbol flat lists with
-``map(list.extend, ...)``; no other Python code runs per trade. A frame the decoder declines
-(a ping, an error, a badly typed or out-of-bounds trade, anything malformed) is read again by
-orjson and goes through `_check_trade` trade by trade, which gives the exact drop reason; a
-decoded frame the column checks cannot vouch for (a time out of bounds, the first sight of a
-symbol or conditions list) goes through `_check_decoded` trade by trade. Both fill the caches,
-and the trades they keep are made into the same structs, so a resend is caught whichever path
-each copy took. Prices and volumes are always stored as floats.
+``map(list.extend, ...)``; no other Python code runs per trade. A frame the decoder declines (a
+ping, an error, a badly typed or out-of-bounds trade, anything malformed) is read again by orjson
+and goes through `_check_trade` trade by trade, which gives the exact drop reason; a decoded frame
+the column checks cannot vouch for (a time out of bounds, the first sight of a symbol or conditions
+list) goes through `_check_decoded` trade by trade. Both fill the caches, and the trades they keep
+are made into the same structs, so a resend is caught whichever path each copy took. Prices and
+volumes are always stored as floats.
 
 Conditions lists are shared: every trade with conditions ``["1", "12"]`` refers to the same list
 object (less memory, and no garbage-collector tracked object per trade). Treat ``batch.c``
@@ -99,7 +99,7 @@ class _Trade(msgspec.Struct, frozen=True, gc=False):
 
     s: str
     p: Annotated[float, msgspec.Meta(gt=0.0, le=MAX_PRICE)]
-    t: int
+    t: Annotated[int, msgspec.Meta(gt=0, le=MAX_TIME_MS)]
     v: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_VOLUME)]
     c: (
         Annotated[
@@ -355,8 +355,6 @@ class FrameParser:
         """The checks a decoded trade has not had yet: the drop reason, or the trade."""
         if not symbol_ok(d.s):
             return "bad_symbol"
-        if not 0 < d.t <= MAX_TIME_MS:
-            return "bad_time"
         return self._admit(d.s, d.p, d.t, d.v, d.c)
 
     def _check_trade(self, d: object) -> str | _Trade:
