@@ -17,21 +17,21 @@ head can be cut off with one `del` without renumbering anything.
   emitted twice is the same bytes. A trade inserted into a bucket already reduced (out of order)
   changes that bucket's value; the prefixes after it are recomputed at the next query.
 * **count, first and last** come from the window's head and tail indices (`bisect_right`).
-* **min/max use segments**: the window is covered by consecutive index ranges, each with its own
-  min and max (a deque per field, so the window extreme is one C-level `min` over a few dozen
-  floats). New trades merge into the last segment until it reaches a size cap; whole segments are
-  evicted from the front. When the head cuts into the first segment, its extreme is recomputed
-  only if the cut part held it, and the remainder is split into finer segments so that a trending
-  price (extreme always at the front) does not rescan a large segment on every query. An
-  out-of-order insert into data a query already consumed marks the store *dirty*: the next
-  query rebuilds the segments from the arrays. Extremes are exact values, whatever the path.
+* **min/max come from the buckets too**: each reduced bucket also keeps its min and max price,
+  and each window keeps a monotonic deque of the whole buckets it covers (the bucket minima
+  increasing from the front, so the window's minimum is the front; the maxima likewise), pushed
+  once per bucket and popped once per bucket, not once per trade. The partial buckets at a
+  window's ends, when an end is not a boundary, are scanned with C-level `min`/`max`. A late
+  trade inserted into a bucket already reduced changes that bucket's extremes: the deques that
+  hold it are rebuilt from the buckets at the next query. Extremes are exact values, whatever
+  the path.
 
 Queries must come with a non-decreasing end `E`: heads and tails only move forward. Trades later
 than `E` may already be stored (a batch that crosses a boundary is stored whole); a later query
 consumes them.
 
 Longer than most modules on purpose: the exactness argument above and the code it justifies stay
-together; the bucket sums, min/max segments and rates share the arrays' private indices.
+together; the bucket sums, the extremes' deques and the rates share the arrays' private indices.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Sequence
-from math import fsum
+from math import fsum, inf
 from operator import mul
 
 from stockup_tui.engine.model import WindowMetrics
@@ -53,10 +53,6 @@ _COMPACT_MIN = 4096  # do not compact the arrays for fewer dead trades than this
 # part every 1/_COMPACT_FRACTION of a window (a few percent of the analyzer's time).
 _COMPACT_FRACTION = 8
 _BUCKETS_COMPACT = 256  # drop reduced buckets from the front in chunks of at least this many
-_SEG_FLOOR = 256  # smallest cap on the length of an appended segment
-_SEG_SHIFT = 4  # segment cap = window length >> _SEG_SHIFT, so about 16 segments per window
-_FINE = 64  # below this size a segment is not split further
-_SPLIT_PARTS = 8  # a re-scanned first segment is split into this many parts
 
 
 #: The shortest span a window's rate is taken over (a burst within one millisecond).
@@ -74,9 +70,13 @@ def trade_rate(count: int, since_first_ms: float, width_ms: int) -> float:
 
 
 class _Window:
-    """Running min/max state of one window length over the symbol's arrays (absolute indices)."""
+    """One window length: its head index and the monotonic deques of its whole buckets.
 
-    __slots__ = ("empty", "head", "seg_max", "seg_min", "seg_start", "width")
+    `min_k`/`min_v` hold bucket ends and minima, the minima increasing from the front (a bucket
+    whose minimum is not below a later one's can never be the window's minimum again); `max_k`/
+    `max_v` likewise for maxima. `top` is the last bucket end considered for pushing."""
+
+    __slots__ = ("empty", "head", "max_k", "max_v", "min_k", "min_v", "top", "width")
 
     def __init__(self, width: int) -> None:
         if width <= 0:
@@ -97,15 +97,19 @@ class _Window:
             rate=0.0,
         )
         self.head = 0
-        self.seg_start: deque[int] = deque()
-        self.seg_min: deque[float] = deque()
-        self.seg_max: deque[float] = deque()
+        self.top: float = -inf
+        self.min_k: deque[int] = deque()
+        self.min_v: deque[float] = deque()
+        self.max_k: deque[int] = deque()
+        self.max_v: deque[float] = deque()
 
-    def reset(self) -> None:
-        """Forget the content (the window is empty): no segments."""
-        self.seg_start.clear()
-        self.seg_min.clear()
-        self.seg_max.clear()
+    def restart(self, top: float) -> None:
+        """Forget the deques: every bucket after `top` is to be pushed again."""
+        self.min_k.clear()
+        self.min_v.clear()
+        self.max_k.clear()
+        self.max_v.clear()
+        self.top = top
 
 
 class SymbolWindows:
@@ -118,14 +122,16 @@ class SymbolWindows:
 
     __slots__ = (
         "_drop",
+        "_max",
+        "_min",
         "_pref",
         "_pref_from",
+        "_stale",
         "_summed",
         "_summed_to",
         "_vals",
         "base",
         "bk",
-        "dirty",
         "interval",
         "last_end",
         "longest",
@@ -148,33 +154,34 @@ class SymbolWindows:
         self.vol = array("d")
         self.base = 0  # absolute index of ts[0]
         self.tail = 0  # absolute index one past the last trade consumed by a query
-        self.last_end: float = float("-inf")  # E of the last query
-        self.dirty = False
+        self.last_end: float = -inf  # E of the last query
         self.windows = [_Window(w) for w in windows_ms]
         self.longest = max(self.windows, key=lambda w: w.width)
         self.interval = interval_ms
         # Reduced buckets: end times, exact integer sums (volume, price, price*volume) and their
-        # running totals; `_drop` is the running total before the first bucket kept.
+        # running totals, min and max price; `_drop` is the running total before the first
+        # bucket kept.
         self.bk = array("q")
         self._vals: list[tuple[int, int, int]] = []
         self._pref: list[tuple[int, int, int]] = []
+        self._min = array("d")
+        self._max = array("d")
         self._drop = (0, 0, 0)
         self._pref_from = 0  # prefixes from this bucket on are stale (an out-of-order insert)
+        self._stale: float = inf  # the earliest bucket end reduced again since the last query
         self._summed = 0  # absolute index one past the last trade of a reduced bucket
-        self._summed_to: float = float("-inf")  # every bucket ending at or before is reduced
+        self._summed_to: float = -inf  # every bucket ending at or before is reduced
 
     def __len__(self) -> int:
         return len(self.ts)
 
     # -- ingestion ---------------------------------------------------------------------------
 
-    def extend(self, t: Sequence[int], p: Sequence[float], v: Sequence[float]) -> None:
+    def extend(self, t: list[int], p: list[float], v: list[float]) -> None:
         """Append trades sorted by time, none earlier than the stored ones.
 
-        `fromlist` converts a list in one C loop, a third of what `extend` costs with the
-        iterator protocol (the largest single cost of the analyzer, measured)."""
-        if type(t) is not list or type(p) is not list or type(v) is not list:
-            t, p, v = list(t), list(p), list(v)
+        Lists only: `fromlist` converts one in a C loop, a third of what `extend` costs with the
+        iterator protocol (filling the arrays is the largest single cost of the analyzer)."""
         self.ts.fromlist(t)
         self.px.fromlist(p)
         self.vol.fromlist(v)
@@ -189,7 +196,9 @@ class SymbolWindows:
         """Insert one out-of-order trade at its sorted place, after equal times.
 
         A trade at or before ``last_end - longest window`` can never enter a window again (later
-        queries have a larger end), so it is not stored at all.
+        queries have a larger end), so it is not stored at all. Indices after it shift by one,
+        which moves no head or tail backwards: their next `bisect` starts at or before the
+        right place.
         """
         if t <= self.last_end - self.longest.width:
             return
@@ -203,44 +212,58 @@ class SymbolWindows:
             ts.insert(pos, t)
             self.px.insert(pos, p)
             self.vol.insert(pos, v)
-            if self.base + pos < self.tail:
-                self.dirty = True  # indices of consumed data shifted: rebuild the segments
         if t <= self._summed_to:  # its bucket was reduced without it
             self._summed += 1
             self._rereduce(t)
 
     def _rereduce(self, t: int) -> None:
-        """Reduce the bucket holding `t` again; later prefixes are refreshed at the next query."""
+        """Reduce the bucket holding `t` again; later prefixes are refreshed at the next query,
+        and the deques holding it rebuilt."""
         interval = self.interval
         k = -(-t // interval) * interval
-        value = self._reduce(k - interval, k)
+        lo = k - interval
+        ts = self.ts
+        i = bisect_right(ts, lo)
+        value, mn, mx = self._bucket(i, bisect_right(ts, k, i))
         bk = self.bk
         i = bisect_left(bk, k)
         if i < len(bk) and bk[i] == k:
             self._vals[i] = value
+            self._min[i] = mn
+            self._max[i] = mx
         else:
             bk.insert(i, k)
             self._vals.insert(i, value)
             self._pref.insert(i, value)
+            self._min.insert(i, mn)
+            self._max.insert(i, mx)
         if i < self._pref_from:
             self._pref_from = i
+        if k < self._stale:
+            self._stale = k
 
-    # -- bucket sums -------------------------------------------------------------------------
+    # -- bucket sums and extremes ------------------------------------------------------------
 
-    def _reduce(self, lo: float, hi: float) -> tuple[int, int, int]:
-        """Exact integer sums of the trades with ``lo < t <= hi`` (one fsum per column)."""
-        ts = self.ts
-        i = bisect_right(ts, lo)
-        j = bisect_right(ts, hi, i)
-        if i == j:
-            return (0, 0, 0)
-        vol = memoryview(self.vol)[i:j]
-        px = memoryview(self.px)[i:j]
-        return (
+    def _bucket(self, i: int, j: int) -> tuple[tuple[int, int, int], float, float]:
+        """Exact integer sums, min and max price of the trades at indices ``i:j`` (not empty).
+
+        The slices become lists once: `fsum`, `min` and `max` then read the same float objects
+        instead of boxing every array item again for each pass."""
+        px = self.px[i:j].tolist()
+        vol = self.vol[i:j].tolist()
+        value = (
             int(fsum(vol) * _SCALE),
             int(fsum(px) * _SCALE),
             int(fsum(map(mul, px, vol)) * _SCALE),
         )
+        return value, min(px), max(px)
+
+    def _partial(self, i: int, j: int) -> tuple[int, int, int, float, float]:
+        """`_bucket` of indices ``i:j`` flattened; zeros and infinities when empty."""
+        if i >= j:
+            return 0, 0, 0, inf, -inf
+        (v, p, q), mn, mx = self._bucket(i, j)
+        return v, p, q, mn, mx
 
     def _reduce_to(self, boundary: float) -> None:
         """Reduce every bucket ending at or before `boundary` not reduced yet."""
@@ -252,25 +275,27 @@ class SymbolWindows:
         j = bisect_right(ts, boundary, i)
         if j > i:
             interval = self.interval
-            vol = memoryview(self.vol)  # zero-copy reads, see `_advance`
-            px = memoryview(self.px)
             bk = self.bk
             vals = self._vals
             pref = self._pref
+            mins = self._min
+            maxs = self._max
+            bucket = self._bucket
             self._refresh_prefixes()
             sv, sp, spv = pref[-1] if pref else self._drop
             while i < j:
                 k = -(-ts[i] // interval) * interval
                 e = bisect_right(ts, k, i, j)
-                v = int(fsum(vol[i:e]) * _SCALE)
-                p = int(fsum(px[i:e]) * _SCALE)
-                q = int(fsum(map(mul, px[i:e], vol[i:e])) * _SCALE)
+                value, mn, mx = bucket(i, e)
+                v, p, q = value
                 sv += v
                 sp += p
                 spv += q
                 bk.append(k)
-                vals.append((v, p, q))
+                vals.append(value)
                 pref.append((sv, sp, spv))
+                mins.append(mn)
+                maxs.append(mx)
                 i = e
             self._pref_from = len(pref)
             self._summed = base + j
@@ -300,7 +325,48 @@ class SymbolWindows:
             del self.bk[:n]
             del self._vals[:n]
             del self._pref[:n]
+            del self._min[:n]
+            del self._max[:n]
             self._pref_from = max(0, self._pref_from - n)
+
+    def _extremes(self, w: _Window, lo_b: float, top_b: float) -> tuple[float, float]:
+        """Min and max price over the whole buckets ``lo_b < k <= top_b`` (inf, -inf if none):
+        push the buckets reduced since the last query, pop the ones the window left."""
+        if self._stale <= w.top:  # a bucket the deques may hold was reduced again
+            w.restart(lo_b)
+        min_k, min_v, max_k, max_v = w.min_k, w.min_v, w.max_k, w.max_v
+        if top_b > w.top:
+            # The buckets after `w.top` are the last ones: reduced by this query (a late trade
+            # only ever re-reduces a bucket at or before the last query's boundary).
+            bk = self.bk
+            start = w.top if w.top > lo_b else lo_b
+            first = n = len(bk)
+            while first and bk[first - 1] > start:
+                first -= 1
+            mins = self._min
+            maxs = self._max
+            for i in range(first, n):
+                k = bk[i]
+                x = mins[i]
+                while min_v and min_v[-1] >= x:
+                    min_v.pop()
+                    min_k.pop()
+                min_k.append(k)
+                min_v.append(x)
+                x = maxs[i]
+                while max_v and max_v[-1] <= x:
+                    max_v.pop()
+                    max_k.pop()
+                max_k.append(k)
+                max_v.append(x)
+            w.top = top_b
+        while min_k and min_k[0] <= lo_b:
+            min_k.popleft()
+            min_v.popleft()
+        while max_k and max_k[0] <= lo_b:
+            max_k.popleft()
+            max_v.popleft()
+        return (min_v[0] if min_v else inf), (max_v[0] if max_v else -inf)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -326,44 +392,54 @@ class SymbolWindows:
             self._reduce_to(top_b)
         if self._pref_from < len(self._pref):
             self._refresh_prefixes()
-        if self.dirty:
-            self._rebuild(end)
-        else:
-            self._advance(end)
-        self.last_end = end
-        base = self.base
-        b = self.tail - base
-        px = self.px
         ts = self.ts
+        base = self.base
+        # Heads and the tail only move forward: each bisect starts where the last one ended.
+        a = self.tail - base
+        b = bisect_right(ts, end, a) if ts and ts[-1] > end else len(ts)
+        self.tail = base + b
+        self.last_end = end
+        px = self.px
         bk = self.bk
         pref = self._pref
         out = []
-        top = None
+        top = None  # the running totals at `end`: the same for every window
+        top_min, top_max = inf, -inf  # extremes of the partial bucket ending at `end`
         for w in self.windows:
-            h = w.head - base
-            count = b - h
-            if not count:
-                out.append(w.empty)
-                continue
-            # The window's sums: its whole buckets from the running totals, the partial ones at
-            # its ends (only when an end is not a boundary: the screen's live snapshots) alone.
             lo = end - w.width
+            h = bisect_right(ts, lo, w.head - base, b)
+            w.head = base + h
+            count = b - h
             lo_b = -(-lo // interval) * interval  # the first boundary at or after `lo`
-            if lo_b >= top_b:
-                isv, isp, ispv = self._reduce(lo, end)
+            if not count or lo_b >= top_b:
+                w.restart(top_b)  # no whole bucket in the window: nothing for the deques
+                if not count:
+                    out.append(w.empty)
+                    continue
+                isv, isp, ispv, win_min, win_max = self._partial(h, b)
             else:
-                if top is None:
-                    i = bisect_right(bk, top_b) - 1
-                    top = pref[i] if i >= 0 else self._drop
+                # Whole buckets from the running totals and the deques, the partial ones at
+                # the ends (only when an end is not a boundary: the screen's live snapshots).
+                if top is None:  # every bucket reduced ends at or before `top_b`
+                    top = pref[-1] if pref else self._drop
                     if top_b != end:
-                        v, p, q = self._reduce(top_b, end)
+                        v, p, q, top_min, top_max = self._partial(bisect_right(ts, top_b, h, b), b)
                         top = (top[0] + v, top[1] + p, top[2] + q)
                 i = bisect_right(bk, lo_b) - 1
                 low = pref[i] if i >= 0 else self._drop
                 isv, isp, ispv = top[0] - low[0], top[1] - low[1], top[2] - low[2]
+                win_min, win_max = self._extremes(w, lo_b, top_b)
+                if top_min < win_min:
+                    win_min = top_min
+                if top_max > win_max:
+                    win_max = top_max
                 if lo_b != lo:
-                    v, p, q = self._reduce(lo, lo_b)
+                    v, p, q, mn, mx = self._partial(h, bisect_right(ts, lo_b, h, b))
                     isv, isp, ispv = isv + v, isp + p, ispv + q
+                    if mn < win_min:
+                        win_min = mn
+                    if mx > win_max:
+                        win_max = mx
             sv = isv * _UNSCALE
             first = px[h]
             last = px[b - 1]
@@ -375,8 +451,8 @@ class SymbolWindows:
                     sv,
                     first,
                     last,
-                    min(w.seg_min),
-                    max(w.seg_max),
+                    win_min,
+                    win_max,
                     isp * _UNSCALE / count,
                     ispv * _UNSCALE / sv if sv else None,
                     change,
@@ -385,6 +461,7 @@ class SymbolWindows:
                     self._closes(end, w.width, h, b, points) if points else (),
                 )
             )
+        self._stale = inf
         # Keep the bucket the longest window's start falls in: its partial sum is still read.
         cut_t = (end - self.longest.width) // interval * interval
         if len(bk) > _BUCKETS_COMPACT and bk[_BUCKETS_COMPACT - 1] <= cut_t - interval:
@@ -411,108 +488,3 @@ class SymbolWindows:
             if i >= h:
                 out.append(px[i])
         return tuple(out)
-
-    def _advance(self, end: float) -> None:
-        """Move the shared tail and every head to `end`, updating the segments in bulk."""
-        ts = self.ts
-        # Zero-copy views for the bulk reads below: slicing the arrays themselves would copy
-        # each range into a temporary buffer, and those transient allocations (up to a window's
-        # size) leave the C heap fragmented: resident memory creeps up. The views die with this
-        # call, before anything resizes the arrays.
-        px = memoryview(self.px)
-        base = self.base
-        a = self.tail - base
-        n = len(ts)
-        b = bisect_right(ts, end, a) if n and ts[-1] > end else n
-        new_tail = base + b
-        added = b > a
-        if added:
-            pa = px[a:b]
-            add_min = min(pa)
-            add_max = max(pa)
-        self.tail = new_tail
-        for w in self.windows:
-            old_h = w.head - base
-            h = bisect_right(ts, end - w.width, old_h, b)
-            if h == b:  # window empty: no segments
-                if old_h < b or added:
-                    w.reset()
-                w.head = new_tail
-                continue
-            if added:
-                starts = w.seg_start
-                cap = (new_tail - w.head) >> _SEG_SHIFT
-                if starts and base + a - starts[-1] < (cap if cap > _SEG_FLOOR else _SEG_FLOOR):
-                    mins = w.seg_min
-                    maxs = w.seg_max
-                    if add_min < mins[-1]:
-                        mins[-1] = add_min
-                    if add_max > maxs[-1]:
-                        maxs[-1] = add_max
-                else:
-                    starts.append(base + a)
-                    w.seg_min.append(add_min)
-                    w.seg_max.append(add_max)
-            if h > old_h:
-                self._evict(w, base + h, new_tail, px[old_h:h])
-            w.head = base + h
-
-    def _evict(self, w: _Window, head: int, tail: int, removed: Sequence[float]) -> None:
-        """Drop segments before absolute index `head` (< `tail`); fix the cut first segment.
-
-        `removed` holds the prices from the old head to `head`, which is exactly the cut part of
-        the first segment when no whole segment was dropped (the common case).
-        """
-        starts = w.seg_start
-        mins = w.seg_min
-        maxs = w.seg_max
-        base = self.base
-        px = memoryview(self.px)  # zero-copy reads, see `_advance`
-        if len(starts) > 1 and starts[1] <= head:
-            while len(starts) > 1 and starts[1] <= head:
-                starts.popleft()
-                mins.popleft()
-                maxs.popleft()
-            s0 = starts[0]
-            if s0 >= head:
-                return
-            removed = px[s0 - base : head - base]
-        if min(removed) > mins[0] and max(removed) < maxs[0]:
-            starts[0] = head  # both extremes are in the remaining part
-            return
-        end = starts[1] if len(starts) > 1 else tail
-        starts.popleft()
-        mins.popleft()
-        maxs.popleft()
-        # Split the remainder into finer segments (pushed to the front in reverse order), so that
-        # the next cuts rescan a small part only.
-        first = head - base
-        last = end - base
-        length = last - first
-        step = max(_FINE, length // _SPLIT_PARTS)
-        for s in reversed(range(first, last, step)):
-            part = px[s : min(s + step, last)]
-            starts.appendleft(s + base)
-            mins.appendleft(min(part))
-            maxs.appendleft(max(part))
-
-    def _rebuild(self, end: float) -> None:
-        """Recompute every window's segments from the arrays (after an out-of-order insert)."""
-        ts = self.ts
-        px = memoryview(self.px)  # zero-copy reads, see `_advance`
-        base = self.base
-        b = bisect_right(ts, end)
-        self.tail = base + b
-        for w in self.windows:
-            h = bisect_right(ts, end - w.width, 0, b)
-            w.reset()
-            w.head = base + h
-            if h == b:
-                continue
-            step = max(_SEG_FLOOR, (b - h) >> _SEG_SHIFT)
-            for s in range(h, b, step):
-                part = px[s : min(s + step, b)]
-                w.seg_start.append(base + s)
-                w.seg_min.append(min(part))
-                w.seg_max.append(max(part))
-        self.dirty = False

@@ -4,7 +4,7 @@ the promise that its output is a pure function of the log.
 The reference applies the rules of `stockup_tui.engine.analyzer.analyzer` literally, one trade at a
 time in the order received, and computes every snapshot with plain loops over the trades applied
 so far. Any difference in emitted snapshots, live snapshots or counters is a bug in one of the
-fast paths (batch splitting, bulk window updates, segments, dirty rebuilds, compaction).
+fast paths (batch splitting, bucket sums and extremes, rebuilt deques, compaction).
 
 Then, over the same random logs (absurd timestamps, duplicated batches, watermark records,
 out-of-order trades included): a restart from the checkpoint taken after any record emits
@@ -226,10 +226,11 @@ def assert_all(got: list[SymbolSnapshot], want: list[dict], where: str) -> None:
 
 @contextmanager
 def small_structures() -> Iterator[None]:
-    """Shrink the store's size constants so that tiny examples reach compaction and splits."""
-    names = ("_COMPACT_MIN", "_SEG_FLOOR", "_FINE", "_SPLIT_PARTS")
+    """Shrink the store's size constants so that tiny examples reach the compaction of the
+    arrays and the dropping of reduced buckets."""
+    names = ("_COMPACT_MIN", "_BUCKETS_COMPACT")
     saved = {name: getattr(window, name) for name in names}
-    window._COMPACT_MIN, window._SEG_FLOOR, window._FINE, window._SPLIT_PARTS = 4, 2, 1, 2
+    window._COMPACT_MIN, window._BUCKETS_COMPACT = 4, 2
     try:
         yield
     finally:
@@ -337,7 +338,7 @@ def test_matches_reference(log: tuple[list[int], int, int, list[Record]]) -> Non
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(logs())
-def test_matches_reference_with_tiny_segments(
+def test_matches_reference_with_tiny_structures(
     log: tuple[list[int], int, int, list[Record]],
 ) -> None:
     with small_structures():
@@ -389,7 +390,7 @@ def random_log(rng: random.Random, n: int, late_share: float = 0.03) -> list[Rec
 
 
 @pytest.mark.parametrize("seed", range(2))
-def test_long_random_log_with_tiny_segments(seed: int) -> None:
+def test_long_random_log_with_tiny_structures(seed: int) -> None:
     """Long logs reach states the short hypothesis examples do not (many compactions)."""
     records = random_log(random.Random(seed), 1500)
     with small_structures():
