@@ -274,13 +274,7 @@ class FrameParser:
         if dedup is not None:
             dedup.rotate_if_due(recv_time)
             hs = list(map(hash, data))
-            cur = dedup.cur
-            dupset = cur.intersection(hs)  # hits only: no table for the whole frame
-            in_cur = len(dupset)
-            dupset |= dedup.old.intersection(hs)
-            before = len(cur)
-            cur.update(hs)  # also refreshes keys found in `old`: a 3rd copy meets the 2nd
-            repeats = len(cur) - before + in_cur < n  # fewer distinct hashes than trades
+            dupset, repeats = dedup.frame(hs, ts)
             if dupset or repeats:
                 if repeats:
                     # A hash repeated inside the frame: keep only its first occurrence (the

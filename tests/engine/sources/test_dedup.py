@@ -23,9 +23,9 @@ def test_duplicate_within_horizon_dropped() -> None:
 def test_other_keys_are_not_duplicates() -> None:
     f = DuplicateFilter(2.0, now=0.0)
     assert not f.seen(KEY)
-    for i in range(5):
+    for i, other in enumerate(("MSFT", 187.44, KEY[2] + 1, 101.0, ("1",))):
         changed = list(KEY)
-        changed[i] = "x"
+        changed[i] = other
         assert not f.seen(tuple(changed))
 
 
@@ -79,7 +79,7 @@ def test_rotation_waits_for_the_horizon() -> None:
 
 def test_seen_hash_matches_seen() -> None:
     f = DuplicateFilter(now=0.0)
-    assert not f.seen_hash(hash(KEY))
+    assert not f.seen_hash(hash(KEY), KEY[2])
     assert f.seen(KEY)
 
 
@@ -91,6 +91,8 @@ def test_clear_and_bad_horizon() -> None:
     for bad in (0, -1.0, float("nan")):
         with pytest.raises(ValueError):
             DuplicateFilter(bad)
+    with pytest.raises(ValueError, match="granule"):
+        DuplicateFilter(granule_ms=0)
 
 
 def test_without_a_start_the_first_frame_starts_the_clock() -> None:
@@ -115,7 +117,7 @@ def test_memory_bounded_by_two_generations() -> None:
         f.rotate_if_due(i * step)
         for _ in range(per_step):
             key += 1
-            assert not f.seen_hash(key)
+            assert not f.seen_hash(key, key)  # a new time each: many granules
         peak = max(peak, f.size)
     assert peak <= 2 * rate * (horizon + step) + per_step
     assert f.size >= rate * horizon * 0.9  # and it does remember a full horizon
@@ -148,4 +150,41 @@ def test_resend_within_horizon_always_caught(
         elif what == "resend":
             assert f.seen(KEY)
         else:
-            f.seen(("other", t))
+            f.seen(("other", 1.0, int(t * 1000), 1.0, None))
+
+
+keys_ = st.lists(
+    st.tuples(st.integers(0, 30), st.sampled_from([0, 1, 99, 100, 101, 250, 999, 5_000])),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(keys_, st.floats(0.0, 1.5)), min_size=1, max_size=12))
+def test_a_frame_at_once_decides_as_key_by_key(frames: list) -> None:
+    """`frame` (C-level set operations per granule) and `seen_hash` (one key at a time) agree
+    on every frame, whatever the granules its times fall in and the rotations between."""
+    fast = DuplicateFilter(1.0, now=0.0)
+    slow = DuplicateFilter(1.0, now=0.0)
+    now = 0.0
+    for pairs, gap in frames:
+        now += gap
+        fast.rotate_if_due(now)
+        slow.rotate_if_due(now)
+        # A key is (hash, time): equal hashes come with equal times, as content hashes do.
+        keys = [(h * 10_000 + t, t) for h, t in pairs]
+        if not keys:
+            continue
+        seen, repeats = fast.frame([h for h, _ in keys], [t for _, t in keys])
+        hashes = [h for h, _ in keys]
+        first_time = {}
+        expected_seen = set()
+        for h, t in keys:
+            if h in first_time:
+                continue  # a repeat inside the frame: judged by its first occurrence
+            first_time[h] = t
+            if slow.seen_hash(h, t):
+                expected_seen.add(h)
+        assert seen == expected_seen
+        assert repeats == (len(set(hashes)) < len(hashes))
+        assert fast.size == slow.size
