@@ -678,9 +678,10 @@ async def test_a_rebalance_that_gives_the_partitions_back_emits_nothing_twice(
     bus = analyzer.bus
     assert isinstance(bus, KafkaBus)
     # Each partition's next offset the analyzer stage has acknowledged (its snapshots written)
-    # since it saw every partition rewound at once after both rebalances (the second member
-    # joined, then left). The split between them may not reach a delivery at all: on a busy
-    # machine both rebalances can happen inside one poll of the client.
+    # since it saw every partition rewound at once after the rebalances (the second member
+    # joined, then left). The split between them may not reach a delivery at all, and on a busy
+    # machine the join and the leave can even fall into one generation of the group (the second
+    # member leaves before this one has rejoined): one revocation, then every partition back.
     before: int | None = None  # the reader's rebalances when the second member is started
     rewound = False
     done: dict[int, int] = {}
@@ -692,7 +693,7 @@ async def test_a_rebalance_that_gives_the_partitions_back_emits_nothing_twice(
         if (
             before is not None
             and reader is not None
-            and reader.rebalances >= before + 2
+            and reader.rebalances >= before + 1
             and set(delivery.starts) == set(ends)
         ):
             rewound = True
@@ -716,7 +717,7 @@ async def test_a_rebalance_that_gives_the_partitions_back_emits_nothing_twice(
             timeout=90,
             what="the analyzer to read every partition again after the rebalance",
         )
-        assert bus.reader.rebalances >= rebalances + 2
+        assert bus.reader.rebalances >= rebalances + 1
     finally:
         await analyzer.stop()
     got = {snapshot_key(s): s for s in sink.snapshots}
