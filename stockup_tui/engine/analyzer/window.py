@@ -20,11 +20,12 @@ head can be cut off with one `del` without renumbering anything.
 * **min/max come from the buckets too**: each reduced bucket also keeps its min and max price,
   and each window keeps a monotonic deque of the whole buckets it covers (the bucket minima
   increasing from the front, so the window's minimum is the front; the maxima likewise), pushed
-  once per bucket and popped once per bucket, not once per trade. The partial buckets at a
-  window's ends, when an end is not a boundary, are scanned with C-level `min`/`max`. A late
-  trade inserted into a bucket already reduced changes that bucket's extremes: the deques that
-  hold it are rebuilt from the buckets at the next query. Extremes are exact values, whatever
-  the path.
+  once per bucket and popped once per bucket, not once per trade. When an end is not a
+  boundary (the screen's live snapshots), the partial bucket at the window's start is scanned
+  only if its bucket's extremes could beat the window's, and the extremes of the open bucket are
+  kept from one live query to the next, so only its new trades are read. A late trade inserted
+  into a bucket already reduced changes that bucket's extremes: the deques that hold it are
+  rebuilt from the buckets at the next query. Extremes are exact values, whatever the path.
 
 Queries must come with a non-decreasing end `E`: heads and tails only move forward. Trades later
 than `E` may already be stored (a batch that crosses a boundary is stored whole); a later query
@@ -124,6 +125,7 @@ class SymbolWindows:
         "_drop",
         "_max",
         "_min",
+        "_open",
         "_pref",
         "_pref_from",
         "_stale",
@@ -171,6 +173,9 @@ class SymbolWindows:
         self._stale: float = inf  # the earliest bucket end reduced again since the last query
         self._summed = 0  # absolute index one past the last trade of a reduced bucket
         self._summed_to: float = -inf  # every bucket ending at or before is reduced
+        # Extremes of the open bucket's trades scanned by the last live query: (last boundary,
+        # absolute start, absolute end, min, max), so the next one scans only the new trades.
+        self._open: tuple[float, int, int, float, float] | None = None
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -202,6 +207,7 @@ class SymbolWindows:
         """
         if t <= self.last_end - self.longest.width:
             return
+        self._open = None  # indices may shift under the scanned range
         ts = self.ts
         pos = bisect_right(ts, t)
         if pos == len(ts):
@@ -257,6 +263,39 @@ class SymbolWindows:
             int(fsum(map(mul, px, vol)) * _SCALE),
         )
         return value, min(px), max(px)
+
+    def _sums(self, i: int, j: int) -> tuple[int, int, int]:
+        """Exact integer sums of the trades at indices ``i:j`` (not empty), without extremes."""
+        px = memoryview(self.px)[i:j]  # zero-copy: each pass reads the floats it needs
+        vol = memoryview(self.vol)[i:j]
+        return (
+            int(fsum(vol) * _SCALE),
+            int(fsum(px) * _SCALE),
+            int(fsum(map(mul, px, vol)) * _SCALE),
+        )
+
+    def _open_extremes(self, top_b: float, i: int, j: int) -> tuple[float, float]:
+        """Min and max price at indices ``i:j``, the trades after boundary `top_b` (not empty):
+        live queries come often and the open bucket only grows, so the extremes of the part
+        scanned last time are kept and only the trades after it are read."""
+        base = self.base
+        seen = self._open
+        if seen is not None and seen[0] == top_b and seen[1] == base + i and seen[2] <= base + j:
+            _, _, to, mn, mx = seen
+            if to < base + j:
+                part = self.px[to - base : j]
+                lo = min(part)
+                hi = max(part)
+                if lo < mn:
+                    mn = lo
+                if hi > mx:
+                    mx = hi
+        else:
+            part = self.px[i:j]
+            mn = min(part)
+            mx = max(part)
+        self._open = (top_b, base + i, base + j, mn, mx)
+        return mn, mx
 
     def _partial(self, i: int, j: int) -> tuple[int, int, int, float, float]:
         """`_bucket` of indices ``i:j`` flattened; zeros and infinities when empty."""
@@ -423,8 +462,11 @@ class SymbolWindows:
                 if top is None:  # every bucket reduced ends at or before `top_b`
                     top = pref[-1] if pref else self._drop
                     if top_b != end:
-                        v, p, q, top_min, top_max = self._partial(bisect_right(ts, top_b, h, b), b)
-                        top = (top[0] + v, top[1] + p, top[2] + q)
+                        i = bisect_right(ts, top_b, h, b)
+                        if i < b:
+                            v, p, q = self._sums(i, b)
+                            top = (top[0] + v, top[1] + p, top[2] + q)
+                            top_min, top_max = self._open_extremes(top_b, i, b)
                 i = bisect_right(bk, lo_b) - 1
                 low = pref[i] if i >= 0 else self._drop
                 isv, isp, ispv = top[0] - low[0], top[1] - low[1], top[2] - low[2]
@@ -434,12 +476,26 @@ class SymbolWindows:
                 if top_max > win_max:
                     win_max = top_max
                 if lo_b != lo:
-                    v, p, q, mn, mx = self._partial(h, bisect_right(ts, lo_b, h, b))
-                    isv, isp, ispv = isv + v, isp + p, ispv + q
-                    if mn < win_min:
-                        win_min = mn
-                    if mx > win_max:
-                        win_max = mx
+                    j = bisect_right(ts, lo_b, h, b)
+                    if j > h:
+                        v, p, q = self._sums(h, j)
+                        isv, isp, ispv = isv + v, isp + p, ispv + q
+                        # The partial is the tail of bucket `lo_b`, whose extremes bound its
+                        # own: it is scanned only when it may hold the window's.
+                        k = bisect_left(bk, lo_b)
+                        if (
+                            k == len(bk)
+                            or bk[k] != lo_b
+                            or self._min[k] < win_min
+                            or self._max[k] > win_max
+                        ):
+                            part = px[h:j]
+                            mn = min(part)
+                            mx = max(part)
+                            if mn < win_min:
+                                win_min = mn
+                            if mx > win_max:
+                                win_max = mx
             sv = isv * _UNSCALE
             first = px[h]
             last = px[b - 1]

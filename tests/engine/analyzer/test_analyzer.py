@@ -453,3 +453,18 @@ def test_live_closes_are_bucket_last_prices() -> None:
     # a bucket before the first trade is left out
     snap = az.live("X", points=10)
     assert snap.windows[0].closes[0] == 1.0 and len(snap.windows[0].closes) == 9
+
+
+def test_a_late_trade_inside_the_open_bucket_reaches_the_next_live_extremes() -> None:
+    """Live queries keep the extremes of the open bucket's trades scanned so far; a trade
+    inserted among them (out of order, after the last boundary) must still count."""
+    store = SymbolWindows([10_000], 1_000)
+    store.extend([100, 900, 1_100, 1_200, 1_300], [5.0, 5.0, 6.0, 7.0, 6.5], [1.0] * 5)
+    first = store.query(1_300)[0]  # live: the open bucket (1000, 2000] is partly scanned
+    assert (first.min, first.max, first.count) == (5.0, 7.0, 5)
+    store.insert(1_150, 9.0, 1.0)  # before trades the last query already read
+    store.insert(1_250, 1.0, 1.0)
+    store.extend([1_400], [6.0], [1.0])
+    second = store.query(1_400)[0]
+    assert (second.min, second.max, second.count) == (1.0, 9.0, 8)
+    assert second.first == 5.0 and second.last == 6.0
