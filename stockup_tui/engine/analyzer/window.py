@@ -117,8 +117,8 @@ class SymbolWindows:
     """Trades of one symbol plus the state of each of its windows.
 
     `windows_ms` fixes the order of `WindowMetrics` in every query result; `interval_ms` is the
-    bucket width of the sums (the emit interval, so that windows ending at boundaries are whole
-    buckets when their length is a multiple of it).
+    bucket width of the sums and extremes (the emit interval, so that windows ending at
+    boundaries are whole buckets when their length is a multiple of it).
     """
 
     __slots__ = (

@@ -13,10 +13,10 @@ Policy, precisely:
   judged against the second).
 * Each generation is split by trade time: one set per ``granule_ms`` of it. A copy has the
   same time as its original, so it is looked up in that granule's sets only. The split changes
-  no decision; it keeps lookups cache-local: a frame's trades fall in one or two granules, whose
-  sets are small and recently used, where one set per generation grows to millions of keys at
-  high rates and every lookup in it missed the CPU caches (measured: the filter took 40% of
-  the default pipeline at 600,000 trades/s).
+  no decision (but for hash collisions, below); it keeps lookups cache-local: a frame's trades
+  fall in one or two granules, whose sets are small and recently used, where one set per
+  generation grows to millions of keys at high rates and every lookup in it missed the CPU
+  caches (measured: the filter took 40% of the default pipeline at 600,000 trades/s).
 * `rotate_if_due(now)` is called once per frame, before its keys, with the frame's receive time
   (so a replayed recording is filtered alike at any speed; the first call starts the clock): when
   ``horizon`` seconds have passed since the last rotation, ``old`` is dropped and ``cur``
@@ -34,13 +34,15 @@ Guarantees and limits:
 * Two genuinely distinct trades with identical symbol, price, time, volume and conditions within
   the horizon are merged into one: without trade ids they cannot be told apart.
 * The sets store ``hash(key)``, a 64-bit int, not the key: far less memory and one hash per
-  trade. Two different trades with colliding hashes (astronomically rare) would drop the second
-  one; it is counted under ``duplicate`` like any other, so nothing disappears silently.
+  trade. Two different trades with colliding hashes (astronomically rare) in the same granule
+  would drop the second one (in different granules both are kept); it is counted under
+  ``duplicate`` like any other, so nothing disappears silently.
 * Memory is bounded by the keys of the last two generations: at most about
   ``2 * rate * horizon`` ints of roughly 80 bytes each with their set slot (10,000 trades/s with
   ``horizon=2`` -> 40,000 keys, about 3 MB; 1,000,000 trades/s -> about 300 MB), plus one set
   per granule holding keys (a few hundred bytes each; the parser's time bounds limit how many a
-  feed can open).
+  feed can open when the parser bounds trade times, as the pipeline always does; without bounds
+  a feed of scattered times costs a set per key).
 """
 
 from __future__ import annotations
@@ -97,8 +99,8 @@ class DuplicateFilter:
         """Look up and remember the keys of one frame (`hashes[i]` of the trade at `times[i]`).
 
         Returns the hashes seen before this frame, and whether a hash occurs more than once in
-        the frame itself; the caller keeps a trade only if its hash is in neither (the first
-        occurrence of a repeat is kept)."""
+        the frame itself with the same granule; the caller keeps a trade only if its hash is in
+        neither (the first occurrence of a repeat is kept)."""
         g = self.granule_ms
         lo = min(times) // g
         if lo == max(times) // g:
