@@ -70,6 +70,13 @@ def trade_rate(count: int, since_first_ms: float, width_ms: int) -> float:
     return count * 1000 / min(width_ms, max(span, MIN_RATE_SPAN_MS))
 
 
+def _widen(low: float, high: float, part: Sequence[float]) -> tuple[float, float]:
+    """`low` and `high` widened to the prices in `part` (not empty)."""
+    mn = min(part)
+    mx = max(part)
+    return (mn if mn < low else low), (mx if mx > high else high)
+
+
 class _Window:
     """One window length: its head index and the monotonic deques of its whole buckets.
 
@@ -283,26 +290,11 @@ class SymbolWindows:
         if seen is not None and seen[0] == top_b and seen[1] == base + i and seen[2] <= base + j:
             _, _, to, mn, mx = seen
             if to < base + j:
-                part = self.px[to - base : j]
-                lo = min(part)
-                hi = max(part)
-                if lo < mn:
-                    mn = lo
-                if hi > mx:
-                    mx = hi
+                mn, mx = _widen(mn, mx, self.px[to - base : j])
         else:
-            part = self.px[i:j]
-            mn = min(part)
-            mx = max(part)
+            mn, mx = _widen(inf, -inf, self.px[i:j])
         self._open = (top_b, base + i, base + j, mn, mx)
         return mn, mx
-
-    def _partial(self, i: int, j: int) -> tuple[int, int, int, float, float]:
-        """`_bucket` of indices ``i:j`` flattened; zeros and infinities when empty."""
-        if i >= j:
-            return 0, 0, 0, inf, -inf
-        (v, p, q), mn, mx = self._bucket(i, j)
-        return v, p, q, mn, mx
 
     def _reduce_to(self, boundary: float) -> None:
         """Reduce every bucket ending at or before `boundary` not reduced yet."""
@@ -455,7 +447,7 @@ class SymbolWindows:
                 if not count:
                     out.append(w.empty)
                     continue
-                isv, isp, ispv, win_min, win_max = self._partial(h, b)
+                (isv, isp, ispv), win_min, win_max = self._bucket(h, b)
             else:
                 # Whole buckets from the running totals and the deques, the partial ones at
                 # the ends (only when an end is not a boundary: the screen's live snapshots).
@@ -489,13 +481,7 @@ class SymbolWindows:
                             or self._min[k] < win_min
                             or self._max[k] > win_max
                         ):
-                            part = px[h:j]
-                            mn = min(part)
-                            mx = max(part)
-                            if mn < win_min:
-                                win_min = mn
-                            if mx > win_max:
-                                win_max = mx
+                            win_min, win_max = _widen(win_min, win_max, px[h:j])
             sv = isv * _UNSCALE
             first = px[h]
             last = px[b - 1]
