@@ -22,6 +22,7 @@ import time
 from itertools import pairwise
 
 import orjson
+from bench_pipeline import ROOT
 from websockets.asyncio.server import serve
 
 
@@ -74,7 +75,7 @@ async def main() -> None:
             sys.executable, "-m", "stockup_tui", "--headless", "--source", "finnhub",
             "--url", f"ws://127.0.0.1:{port}", "--symbols", "AAPL",
             "--status-interval", str(args.status_interval),
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
         )  # fmt: skip
         assert proc.stdout is not None
         started = time.monotonic()

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import psutil
 import tomlkit
-from bench_pipeline import free_port, start_simulator, wait_port
+from bench_pipeline import ROOT, free_port, start_simulator, wait_port
 
 from stockup_tui.config import Role, Settings
 from stockup_tui.engine.bus.kafka.bus import KafkaBus
@@ -119,6 +119,7 @@ async def main() -> None:
                  "--role", "query", "--status-interval", "1", "--log-level", "WARNING"],
                 stdout=subprocess.PIPE, text=True,
                 env={k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")},
+                cwd=ROOT,
             )  # fmt: skip
             threading.Thread(target=collect, args=(query, lines), daemon=True).start()
         settings = Settings.model_validate({**data, "role": "analyzer" if args.split else "all"})

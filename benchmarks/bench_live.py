@@ -33,14 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from bench_pipeline import free_port, start_simulator, wait_port
+from bench_pipeline import ROOT, free_port, start_simulator, wait_port
 from bench_rabbitmq import PASSWORD
 from bench_rabbitmq import delete as delete_rabbitmq
 
 from stockup_tui.engine.codec import CodecError, decode_record
 from stockup_tui.engine.model import SymbolBatch
 
-KAFKA_DATA = Path(__file__).resolve().parent.parent / ".services" / "kafka" / "data"
+KAFKA_DATA = ROOT / ".services" / "kafka" / "data"
 
 
 @dataclass
@@ -158,6 +158,7 @@ async def run(args: argparse.Namespace, bus: str, rate: float) -> Result:
                 env=env,
                 stdout=(logs / f"{role}.log").open("wb"),
                 stderr=subprocess.STDOUT,
+                cwd=ROOT,
             )
         await asyncio.sleep(args.warmup)
         ps = {role: psutil.Process(p.pid) for role, p in procs.items()}

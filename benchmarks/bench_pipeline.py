@@ -17,11 +17,17 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.wiring import build_pipeline
+
+#: The checkout this script belongs to. Child processes run from it, so that they run its code
+#: whatever the caller's directory (`python -m` puts the working directory first on the path):
+#: a before/after comparison from two checkouts compares two versions, not one twice.
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -41,6 +47,7 @@ def start_simulator(
             "--duplicate-fraction", str(duplicates), "--log-level", "WARNING",
         ],
         env={k: v for k, v in os.environ.items() if not k.startswith("STOCKUP_")},
+        cwd=ROOT,
     )  # fmt: skip
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import psutil
 from bench_analyzer import make_batches
 from bench_live import cpu_seconds
+from bench_pipeline import ROOT
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.partitioner.default import murmur2
 
@@ -140,7 +141,7 @@ def run(tag: str, analyzers: int, total_trades: int, total_snaps: int, timeout: 
     cmd = [sys.executable, "-m", "stockup_tui", "--headless", "--role", "analyzer"]
     cmd += ["--log-level", "WARNING", "--status-interval", "60s"]
     procs = [
-        subprocess.Popen(cmd, env=env, stdout=(logs / f"a{i}.log").open("wb"), stderr=-2)
+        subprocess.Popen(cmd, env=env, stdout=(logs / f"a{i}.log").open("wb"), stderr=-2, cwd=ROOT)
         for i in range(analyzers)
     ]
     pids = {p.pid for p in procs}

@@ -29,6 +29,7 @@ import tempfile
 import time
 
 import psutil
+from bench_pipeline import ROOT
 
 SESSION = "stockup-bench"
 # key -> text whose presence on screen flips with each press
@@ -171,7 +172,7 @@ def run(args: argparse.Namespace, headless: bool, config_home: str) -> tuple[flo
     tmux("kill-session", "-t", SESSION) if _has_session() else None
     tmux(
         "new-session", "-d", "-s", SESSION, "-x", str(args.width), "-y", str(args.height),
-        f"env {env} {' '.join(cmd)}",
+        "-c", str(ROOT), f"env {env} {' '.join(cmd)}",
     )  # fmt: skip
     proc = pane_process()
     # Attached before the warm-up: attaching a client moves the terminal's focus, and the app
@@ -235,6 +236,7 @@ def main() -> None:
             [sys.executable, "-m", "stockup_tui", "simulate", "--port", str(args.sim_port),
              "--rate", str(args.rate), "--symbol-limit", str(args.symbols + 10),
              "--log-level", "WARNING"],
+            cwd=ROOT,
         )  # fmt: skip
     try:
         with tempfile.TemporaryDirectory() as home:
