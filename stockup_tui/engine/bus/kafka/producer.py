@@ -15,6 +15,8 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +40,37 @@ STALL_S = 3.0
 DRAINING_BACKOFF_MAX = 0.5
 
 
+@contextmanager
+def sender_woken_once(producer: Any) -> Iterator[None]:
+    """Within the block, the client's sender thread is woken once, at its end, not at every
+    `send()` that opens a batch (one per partition of a flush: six wake-ups of a thread that
+    then found nothing to send yet, each a fraction of a millisecond of CPU at a live pace).
+
+    kafka-python has no call that sends several records, so this replaces its sender's
+    `wakeup` on the instance for the block. `send()` also wakes the sender when it must wait
+    for a topic's metadata, which would then wait out `max_block_ms`: the caller makes sure
+    the metadata of every topic it sends to is known first. A client without that attribute
+    (another version) is left as it is: every send wakes it, as before.
+    """
+    sender: Any = getattr(producer, "_sender", None)
+    if not callable(getattr(sender, "wakeup", None)):
+        yield
+        return
+    asked = False
+
+    def later() -> None:
+        nonlocal asked
+        asked = True
+
+    sender.wakeup = later
+    try:
+        yield
+    finally:
+        del sender.wakeup
+        if asked:
+            sender.wakeup()
+
+
 @dataclass(slots=True)
 class Outgoing:
     topic: str
@@ -57,7 +90,12 @@ class KafkaPublisher:
         self.buffer_bytes = buffer_bytes
         self._queue: deque[Outgoing] = deque()
         self._retry: deque[Outgoing] = deque()  # failed sends, resent first
-        self._cond = threading.Condition()
+        # One lock, two conditions: the producer thread waits for work (`_cond`), `flush()`
+        # for acknowledgements (`_settled`). An ack per record woke the producer thread for
+        # nothing when both waited on one condition.
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._settled = threading.Condition(lock)
         self._unacked_bytes = 0  # queued + in flight
         self.unacked_trades = 0
         self._in_flight = 0
@@ -137,7 +175,7 @@ class KafkaPublisher:
                     self.unacked_trades,
                 )
             while self._unacked_bytes and time.monotonic() < deadline:
-                self._cond.wait(0.05)
+                self._settled.wait(0.05)
             return self._unacked_bytes == 0
 
     def close(self, timeout: float) -> bool:
@@ -215,30 +253,22 @@ class KafkaPublisher:
                 batch = list(self._retry) + list(self._queue)
                 self._retry.clear()
                 self._queue.clear()
-            for i, item in enumerate(batch):
-                try:
-                    if item.partition == ALL_PARTITIONS:
-                        batch[i + 1 : i + 1] = self._each_partition(producer, item)
-                        self._unacked_bytes += len(item.value) * (self._fanout - 1)
-                        continue
-                    future = producer.send(
-                        item.topic,
-                        value=item.value,
-                        key=item.key,
-                        headers=item.headers,
-                        partition=item.partition,
-                    )
-                except Exception as exc:  # metadata unavailable for max_block_ms, etc.
-                    self._set_error(exc, "produce failed")
-                    with self._cond:
-                        self._retry.extendleft(reversed(batch[i:]))
-                        self._cond.wait(retry.next())
-                    break
-                if not self._in_flight:
-                    self._last_ack = time.monotonic()  # the stall clock starts now
-                self._in_flight += 1
-                future.add_callback(self._on_ack, item)
-                future.add_errback(self._on_error, item)
+            try:
+                # Metadata known before the sends: no send() in the batch below waits for it.
+                for topic in {item.topic for item in batch}:
+                    producer.partitions_for(topic)
+            except Exception as exc:  # unknown for max_block_ms: the broker is away
+                self._set_error(exc, "produce failed")
+                with self._cond:
+                    self._retry.extendleft(reversed(batch))
+                    self._cond.wait(retry.next())
+                continue
+            with sender_woken_once(producer):
+                refused = self._send(producer, batch)
+            if refused:
+                with self._cond:
+                    self._retry.extendleft(reversed(refused))
+                    self._cond.wait(retry.next())
             else:
                 retry.reset()
         if producer is not None:
@@ -248,6 +278,32 @@ class KafkaPublisher:
                 self._set_error(exc, "final flush failed")
             producer.close(timeout=5)
         self._ready = False
+
+    def _send(self, producer: Any, batch: list[Outgoing]) -> list[Outgoing]:
+        """Hands `batch` to the client in order; returns what it refused, from the first
+        refusal on (to be sent again after a backoff)."""
+        for i, item in enumerate(batch):
+            try:
+                if item.partition == ALL_PARTITIONS:
+                    batch[i + 1 : i + 1] = self._each_partition(producer, item)
+                    self._unacked_bytes += len(item.value) * (self._fanout - 1)
+                    continue
+                future = producer.send(
+                    item.topic,
+                    value=item.value,
+                    key=item.key,
+                    headers=item.headers,
+                    partition=item.partition,
+                )
+            except Exception as exc:  # metadata unavailable for max_block_ms, etc.
+                self._set_error(exc, "produce failed")
+                return batch[i:]
+            if not self._in_flight:
+                self._last_ack = time.monotonic()  # the stall clock starts now
+            self._in_flight += 1
+            future.add_callback(self._on_ack, item)
+            future.add_errback(self._on_error, item)
+        return []
 
     def _learn_topics(self, producer: Any) -> None:
         """Asks for the metadata of every topic this process may write to, once connected:
@@ -290,7 +346,7 @@ class KafkaPublisher:
                 self.acked_main += 1
             self.acked_trades += item.trades
             self._last_ack = time.monotonic()
-            self._cond.notify_all()
+            self._settled.notify_all()
         with self._lat_lock:
             self.latency.record(elapsed, 1)
 
@@ -301,7 +357,8 @@ class KafkaPublisher:
             self._in_flight -= 1
             self.resent += 1
             self._retry.append(item)
-            self._cond.notify_all()
+            self._cond.notify()  # the producer thread sends it again
+            self._settled.notify_all()
 
     def _set_error(self, exc: BaseException, what: str) -> None:
         self._errors.set(f"{what}: {describe_error(exc)}")
