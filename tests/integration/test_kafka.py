@@ -724,3 +724,54 @@ async def test_a_rebalance_that_gives_the_partitions_back_emits_nothing_twice(
     assert len(sink.snapshots) == len(got), f"{len(sink.snapshots) - len(got)} emitted twice"
     assert got == want
     assert analyzer.consumer.replayed > 0
+
+
+def test_the_lag_is_what_is_left_to_read_before_and_after_a_fetch(kafka: dict[str, Any]) -> None:
+    """Records behind the end of each owned partition: asked of the broker before the first
+    fetch, read from the fetches' high watermarks after it (no request of its own)."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    from stockup_tui.engine.bus.kafka.common import Handoff, ensure_topics
+    from stockup_tui.engine.bus.kafka.consumer import KafkaReader
+
+    cfg = kafka_settings(kafka).kafka
+    ensure_topics(cfg)
+    bootstrap, topic = kafka["bootstrap_servers"], kafka["topic"]
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        for partition, count in ((0, 10), (1, 4)):
+            for i in range(count):
+                producer.send(topic, value=b"%d" % i, partition=partition)
+        producer.flush(10)
+    finally:
+        producer.close()
+    ends = {0: 10, 1: 4}
+    tps = [TopicPartition(topic, p) for p in ends]
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    loop = asyncio.new_event_loop()
+    try:
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        reader = KafkaReader(cfg, Handoff(loop, 4))
+        reader._replay_until = dict.fromkeys(ends, 0)  # both owned and rewound
+        reader._refresh_lag(consumer, force=True)
+        assert reader.lag == ends  # nothing read yet: the broker says where the ends are
+        assert reader.last_error is None
+        got = 0  # read until each partition has answered a fetch, two records at a time
+        deadline = time.monotonic() + 20
+        while any(consumer.highwater(tp) is None for tp in tps):
+            assert time.monotonic() < deadline, "the records were not fetched"
+            got += sum(map(len, consumer.poll(timeout_ms=200, max_records=2).values()))
+        assert {tp.partition: consumer.highwater(tp) for tp in tps} == ends
+        assert 0 < got < sum(ends.values())
+        asked: list[object] = []
+        consumer.end_offsets = asked.append  # type: ignore[method-assign]
+        reader._refresh_lag(consumer, force=True)
+        assert not asked  # the fetches said where the ends are
+        positions = {tp.partition: consumer.position(tp) for tp in tps}
+        assert sum(positions.values()) == got
+        assert reader.lag == {p: ends[p] - positions[p] for p in ends}
+        assert sum(reader.lag.values()) == sum(ends.values()) - got
+    finally:
+        consumer.close()
+        loop.close()

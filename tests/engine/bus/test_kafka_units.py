@@ -16,7 +16,7 @@ from stockup_tui.engine.bus.base import (
     SharesWatchlist,
 )
 from stockup_tui.engine.bus.kafka.bus import KafkaBus
-from stockup_tui.engine.bus.kafka.common import hand_to_loop
+from stockup_tui.engine.bus.kafka.common import Handoff
 from stockup_tui.engine.bus.kafka.metrics import KafkaMetricsSink
 from stockup_tui.engine.bus.kafka.producer import KafkaPublisher, Outgoing
 from stockup_tui.engine.bus.memory import MemoryBus
@@ -81,24 +81,67 @@ def test_the_pipeline_finds_what_each_bus_and_sink_can_do_by_its_declared_protoc
     assert not isinstance(kafka.metrics_sink, StartedSink)
 
 
-def test_a_hand_over_to_a_loop_that_closed_leaves_no_coroutine_behind() -> None:
-    """A client thread's last item, handed over while the event loop closes (shutdown), is
-    dropped quietly: the pending `Queue.put` is closed, not left 'never awaited'."""
+def test_a_hand_off_keeps_order_and_holds_the_thread_only_while_it_is_full() -> None:
+    """Items reach the loop in the order the thread put them; with `size` untaken the thread
+    waits, and one taken lets the next one through."""
     loop = asyncio.new_event_loop()
-    queue: asyncio.Queue[int] = asyncio.Queue(1)
-    queue.put_nowait(1)  # full: the hand-over waits
-    thread = threading.Thread(target=hand_to_loop, args=(loop, queue, 2, lambda: False, 5.0))
+    try:
+        handoff: Handoff[int] = Handoff(loop, 2)
+        progress: list[int] = []
+
+        def client() -> None:
+            for i in range(5):
+                assert handoff.put(i, give_up=lambda: False, timeout=10)
+                progress.append(i)
+
+        thread = threading.Thread(target=client)
+        thread.start()
+
+        async def take() -> list[int]:
+            deadline = time.monotonic() + 5
+            while len(progress) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # the loop runs the thread's call_soon_threadsafe
+            assert progress == [0, 1]  # full: the third waits for room
+            got = [await handoff.get() for _ in range(5)]
+            return got
+
+        assert loop.run_until_complete(take()) == [0, 1, 2, 3, 4]
+        thread.join(5)
+        assert not thread.is_alive() and progress == [0, 1, 2, 3, 4]
+    finally:
+        loop.close()
+
+
+def test_a_hand_off_to_a_loop_that_closed_gives_up_quietly() -> None:
+    """A client thread's item, handed off while the event loop closes (shutdown), is dropped
+    without an error or a warning, and the thread does not hang on the lost room."""
+    loop = asyncio.new_event_loop()
+    handoff: Handoff[int] = Handoff(loop, 1)
+    assert handoff.put(1, give_up=lambda: False)  # the one room: taken, never read
+    results: list[bool] = []
+    thread = threading.Thread(target=lambda: results.append(handoff.put(2, lambda: False)))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         thread.start()
-        deadline = time.monotonic() + 5
-        while not loop._ready and time.monotonic() < deadline:  # the put is scheduled
-            time.sleep(0.01)
         loop.close()
         thread.join(5)
         gc.collect()
-    assert not thread.is_alive()
-    assert not [w for w in caught if "never awaited" in str(w.message)]
+    assert not thread.is_alive() and results == [False]
+    assert not handoff.put(3, give_up=lambda: False)  # room or not, nobody reads any more
+    assert not caught
+
+
+def test_a_hand_off_gives_up_when_told_or_at_its_timeout() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        handoff: Handoff[int] = Handoff(loop, 1)
+        assert handoff.put(1, give_up=lambda: False)
+        assert not handoff.put(2, give_up=lambda: True)
+        started = time.monotonic()
+        assert not handoff.put(2, give_up=lambda: False, timeout=0.2)
+        assert time.monotonic() - started < 2
+    finally:
+        loop.close()
 
 
 class _FlakyConsumer:
@@ -124,7 +167,7 @@ def test_the_consumers_error_ends_when_what_failed_works_again() -> None:
 
     loop = asyncio.new_event_loop()
     try:
-        reader = KafkaReader(Settings().kafka, loop, asyncio.Queue())
+        reader = KafkaReader(Settings().kafka, Handoff(loop, 4))
         consumer = _FlakyConsumer()
         reader._step(consumer)
         assert reader.last_error is not None and "poll failed" in reader.last_error
@@ -138,3 +181,47 @@ def test_the_consumers_error_ends_when_what_failed_works_again() -> None:
         assert reader.last_error is None
     finally:
         loop.close()
+
+
+class _Sender:
+    def __init__(self) -> None:
+        self.wakeups = 0
+
+    def wakeup(self) -> None:
+        self.wakeups += 1
+
+
+class _Client:
+    """Stands in for kafka-python's producer: `send` wakes the sender, as it does when a
+    record opens a batch."""
+
+    def __init__(self) -> None:
+        self._sender = _Sender()
+
+    def send(self) -> None:
+        self._sender.wakeup()
+
+
+def test_a_block_of_sends_wakes_the_sender_once_at_its_end() -> None:
+    from stockup_tui.engine.bus.kafka.producer import sender_woken_once
+
+    client = _Client()
+    with sender_woken_once(client):
+        for _ in range(6):
+            client.send()
+        assert client._sender.wakeups == 0
+    assert client._sender.wakeups == 1
+    client.send()  # the sender's own wakeup is back
+    assert client._sender.wakeups == 2
+    with sender_woken_once(client):
+        pass  # nothing sent: nobody to wake
+    assert client._sender.wakeups == 2
+    try:
+        with sender_woken_once(client):
+            client.send()
+            raise RuntimeError("a send failed")
+    except RuntimeError:
+        pass
+    assert client._sender.wakeups == 3  # what was sent before the failure still leaves
+    with sender_woken_once(object()):  # a client without that attribute: left as it is
+        pass

@@ -9,7 +9,6 @@ this class is the asyncio face the pipeline sees, and turns their counters into 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -20,6 +19,7 @@ from kafka.partitioner.default import murmur2
 from stockup_tui.config import Settings, normalize_symbol
 from stockup_tui.engine.analyzer.partition import Checkpoint
 from stockup_tui.engine.bus.base import ALL_PARTITIONS, BusStats, Delivery, Message
+from stockup_tui.engine.bus.kafka.common import Handoff
 from stockup_tui.engine.bus.kafka.consumer import DRAIN_TIMEOUT_S, KafkaReader
 from stockup_tui.engine.bus.kafka.member import InstanceId, claim_instance_id
 from stockup_tui.engine.bus.kafka.metrics import KafkaMetricsSink
@@ -38,6 +38,8 @@ from stockup_tui.engine.stats import (
 log = logging.getLogger(__name__)
 
 CONTROL_KEY = b"watchlist"
+#: Deliveries the consumer thread may have handed over that the analyzer has not taken yet.
+DELIVERIES_AHEAD = 4
 MAX_CONTROL_SYMBOLS = 1000
 
 
@@ -90,7 +92,7 @@ class KafkaBus:
         self.reader: KafkaReader | None = None
         # Emitted snapshots go to the metrics topic (role all/analyzer), at least once.
         self.metrics_sink = KafkaMetricsSink(self.cfg, self.publisher, drops) if consume else None
-        self._queue: asyncio.Queue[Delivery | None] = asyncio.Queue(4)
+        self._deliveries: Handoff[Delivery | None] | None = None  # from the consumer thread
         self._started = False
         self._closed = False
         self._stats = BusStats(
@@ -113,12 +115,8 @@ class KafkaBus:
         self.publisher.start()
         if self._consumes:
             self.member = claim_instance_id(self.cfg)
-            self.reader = KafkaReader(
-                self.cfg,
-                asyncio.get_running_loop(),
-                self._queue,
-                member=self.member,
-            )
+            self._deliveries = Handoff(asyncio.get_running_loop(), DELIVERIES_AHEAD)
+            self.reader = KafkaReader(self.cfg, self._deliveries, member=self.member)
             self.reader.start()
 
     async def close(self) -> None:
@@ -148,8 +146,8 @@ class KafkaBus:
             await asyncio.to_thread(self.reader.join, wait)
             if self.reader.alive:  # stuck on a broker that is away: end the stream without it
                 log.warning("Kafka consumer: not stopped after %.0fs; leaving it behind", wait)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._queue.put(None), 5)
+                if self._deliveries is not None:
+                    self._deliveries.end(None)
         stats.closing = "sending the last snapshots"
         if self.farewell is not None:
             self.publish_status(*self.farewell)
@@ -217,11 +215,11 @@ class KafkaBus:
     # -- consuming -------------------------------------------------------------------------
 
     async def consume(self) -> AsyncIterator[Delivery]:
-        if self.reader is None:
+        deliveries = self._deliveries
+        if self.reader is None or deliveries is None:
             return
-        queue = self._queue
         while True:
-            item = await queue.get()
+            item = await deliveries.get()
             if item is None:
                 return
             yield item
@@ -241,7 +239,7 @@ class KafkaBus:
         watcher.start()
         try:
             while True:
-                batch = await watcher.queue.get()
+                batch = await watcher.batches.get()
                 if batch is None:
                     return
                 yield batch

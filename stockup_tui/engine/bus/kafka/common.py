@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from stockup_tui.config import KafkaConfig
 from stockup_tui.engine.resilience import Backoff
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: A client thread that cannot reach the brokers retries after this long, doubling up to
 #: BACKOFF_MAX (seconds).
@@ -101,35 +103,50 @@ def describe_error(exc: BaseException) -> str:
     return f"{name}: {text}"[:300]
 
 
-def hand_to_loop(
-    loop: asyncio.AbstractEventLoop,
-    queue: asyncio.Queue[Any],
-    item: Any,
-    give_up: Callable[[], bool],
-    timeout: float | None = None,
-) -> None:
-    """Puts `item` on an asyncio queue from a client thread, waiting while it is full
-    (back-pressure) until it is taken, `give_up()` says stop, or `timeout` passes. A loop that
-    is closing or closed is not an error: nobody is reading any more."""
-    if loop.is_closed():
-        return
-    coro = queue.put(item)
-    try:
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
-    except RuntimeError:  # the loop closed meanwhile
-        coro.close()
-        return
-    deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        while deadline is None or time.monotonic() < deadline:
-            try:
-                future.result(timeout=0.5)
-                return
-            except TimeoutError:
-                if give_up() or loop.is_closed():
-                    return
-            except concurrent.futures.CancelledError:  # the loop is shutting down
-                return
-    finally:
-        if loop.is_closed():  # it may never have run: no "never awaited" warning, no leak
-            coro.close()
+class Handoff(Generic[T]):
+    """Items from one client thread to the event loop, in order, at most `size` not yet taken.
+
+    While there is room, `put` is one `call_soon_threadsafe`: no task on the loop and no wait
+    for its answer (`run_coroutine_threadsafe(queue.put(item))` cost a task, two chained
+    futures and a switch of both threads per item). It blocks only while `size` items are
+    untaken: back-pressure on the client thread, never on the loop.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self._loop = loop
+        self._room = threading.Semaphore(size)
+        self._items: asyncio.Queue[T] = asyncio.Queue()  # bounded by `_room`
+
+    def put(self, item: T, give_up: Callable[[], bool], timeout: float | None = None) -> bool:
+        """(client thread) True once `item` is on its way to the loop; False when there was no
+        room before `give_up()` said stop, `timeout` passed or the loop closed (nobody reads
+        any more: not an error)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._room.acquire(timeout=_wait(deadline)):
+            if give_up() or self._loop.is_closed():
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        try:
+            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+        except RuntimeError:  # the loop closed meanwhile
+            return False
+        return True
+
+    def end(self, item: T) -> None:
+        """(loop) Puts `item` without waiting for room: the end of a stream whose client
+        thread is stuck."""
+        self._items.put_nowait(item)
+
+    async def get(self) -> T:
+        """(loop) The next item; its room goes back to the client thread."""
+        item = await self._items.get()
+        self._room.release()
+        return item
+
+
+def _wait(deadline: float | None) -> float:
+    """How long one wait for room lasts: up to half a second, so that `give_up` is asked."""
+    if deadline is None:
+        return 0.5
+    return max(0.0, min(0.5, deadline - time.monotonic()))

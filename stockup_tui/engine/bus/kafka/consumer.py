@@ -32,7 +32,6 @@ kafka-python's consumer, kept together so that its rules (above) can be checked 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -45,11 +44,11 @@ from stockup_tui.config import KafkaConfig
 from stockup_tui.engine.analyzer.partition import Checkpoint
 from stockup_tui.engine.bus.base import Delivery, Message
 from stockup_tui.engine.bus.kafka.common import (
+    Handoff,
     backoff,
     client_config,
     describe_error,
     ensure_topics,
-    hand_to_loop,
     servers,
 )
 from stockup_tui.engine.bus.kafka.member import InstanceId
@@ -59,8 +58,10 @@ from stockup_tui.engine.resilience import ErrorLatch
 log = logging.getLogger(__name__)
 
 LAG_EVERY_S = 2.0
-#: Commit at most this often: one round trip per poll would cap the consumer's throughput.
-COMMIT_EVERY_S = 0.1
+#: Commit at most this often. A commit is a round trip through the client's threads (about a
+#: millisecond of CPU here, whatever it carries); committing more often only shortens what is
+#: read again after a crash or a rebalance, and replays change no output.
+COMMIT_EVERY_S = 1.0
 #: A commit unanswered for this long is given up on (its answer may still come): the next goes.
 COMMIT_STUCK_S = 10.0
 DRAIN_TIMEOUT_S = 15.0
@@ -97,20 +98,19 @@ def checkpoint_of(metadata: str | None, committed: int) -> Checkpoint | None:
 
 
 class KafkaReader:
-    """Owns the consumer thread. Deliveries go to `queue` on `loop`; `None` ends the stream."""
+    """Owns the consumer thread. Deliveries go to the event loop through `deliveries`; `None`
+    ends the stream."""
 
     def __init__(
         self,
         cfg: KafkaConfig,
-        loop: asyncio.AbstractEventLoop,
-        queue: asyncio.Queue[Delivery | None],
+        deliveries: Handoff[Delivery | None],
         member: InstanceId | None = None,
     ) -> None:
         self.cfg = cfg
         self._member = member
         self.instance_id = member.value if member else None  # static membership (None: dynamic)
-        self._loop = loop
-        self._queue = queue
+        self._deliveries = deliveries
         self._lock = threading.Lock()
         self._acked: dict[int, tuple[int, Checkpoint]] = {}  # partition -> (next offset, cp)
         self._delivered = 0
@@ -207,6 +207,7 @@ class KafkaReader:
             # answer wakes two threads here: 20 ms made a quiet topic cost 50 wake-ups a second).
             fetch_max_wait_ms=100,
             metadata_max_age_ms=30_000,
+            metrics_enabled=False,  # its sensors are a tenth of each poll's cost; unread
         )
 
     def _run(self) -> None:
@@ -309,7 +310,7 @@ class KafkaReader:
 
     def _put(self, item: Delivery | None) -> None:
         """Hands an item to the event loop, waiting while its queue is full (back-pressure)."""
-        hand_to_loop(self._loop, self._queue, item, self._loop.is_closed)
+        self._deliveries.put(item, give_up=lambda: False)
 
     def _commit(self, consumer: Any, force: bool = False) -> None:
         """Commits acknowledged offsets at most every COMMIT_EVERY_S, asynchronously: this
@@ -379,6 +380,9 @@ class KafkaReader:
                     self._acked.setdefault(part, value)
 
     def _refresh_lag(self, consumer: Any, force: bool = False) -> None:
+        """Records behind the end of each owned partition. The end is the high watermark the
+        last fetch answered with (no request of its own, the norm); a partition not fetched
+        yet asks the broker."""
         now = time.monotonic()
         if not force and now - self._lag_at < LAG_EVERY_S:
             return
@@ -388,7 +392,10 @@ class KafkaReader:
             self.lag = {}
             return
         try:
-            ends = consumer.end_offsets(assigned)
+            ends = {tp: consumer.highwater(tp) for tp in assigned}
+            unknown = [tp for tp, end in ends.items() if end is None]
+            if unknown:
+                ends.update(consumer.end_offsets(unknown))
             self.lag = {tp.partition: max(0, ends[tp] - consumer.position(tp)) for tp in assigned}
         except Exception as exc:
             self._lag_errors.set(f"lag query failed: {describe_error(exc)}")
@@ -430,8 +437,7 @@ class KafkaReader:
         if self._member is not None:
             self._member.release()  # the next analyzer on this host may take the id
         self.connected = False
-        if not self._loop.is_closed():
-            self._put(None)
+        self._put(None)  # the end of the stream (dropped quietly if the loop has closed)
 
     def _leave_group(self) -> None:
         """A static member stays in the group until its session times out; a planned stop

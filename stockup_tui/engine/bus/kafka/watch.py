@@ -3,7 +3,7 @@
 Used for the metrics topic (`--role monitor` shows what the analyzers emit) and for the compacted
 control topic (watchlist changes from any screen reach the query process) and the status topic
 (the monitor's cluster view). Values and their Kafka timestamps go to the event loop in batches
-through an asyncio queue.
+through a bounded hand-off (`common.Handoff`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 
 from stockup_tui.config import KafkaConfig
 from stockup_tui.engine.bus.kafka.common import (
+    Handoff,
     backoff,
     client_config,
     describe_error,
     ensure_topics,
-    hand_to_loop,
 )
 from stockup_tui.engine.resilience import ErrorLatch
 
@@ -39,8 +39,7 @@ class TopicWatcher:
         self.cfg = cfg
         self.topic = topic
         self.start_ms = start_ms
-        self._loop = loop
-        self.queue: asyncio.Queue[list[tuple[bytes, int]] | None] = asyncio.Queue(16)
+        self.batches: Handoff[list[tuple[bytes, int]] | None] = Handoff(loop, 16)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._errors = ErrorLatch(log, "Kafka %(topic)s reader: %(error)s", topic=topic)
@@ -62,7 +61,10 @@ class TopicWatcher:
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",
-            fetch_max_wait_ms=100,
+            # A fetch is answered as soon as a record arrives; this bounds an empty one, and each
+            # answer wakes two threads: these topics are quiet most of the time.
+            fetch_max_wait_ms=500,
+            metrics_enabled=False,  # its sensors are a tenth of each poll's cost; unread
         )
         parts = consumer.partitions_for_topic(self.topic)
         if not parts:
@@ -93,7 +95,7 @@ class TopicWatcher:
                     continue
                 retry.reset()
             try:
-                records = consumer.poll(timeout_ms=200)
+                records = consumer.poll(timeout_ms=500)  # also how soon stop() is seen
             except Exception as exc:
                 self._error(exc)
                 self._stop.wait(0.5)
@@ -106,9 +108,7 @@ class TopicWatcher:
         self._put(None)
 
     def _put(self, item: list[tuple[bytes, int]] | None) -> None:
-        hand_to_loop(
-            self._loop, self.queue, item, lambda: self._stop.is_set() and item is not None, 5.0
-        )
+        self.batches.put(item, lambda: self._stop.is_set() and item is not None, 5.0)
 
     def _error(self, exc: BaseException) -> None:
         self._errors.set(describe_error(exc))
