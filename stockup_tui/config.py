@@ -225,10 +225,10 @@ class BusConfig(_Section):
     # Size or time, whichever first. Every flush is a request on a network bus, and on this
     # kind of machine each wake-up of a thread costs 0.1-0.25 ms of CPU: at a light pace the
     # fixed cost per flush, not the trades, is the bill. So a flush waits for `min_batch`
-    # trades (or `max_wait`): at 10k trades/s a flush goes every ~20 ms, at 3k every ~70 ms
+    # trades (or `max_wait`): at 10k trades/s a flush goes every ~30 ms, at 3k every 100 ms
     # (README, Benchmarks: live cost and p99 latency).
     min_batch: int = Field(
-        200,
+        300,
         ge=1,
         le=100_000,
         description="a flush before max_wait waits until this many trades are pending "
@@ -289,7 +289,11 @@ class KafkaConfig(_Section):
         None, description="static member id (default: host name and a free slot number)"
     )
     client_id: str = "stockup-tui"
-    linger: Duration = Field(0.005, ge=0, description="producer linger.ms")
+    linger: Duration = Field(
+        0.0,
+        ge=0,
+        description="producer linger.ms (0: a flush's records already leave in one request)",
+    )
     batch_bytes: int = Field(1_048_576, ge=1024, description="producer batch.size")
     compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "none"
     request_timeout: Duration = Field(30.0, gt=0)

@@ -120,33 +120,44 @@ class Publisher:
         go out, then a watermark behind the clock by `source.lateness`."""
         if clock < self.clock:
             return  # the wall clock stepped back: the next frames catch up
-        await self.flush()
-        await self.publish_watermark(clock)
+        await self.flush(watermark_at=clock)
         step = self._step_ms
         self.wm_due = (int(clock * 1000) // step + 1) * step / 1000
 
     async def publish_watermark(self, clock: float, final: bool = False) -> None:
         """A watermark into every partition (`final`: the end of a replay closes every
         symbol's last boundary)."""
+        async with self._lock:
+            mark = self._watermark(clock, final)
+            if mark is not None:
+                await self.bus.publish([mark])
+                self.watermarks += 1
+
+    def _watermark(self, clock: float, final: bool = False) -> Message | None:
+        """The watermark message for receive clock `clock` (None before the lateness)."""
         self.clock = max(self.clock, clock)
         wm = int(self.clock * 1000) - self._lateness_ms
         if wm <= 0:
-            return
+            return None
         mark = Watermark(wm, final)
         if self.encode:
-            message = Message(WATERMARK_KEY, encode_watermark(mark), 0, ALL_PARTITIONS)
-        else:
-            message = Message(WATERMARK_KEY, b"", 0, ALL_PARTITIONS, record=mark)
-        async with self._lock:
-            await self.bus.publish([message])
-        self.watermarks += 1
+            return Message(WATERMARK_KEY, encode_watermark(mark), 0, ALL_PARTITIONS)
+        return Message(WATERMARK_KEY, b"", 0, ALL_PARTITIONS, record=mark)
 
-    async def flush(self) -> None:
-        """Moves pending trades to the bus: one message per partition per flush."""
+    async def flush(self, watermark_at: float | None = None) -> None:
+        """Moves pending trades to the bus: one message per partition per flush. With
+        `watermark_at`, the watermark of that receive clock follows them in the same
+        publish: one request on a network bus, not two."""
         async with self._lock:
             batches = self.parser.take()
-            if batches:
-                await self.bus.publish(self._messages(batches))
+            messages = self._messages(batches) if batches else []
+            mark = None if watermark_at is None else self._watermark(watermark_at)
+            if mark is not None:
+                messages.append(mark)
+            if messages:
+                await self.bus.publish(messages)
+            if mark is not None:
+                self.watermarks += 1
 
     def _messages(self, batches: list[SymbolBatch]) -> list[Message]:
         producer = self._producer_id
