@@ -71,7 +71,7 @@ async def run_headless(settings: Settings, out: TextIO = sys.stdout) -> int:
     A second signal while draining abandons what is left, and so does `stop_timeout`: the
     process then says what it was waiting for and exits with `exits.LOST` at once."""
     interval = settings.headless.status_interval
-    pipeline = build_pipeline(settings, live_interval=min(1.0, interval))
+    pipeline = build_pipeline(settings, live_interval=None)  # no screen: no live snapshots
     stop = asyncio.Event()
     abandon = asyncio.Event()
 

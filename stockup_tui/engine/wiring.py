@@ -42,7 +42,7 @@ def build_pipeline(
     settings: Settings,
     *,
     sinks: Sequence[Sink] = (),
-    live_interval: float = 0.1,
+    live_interval: float | None = 0.1,
     live_points: int = 0,
 ) -> Pipeline:
     """The engine for one process; `sinks` are the front end's own (the configured JSONL and

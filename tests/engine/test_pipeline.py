@@ -53,6 +53,32 @@ async def test_live_pipeline_on_the_simulator() -> None:
     assert all(st.status in ("stopped", "finished") for st in pipe.stats.stages)
 
 
+async def test_without_a_screen_no_live_snapshot_is_taken_and_the_figures_go_on() -> None:
+    """Headless (`live_interval=None`): nobody reads live snapshots, so none is computed (at a
+    live pace they were a tenth of the analyzer's work); the stats are still refreshed by the
+    clock, and the emitted snapshots still reach the sinks."""
+    s = settings(symbols=["AAPL"], windows=["1m"], emit_interval="1s", simulator={"rate": 2000})
+    pipe = build_pipeline(s, live_interval=None)
+    calls = 0
+    live_all = pipe.analyzer.live_all
+
+    def counting(points: int = 0) -> Any:
+        nonlocal calls
+        calls += 1
+        return live_all(points)
+
+    pipe.analyzer.live_all = counting  # type: ignore[method-assign]
+    await pipe.start()
+    try:
+        await wait_until(lambda: pipe.analyzer.ingested > 500, what="trades analyzed")
+        first = pipe.stats.at
+        await wait_until(lambda: pipe.stats.at > first, what="the stats refreshed by the clock")
+        await wait_until(lambda: pipe.snapshots.emitted > 0, what="an emitted snapshot", timeout=30)
+    finally:
+        await pipe.stop()
+    assert calls == 0 and not pipe.snapshots.latest  # only live snapshots are kept there
+
+
 async def test_bad_frames_are_counted_and_the_stream_goes_on() -> None:
     s = settings(symbols=["AAPL"], windows=["1m"], simulator={"rate": 2000, "malformed_rate": 0.3})
     pipe = build_pipeline(s)
