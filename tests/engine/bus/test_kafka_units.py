@@ -223,5 +223,20 @@ def test_a_block_of_sends_wakes_the_sender_once_at_its_end() -> None:
     except RuntimeError:
         pass
     assert client._sender.wakeups == 3  # what was sent before the failure still leaves
-    with sender_woken_once(object()):  # a client without that attribute: left as it is
+    with sender_woken_once(object()):  # a client laid out otherwise: left as it is
         pass
+
+    class Slotted:
+        __slots__ = ("wakeups",)
+
+        def __init__(self) -> None:
+            self.wakeups = 0
+
+        def wakeup(self) -> None:
+            self.wakeups += 1
+
+    slotted = _Client()
+    slotted._sender = Slotted()  # type: ignore[assignment]
+    with sender_woken_once(slotted):
+        slotted.send()
+    assert slotted._sender.wakeups == 1  # woken at every send, as before

@@ -49,11 +49,13 @@ def sender_woken_once(producer: Any) -> Iterator[None]:
     kafka-python has no call that sends several records, so this replaces its sender's
     `wakeup` on the instance for the block. `send()` also wakes the sender when it must wait
     for a topic's metadata, which would then wait out `max_block_ms`: the caller makes sure
-    the metadata of every topic it sends to is known first. A client without that attribute
+    the metadata of every topic it sends to is known first. A client laid out otherwise
     (another version) is left as it is: every send wakes it, as before.
     """
     sender: Any = getattr(producer, "_sender", None)
-    if not callable(getattr(sender, "wakeup", None)):
+    wakeup = getattr(sender, "wakeup", None)
+    own = getattr(sender, "__dict__", None)
+    if not callable(wakeup) or own is None or "wakeup" in own:
         yield
         return
     asked = False
@@ -62,13 +64,13 @@ def sender_woken_once(producer: Any) -> Iterator[None]:
         nonlocal asked
         asked = True
 
-    sender.wakeup = later
+    own["wakeup"] = later
     try:
         yield
     finally:
-        del sender.wakeup
+        del own["wakeup"]
         if asked:
-            sender.wakeup()
+            wakeup()
 
 
 @dataclass(slots=True)
