@@ -255,19 +255,11 @@ class KafkaPublisher:
                 batch = list(self._retry) + list(self._queue)
                 self._retry.clear()
                 self._queue.clear()
-            try:
-                # Metadata known before the sends: no send() in the batch below waits for it.
-                for topic in {item.topic for item in batch}:
-                    producer.partitions_for(topic)
-            except Exception as exc:  # unknown for max_block_ms: the broker is away
-                self._set_error(exc, "produce failed")
-                with self._cond:
-                    self._retry.extendleft(reversed(batch))
-                    self._cond.wait(retry.next())
-                continue
-            with sender_woken_once(producer):
-                refused = self._send(producer, batch)
-            if refused:
+            refused = self._unknown_topics(producer, batch)
+            if not refused:
+                with sender_woken_once(producer):
+                    refused = self._send(producer, batch)
+            if refused:  # sent again first, after a backoff
                 with self._cond:
                     self._retry.extendleft(reversed(refused))
                     self._cond.wait(retry.next())
@@ -280,6 +272,18 @@ class KafkaPublisher:
                 self._set_error(exc, "final flush failed")
             producer.close(timeout=5)
         self._ready = False
+
+    def _unknown_topics(self, producer: Any, batch: list[Outgoing]) -> list[Outgoing]:
+        """Asks for the metadata of every topic in `batch` (so that no `send()` below waits
+        for it); returns the whole batch when it is not known within `max_block_ms` (the
+        broker is away), else nothing."""
+        try:
+            for topic in {item.topic for item in batch}:
+                producer.partitions_for(topic)
+        except Exception as exc:
+            self._set_error(exc, "produce failed")
+            return batch
+        return []
 
     def _send(self, producer: Any, batch: list[Outgoing]) -> list[Outgoing]:
         """Hands `batch` to the client in order; returns what it refused, from the first
