@@ -331,7 +331,7 @@ class Pipeline:
 
     async def _run_source(self) -> None:
         publisher = self.publisher
-        await self.source.run(publisher.on_frame)
+        await self.source.run(publisher.on_frame, publisher.read_rest)
         if not self._source_done.is_set():
             if not self._stopping:
                 # A source that ended by itself (a replay): the analyzer closes every symbol's

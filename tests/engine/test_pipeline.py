@@ -98,11 +98,11 @@ async def test_failed_stage_is_restarted_and_counted(monkeypatch: pytest.MonkeyP
     original = FinnhubClient.run
     calls = {"n": 0}
 
-    async def flaky_run(self: FinnhubClient, on_frame: Any) -> None:
+    async def flaky_run(self: FinnhubClient, on_frame: Any, pacer: Any = None) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("injected failure")
-        await original(self, on_frame)
+        await original(self, on_frame, pacer)
 
     monkeypatch.setattr(FinnhubClient, "run", flaky_run)
     await pipe.start()
@@ -271,7 +271,7 @@ async def test_a_flush_waits_for_min_batch_or_max_wait_and_goes_at_once_at_max_b
 class _SilentFeed(NullSource):
     """A live source that never sends a frame (the test hands them to the pipeline)."""
 
-    async def run(self, on_frame: object) -> None:
+    async def run(self, on_frame: object, pacer: object = None) -> None:
         await asyncio.Event().wait()
 
 
@@ -304,6 +304,51 @@ async def test_a_burst_of_min_batch_goes_after_flush_interval_not_max_wait() -> 
         await pipe.publisher.on_frame(_frame("AAPL", 5, int(now * 1000)), now)
         assert pipe.parser.pending == 5  # min_batch, not waited yet: the flusher's
         await wait_until(lambda: pipe.analyzer.ingested == 5, timeout=20, what="the burst")
+
+
+def _rest(pipe: Pipeline, due: float) -> None:
+    """`read_rest` is the time left until `due` (monotonic), as of some moment of the call."""
+    before = time.monotonic()
+    rest = pipe.publisher.read_rest()
+    after = time.monotonic()
+    assert due - after - 1e-9 <= rest <= due - before + 1e-9, (rest, due - after, due - before)
+
+
+def test_the_socket_rests_until_the_pending_trades_are_due() -> None:
+    """What arrives during a rest would have waited for the same flush in the parser."""
+    s = settings(bus={"min_batch": 300, "flush_interval": "20ms", "max_wait": "100ms"})
+    pipe = Pipeline(s, NullSource(), MemoryBus(1000))
+    pub = pipe.publisher
+    pub._rate_from = float("inf")  # the rate is the test's
+    assert pub.read_rest() == 0.0  # nothing pending: the next frame starts the wait
+    start = time.monotonic()
+    pub.pending_since, pipe.parser.pending = start, 30
+    assert pub.read_rest() == 0.0  # the rate not known yet: a fast feed is never held
+    pub.rate = 3000.0
+    before = time.monotonic()
+    rest = pub.read_rest()
+    assert 0.09 - (time.monotonic() - before) <= rest <= 0.09 + 1e-9  # 270 more at 3,000/s
+    pub.rate = 1000.0
+    _rest(pipe, start + 0.1)  # slower than max_wait allows: max_wait bounds it
+    pub.rate = 1e6
+    assert pub.read_rest() < 0.001  # a fast feed: min_batch is a moment away
+    pipe.parser.pending = 300
+    assert pub.read_rest() == 0.0  # min_batch pending: the flush is near
+
+
+async def test_the_rate_a_rest_expects_is_measured_over_a_tenth_of_a_second_or_more() -> None:
+    s = settings(symbols=["AAPL"], source={"dedup_horizon": 0})
+    pipe = Pipeline(s, NullSource(), MemoryBus(1000))
+    pub = pipe.publisher
+    now = time.time()
+    since = time.monotonic() - 0.2
+    pub._rate_from, pub._rate_trades = since, 0
+    pipe.parser.parse(_frame("AAPL", 30, int(now * 1000)), now)
+    pub.read_rest()
+    assert 30 / (time.monotonic() - since) <= pub.rate <= 30 / 0.2  # 30 over 200 ms or so
+    pipe.parser.parse(_frame("AAPL", 30, int(now * 1000) + 100), now)
+    pub.read_rest()  # too soon after the last measure: the rate stays
+    assert pub.rate <= 30 / 0.2
 
 
 def test_flush_rules_that_overlap_are_read_as_the_tighter_one() -> None:

@@ -12,6 +12,10 @@ from typing import Protocol
 # pipeline can apply back-pressure: a source awaits it before reading the next frame.
 FrameHandler = Callable[[str | bytes, float], Awaitable[None]]
 
+# How long a source reading a socket may leave it unread now, in seconds (0: read as data comes).
+# What it reads waits for a flush anyway; see `paced.py`.
+ReadPacer = Callable[[], float]
+
 
 @dataclass(frozen=True, slots=True)
 class Disconnection:
@@ -61,8 +65,9 @@ class TradeSource(Protocol):
 
     stats: SourceStats
 
-    async def run(self, on_frame: FrameHandler) -> None:
-        """Delivers frames until stopped (or, for finite sources, until the end)."""
+    async def run(self, on_frame: FrameHandler, pacer: ReadPacer | None = None) -> None:
+        """Delivers frames until stopped (or, for finite sources, until the end); a source
+        reading a socket lets it rest as long as `pacer` says."""
         ...
 
     def set_symbols(self, symbols: Iterable[str]) -> None:
@@ -78,7 +83,7 @@ class NullSource:
     def __init__(self) -> None:
         self.stats = SourceStats(kind="none", finished=True)
 
-    async def run(self, on_frame: FrameHandler) -> None:
+    async def run(self, on_frame: FrameHandler, pacer: ReadPacer | None = None) -> None:
         return None
 
     def set_symbols(self, symbols: Iterable[str]) -> None:

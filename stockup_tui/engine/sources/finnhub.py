@@ -29,7 +29,8 @@ from websockets.frames import CloseCode
 
 from stockup_tui.engine.drops import Drops
 from stockup_tui.engine.resilience import Backoff
-from stockup_tui.engine.sources.base import Disconnection, FrameHandler, SourceStats
+from stockup_tui.engine.sources.base import Disconnection, FrameHandler, ReadPacer, SourceStats
+from stockup_tui.engine.sources.paced import PacedConnection
 from stockup_tui.engine.sources.recording import FrameRecorder
 from stockup_tui.untrusted import redact
 
@@ -99,7 +100,7 @@ class FinnhubClient:
 
     # -- main loop -----------------------------------------------------------------------
 
-    async def run(self, on_frame: FrameHandler) -> None:
+    async def run(self, on_frame: FrameHandler, pacer: ReadPacer | None = None) -> None:
         stats = self.stats
         while not self._stopping:
             streamed = False
@@ -111,7 +112,10 @@ class FinnhubClient:
                     open_timeout=10,
                     close_timeout=2,
                     compression="deflate",
+                    create_connection=PacedConnection,
                 ) as ws:
+                    assert isinstance(ws, PacedConnection)
+                    ws.pacer = pacer
                     self._ws = ws
                     self._subscribed = set()
                     stats.connected = True
@@ -139,8 +143,10 @@ class FinnhubClient:
             else:
                 await asyncio.sleep(self._backoff.next())
 
-    async def _stream(self, ws: ClientConnection, on_frame: FrameHandler) -> tuple[bool, str]:
-        """Reads frames until the connection ends; returns (delivered any frame, why it ended)."""
+    async def _stream(self, ws: PacedConnection, on_frame: FrameHandler) -> tuple[bool, str]:
+        """Reads frames until the connection ends; returns (delivered any frame, why it ended).
+
+        A frame's receive time is the earliest its data can have arrived (see `paced.py`)."""
         stats = self.stats
         recorder = self._recorder
         watchdog = asyncio.get_running_loop().create_task(self._watch(ws))
@@ -148,7 +154,7 @@ class FinnhubClient:
         reason = "closed by server"
         try:
             async for frame in ws:
-                now = time.time()
+                now = ws.read_at
                 if not streamed:
                     streamed = True
                     self._close_gap(now)

@@ -23,7 +23,7 @@ from typing import IO
 import orjson
 
 from stockup_tui.engine.drops import Drops
-from stockup_tui.engine.sources.base import FrameHandler, SourceStats
+from stockup_tui.engine.sources.base import FrameHandler, ReadPacer, SourceStats
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,8 @@ class ReplaySource:
     async def stop(self) -> None:
         self._stopped = True
 
-    async def run(self, on_frame: FrameHandler) -> None:
+    async def run(self, on_frame: FrameHandler, pacer: ReadPacer | None = None) -> None:
+        """Delivers the recorded frames at their pace (`pacer` is for sockets: unused)."""
         if not self.path.exists():
             raise FileNotFoundError(f"replay file not found: {self.path}")
         stats = self.stats

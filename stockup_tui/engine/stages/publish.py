@@ -33,6 +33,9 @@ from stockup_tui.engine.codec import (
 from stockup_tui.engine.model import SymbolBatch, Watermark
 from stockup_tui.engine.sources.parser import FrameParser
 
+#: The parse rate `read_rest` expects is measured over this long at least (seconds).
+RATE_EVERY_S = 0.1
+
 
 class Publisher:
     """Moves parsed trades and watermarks to the bus, in receive order."""
@@ -56,6 +59,11 @@ class Publisher:
         self.clock = 0.0
         self.wm_due = 0.0
         self.pending_since = 0.0  # monotonic time the oldest pending trade was parsed
+        # Trades parsed a second, measured over RATE_EVERY_S or more (0: not known yet): how
+        # soon min_batch comes, for `read_rest`.
+        self.rate = 0.0
+        self._rate_from = time.monotonic()
+        self._rate_trades = 0
         self._wake = asyncio.Event()  # min_batch reached: a flush is due sooner
         self.watermarks = 0  # watermark records published
 
@@ -89,6 +97,28 @@ class Publisher:
         if pending >= min(cfg.min_batch, cfg.max_batch):
             return self.pending_since + cfg.flush_interval
         return self.pending_since + cfg.longest_wait
+
+    def read_rest(self) -> float:
+        """How long the source may leave its socket unread now (seconds; 0: read as data comes).
+
+        Below `min_batch`, until it is expected at the recent rate, and never past `max_wait`
+        after the oldest pending trade: what arrives meanwhile would have waited for that flush
+        in the parser, so it may as well wait in the kernel (see `sources/paced.py`). No rest
+        with nothing pending (the next frame starts the wait), with `min_batch` pending (the
+        flush is near) or while the rate is not known (at start): a fast feed is never held.
+        """
+        parser = self.parser
+        now = time.monotonic()
+        if now - self._rate_from >= RATE_EVERY_S:
+            self.rate = (parser.trades - self._rate_trades) / (now - self._rate_from)
+            self._rate_from, self._rate_trades = now, parser.trades
+        pending = parser.pending
+        cfg = self.cfg
+        batch = min(cfg.min_batch, cfg.max_batch)
+        if not pending or pending >= batch or not self.rate:
+            return 0.0
+        due = min(self.pending_since + cfg.longest_wait, now + (batch - pending) / self.rate)
+        return due - now
 
     async def run(self) -> None:
         """Flushes what waited long enough, and moves the watermark on for a quiet live feed.
