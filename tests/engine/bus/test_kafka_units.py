@@ -7,6 +7,7 @@ import gc
 import threading
 import time
 import warnings
+from collections.abc import Callable
 
 from stockup_tui.config import Settings
 from stockup_tui.engine.bus.base import (
@@ -240,3 +241,67 @@ def test_a_block_of_sends_wakes_the_sender_once_at_its_end() -> None:
     with sender_woken_once(slotted):
         slotted.send()
     assert slotted._sender.wakeups == 1  # woken at every send, as before
+
+
+class _Future:
+    def add_callback(self, *args: object) -> None:
+        pass
+
+    def add_errback(self, *args: object) -> None:
+        pass
+
+
+class _RecordingClient:
+    """Stands in for kafka-python's producer: remembers when each record was handed to it."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, bytes]] = []
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    def send(self, topic: str, **kw: object) -> _Future:
+        value = kw["value"]
+        assert isinstance(value, bytes)
+        self.sent.append((time.monotonic(), value))
+        return _Future()
+
+    def flush(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+async def test_records_nobody_waits_on_are_gathered_and_an_urgent_one_takes_them_along() -> None:
+    from stockup_tui.engine.bus.kafka import producer as producer_module
+
+    client = _RecordingClient()
+    pub = KafkaPublisher(Settings().kafka, buffer_bytes=1 << 20)
+    pub._producer = lambda: client  # type: ignore[method-assign]
+    pub.start()
+    try:
+        first = time.monotonic()
+        assert pub.offer([Outgoing("m", b"A", b"snap-1")], gather=True) == []
+        assert pub.offer([Outgoing("m", b"B", b"snap-2")], gather=True) == []
+        await wait_for_thread(lambda: len(client.sent) == 2, what="the gathered pair")
+        (t1, v1), (t2, v2) = client.sent
+        assert (v1, v2) == (b"snap-1", b"snap-2")
+        assert t1 - first >= producer_module.GATHER_S - 0.005  # held,
+        assert t2 - t1 < producer_module.GATHER_S  # then sent together
+        client.sent.clear()
+        offered = time.monotonic()
+        assert pub.offer([Outgoing("m", b"A", b"snap-3")], gather=True) == []
+        assert pub.offer([Outgoing("t", b"K", b"trades")]) == []  # urgent: both go now
+        await wait_for_thread(lambda: len(client.sent) == 2, what="the urgent record")
+        assert [v for _, v in client.sent] == [b"snap-3", b"trades"]
+        assert client.sent[0][0] - offered < producer_module.GATHER_S
+    finally:
+        pub.close(0.0)  # the stand-in acknowledges nothing: nothing to wait for
+
+
+async def wait_for_thread(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)

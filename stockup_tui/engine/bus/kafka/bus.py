@@ -290,7 +290,7 @@ class KafkaBus:
         (the next one follows in an interval), counted."""
         if self._farewell_sent:
             return
-        if self.publisher.offer([Outgoing(self.cfg.status_topic, key, value)]):
+        if self.publisher.offer([Outgoing(self.cfg.status_topic, key, value)], gather=True):
             self.drops.add("status_full", detail="Kafka outbox full")
 
     # -- health ----------------------------------------------------------------------------
