@@ -377,6 +377,40 @@ def test_mutated_groups_decode_valid_or_raise_codec_error(field: str, value: obj
         assert sum(n for _, n in b.recv) == len(b)
 
 
+def _checked_json(raw: bytes) -> list[SymbolBatch] | None:
+    """The group the orjson path reads from `raw` (None: another kind); raises CodecError."""
+    obj = codec._load(raw)
+    return codec._group(obj) if obj.get("kind") == codec.KIND_GROUP else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(groups(), st.integers(min_value=0, max_value=2**63 - 1))
+def test_the_typed_decoder_reads_a_group_as_the_checked_json_does(
+    group: list[SymbolBatch], seq: int
+) -> None:
+    raw = encode_group(group, "prod-1", seq)
+    fast = codec._fast_group(raw)
+    assert fast is not None  # a valid group takes the typed way
+    assert fast == _checked_json(raw)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([*sorted(GROUP), "x"]), json_values)
+def test_the_typed_decoder_declines_what_the_checked_json_refuses(
+    field: str, value: object
+) -> None:
+    """Both ways decide alike: what one refuses the other declines (and the orjson way, which
+    says why, reads it again), what both take they read the same."""
+    raw = orjson.dumps(GROUP | {field: value})
+    fast = codec._fast_group(raw)
+    try:
+        slow = _checked_json(raw)
+    except CodecError:
+        assert fast is None
+        return
+    assert fast is None or fast == slow
+
+
 def test_the_group_key_is_no_symbols_key() -> None:
     """A symbol's keyed message is never taken for a group (Kafka sends those by partition)."""
     assert not codec.symbol_ok(codec.GROUP_KEY.decode())
