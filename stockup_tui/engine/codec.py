@@ -30,9 +30,9 @@ Columns rather than one object per trade keep the payload small and let `decode_
 with C-level builtins (`set(map(type, col))`, `min`, `max`, `sum`) instead of a Python loop per
 trade. A group, the record every bus carries at a live pace, is first read by msgspec into typed
 columns with their static bounds (`_GroupWire`, half the time of orjson and the checks after it);
-anything it declines is read again the orjson way, which names the fault. Anyone who can write to a topic can send us bytes, so decoding trusts nothing: every field
-is checked for exact type, range and length, and a failure raises `CodecError` whose `reason` is
-a short drop-counter key.
+anything it declines is read again the orjson way, which names the fault. Anyone who can write
+to a topic can send us bytes, so decoding trusts nothing: every field is checked for exact type,
+range and length, and a failure raises `CodecError` whose `reason` is a short drop-counter key.
 
 The trade validity limits (`MAX_PRICE`, `MAX_TIME_MS`, ...) live here because they are part of
 the format; the websocket parser imports them so that everything it emits can cross a bus.

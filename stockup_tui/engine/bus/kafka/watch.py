@@ -25,6 +25,12 @@ from stockup_tui.engine.resilience import ErrorLatch
 
 log = logging.getLogger(__name__)
 
+#: How long the broker holds a fetch of a quiet topic (a record ends it at once): at most half
+#: the request timeout. Each empty answer is a round trip through the client's threads.
+QUIET_FETCH_MS = 5000
+#: How long a poll waits for records: how soon `stop()` is seen.
+POLL_MS = 1000
+
 
 class TopicWatcher:
     """`start_ms=None` reads from the beginning; otherwise from that produce time on."""
@@ -63,7 +69,7 @@ class TopicWatcher:
             isolation_level="read_committed",
             # A fetch is answered as soon as a record arrives; this bounds an empty one, and each
             # answer wakes two threads: these topics are quiet most of the time.
-            fetch_max_wait_ms=500,
+            fetch_max_wait_ms=min(QUIET_FETCH_MS, round(self.cfg.request_timeout * 500)),
             metrics_enabled=False,  # its sensors are a tenth of each poll's cost; unread
         )
         parts = consumer.partitions_for_topic(self.topic)
@@ -95,7 +101,7 @@ class TopicWatcher:
                     continue
                 retry.reset()
             try:
-                records = consumer.poll(timeout_ms=500)  # also how soon stop() is seen
+                records = consumer.poll(timeout_ms=POLL_MS)  # also how soon stop() is seen
             except Exception as exc:
                 self._error(exc)
                 self._stop.wait(0.5)
