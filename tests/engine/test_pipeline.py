@@ -19,6 +19,7 @@ from stockup_tui.engine.model import SymbolSnapshot
 from stockup_tui.engine.pipeline import Pipeline
 from stockup_tui.engine.sources.base import NullSource
 from stockup_tui.engine.sources.finnhub import FinnhubClient
+from stockup_tui.engine.stages.publish import READ_AHEAD_S
 from stockup_tui.engine.wiring import build_pipeline
 from tests.helpers import ListSink, brute_force, close, make_recording, wait_until
 
@@ -324,16 +325,36 @@ def test_the_socket_rests_until_the_pending_trades_are_due() -> None:
     start = time.monotonic()
     pub.pending_since, pipe.parser.pending = start, 30
     assert pub.read_rest() == 0.0  # the rate not known yet: a fast feed is never held
+    due = start + 0.1 - READ_AHEAD_S  # read just before the flush, to leave with it
     pub.rate = 3000.0
     before = time.monotonic()
     rest = pub.read_rest()
     assert 0.09 - (time.monotonic() - before) <= rest <= 0.09 + 1e-9  # 270 more at 3,000/s
     pub.rate = 1000.0
-    _rest(pipe, start + 0.1)  # slower than max_wait allows: max_wait bounds it
+    _rest(pipe, due)  # slower than max_wait allows: max_wait bounds it
     pub.rate = 1e6
     assert pub.read_rest() < 0.001  # a fast feed: min_batch is a moment away
     pipe.parser.pending = 300
     assert pub.read_rest() == 0.0  # min_batch pending: the flush is near
+
+
+async def test_trades_read_after_a_rest_are_due_by_their_receive_time_and_leave_together() -> None:
+    """The oldest pending trade's wait counts from its receive time (on a live feed, the start
+    of the rest it waited through in the kernel); frames already due leave in one flush."""
+    async with _started_silent(min_batch=1000, flush_interval="1ms", max_wait="1s") as pipe:
+        pub = pipe.publisher
+        now = time.time()
+        await pub.on_frame(_frame("AAPL", 2, int(now * 1000)), now - 0.25)
+        assert 0.25 <= time.monotonic() - pub.pending_since < 0.5  # waited 250 ms already
+        await wait_until(lambda: pipe.analyzer.ingested == 2, what="the first frame")
+        flushes = pipe.bus.stats.published_messages
+        stamp = time.time() - 1.5  # a rest longer than max_wait: due at once
+        for i in range(3):
+            await pub.on_frame(_frame("AAPL", 2, int(now * 1000) + 10 + 2 * i), stamp)
+        read = time.monotonic()
+        await wait_until(lambda: pipe.analyzer.ingested == 8, what="the three late frames")
+        assert time.monotonic() - read < 0.5  # not after another max_wait
+        assert pipe.bus.stats.published_messages == flushes + 1  # one flush for the read
 
 
 async def test_the_rate_a_rest_expects_is_measured_over_a_tenth_of_a_second_or_more() -> None:

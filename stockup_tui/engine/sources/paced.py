@@ -10,11 +10,13 @@ still holds the socket when the frames read are not taken).
 
 The frames of a read that followed a rest are stamped with the time the rest began: the earliest
 they can have arrived. A latency measured from that stamp is never shorter than the real one.
+When nothing came during a rest, what comes next is stamped when it is read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import time
 from typing import Any
 
@@ -38,6 +40,7 @@ class PacedConnection(ClientConnection):
         self._rest_from: float | None = None  # wall clock when the socket was last put to rest
         self._rest_end: asyncio.TimerHandle | None = None
         self._asking = False  # the pacer is asked once per turn of the loop, after the reads
+        self._poller: select.poll | None = None  # tells whether data came during a rest
 
     def data_received(self, data: bytes) -> None:
         rest_from, self._rest_from = self._rest_from, None
@@ -74,4 +77,16 @@ class PacedConnection(ClientConnection):
         # The library's flow control cannot have paused the socket meanwhile: it does so only
         # on a read, and there was none.
         self._rest_end = None
+        if not self._readable():
+            self._rest_from = None  # nothing came during the rest: what comes is stamped then
         self.transport.resume_reading()
+
+    def _readable(self) -> bool:
+        """Data waits in the socket (True when that cannot be told)."""
+        if self._poller is None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is None:
+                return True
+            self._poller = select.poll()
+            self._poller.register(sock.fileno(), select.POLLIN)
+        return bool(self._poller.poll(0))

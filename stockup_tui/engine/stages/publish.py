@@ -35,6 +35,9 @@ from stockup_tui.engine.sources.parser import FrameParser
 
 #: The parse rate `read_rest` expects is measured over this long at least (seconds).
 RATE_EVERY_S = 0.1
+#: A rest ends this long before the pending trades are due out by `max_wait`, so that what
+#: arrived meanwhile is read first and leaves in the same flush.
+READ_AHEAD_S = 0.002
 
 
 class Publisher:
@@ -58,7 +61,9 @@ class Publisher:
         # The receive clock (epoch seconds) and when the next watermark is due on it.
         self.clock = 0.0
         self.wm_due = 0.0
-        self.pending_since = 0.0  # monotonic time the oldest pending trade was parsed
+        # Monotonic time the oldest pending trade arrived: its receive time on a live feed (the
+        # earliest it can have arrived, a rest of the socket included), else when it was parsed.
+        self.pending_since = 0.0
         # Trades parsed a second, measured over RATE_EVERY_S or more (0: not known yet): how
         # soon min_batch comes, for `read_rest`.
         self.rate = 0.0
@@ -77,16 +82,20 @@ class Publisher:
         pending = parser.pending
         if pending == had:
             return
+        now = time.monotonic()
         if not had:
-            self.pending_since = time.monotonic()
+            age = time.time() - recv_time if self.live else 0.0
+            self.pending_since = now - min(max(age, 0.0), self.cfg.longest_wait)
         cfg = self.cfg
         if pending >= cfg.max_batch:
             await self.flush()
         elif pending >= cfg.min_batch:
-            if time.monotonic() - self.pending_since >= cfg.flush_interval:
+            if now - self.pending_since >= cfg.flush_interval:
                 await self.flush()
             elif had < cfg.min_batch:
                 self._wake.set()  # due at flush_interval now, not max_wait
+        elif not had and now - self.pending_since >= cfg.longest_wait:
+            self._wake.set()  # read after a rest and already due: out once this read is parsed
 
     def flush_due(self) -> float:
         """When the pending trades are due out (monotonic seconds; inf when none are)."""
@@ -117,8 +126,8 @@ class Publisher:
         batch = min(cfg.min_batch, cfg.max_batch)
         if not pending or pending >= batch or not self.rate:
             return 0.0
-        due = min(self.pending_since + cfg.longest_wait, now + (batch - pending) / self.rate)
-        return due - now
+        due = self.pending_since + cfg.longest_wait - READ_AHEAD_S  # read, then the flush
+        return min(due, now + (batch - pending) / self.rate) - now
 
     async def run(self) -> None:
         """Flushes what waited long enough, and moves the watermark on for a quiet live feed.

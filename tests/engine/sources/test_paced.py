@@ -82,6 +82,28 @@ async def test_without_a_pacer_every_read_is_stamped_when_it_comes() -> None:
     assert all(a < b for (_, a), (_, b) in pairwise(got))  # one read per frame at this pace
 
 
+async def test_after_a_rest_in_which_nothing_came_the_next_frame_is_stamped_when_read() -> None:
+    async def two_apart(ws: ServerConnection) -> None:
+        await ws.recv()  # the client's pacer is set
+        await ws.send(repr(time.time()))
+        await asyncio.sleep(0.3)  # a quiet feed: the rest after the first read ends unused
+        await ws.send(repr(time.time()))
+        await ws.wait_closed()
+
+    got: list[tuple[float, float]] = []
+    async with paced(two_apart, 0.05) as ws:
+        await ws.send("go")
+        async for frame in ws:
+            assert isinstance(frame, str)
+            got.append((float(frame), ws.read_at))
+            if len(got) == 2:
+                break
+        assert ws.rests >= 1
+    (_, stamp1), (sent2, stamp2) = got
+    assert stamp2 >= sent2  # not the rest's start, 0.25 s before it was even sent
+    assert stamp2 - stamp1 > 0.25
+
+
 async def test_the_librarys_flow_control_still_holds_and_frees_a_paced_socket() -> None:
     """A reader slower than the feed: the library pauses the socket at max_queue and resumes
     it once the frames are taken; a rest ending meanwhile does not resume it early."""
