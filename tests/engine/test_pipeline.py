@@ -357,6 +357,19 @@ async def test_trades_read_after_a_rest_are_due_by_their_receive_time_and_leave_
         assert pipe.bus.stats.published_messages == flushes + 1  # one flush for the read
 
 
+async def test_a_frame_received_well_before_it_was_read_wakes_the_flusher_sooner() -> None:
+    """A flush in the middle of a rest (the emit boundary's) leaves the flusher asleep for a
+    whole max_wait; the trades read when the rest ends are due sooner, counted from the rest."""
+    async with _started_silent(min_batch=1000, flush_interval="1ms", max_wait="2s") as pipe:
+        pub = pipe.publisher
+        await wait_until(lambda: pub._sleeps_until < float("inf"), what="the flusher asleep")
+        now = time.time()
+        read = time.monotonic()
+        await pub.on_frame(_frame("AAPL", 2, int(now * 1000)), now - 1.8)  # due in 0.2 s
+        await wait_until(lambda: pipe.analyzer.ingested == 2, what="the frame")
+        assert time.monotonic() - read < 1.0  # not when the flusher meant to wake (2 s)
+
+
 async def test_the_rate_a_rest_expects_is_measured_over_a_tenth_of_a_second_or_more() -> None:
     s = settings(symbols=["AAPL"], source={"dedup_horizon": 0})
     pipe = Pipeline(s, NullSource(), MemoryBus(1000))

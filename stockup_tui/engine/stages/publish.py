@@ -70,6 +70,7 @@ class Publisher:
         self._rate_from = time.monotonic()
         self._rate_trades = 0
         self._wake = asyncio.Event()  # min_batch reached: a flush is due sooner
+        self._sleeps_until = float("inf")  # when the flusher wakes next (monotonic)
         self.watermarks = 0  # watermark records published
 
     async def on_frame(self, frame: str | bytes, recv_time: float) -> None:
@@ -94,8 +95,10 @@ class Publisher:
                 await self.flush()
             elif had < cfg.min_batch:
                 self._wake.set()  # due at flush_interval now, not max_wait
-        elif not had and now - self.pending_since >= cfg.longest_wait:
-            self._wake.set()  # read after a rest and already due: out once this read is parsed
+        elif not had and self.pending_since + cfg.longest_wait < self._sleeps_until:
+            # Received before it was read (a rest): due before the flusher means to wake. Woken
+            # now, it flushes once this read is parsed.
+            self._wake.set()
 
     def flush_due(self) -> float:
         """When the pending trades are due out (monotonic seconds; inf when none are)."""
@@ -149,6 +152,7 @@ class Publisher:
             sleep = min(max_wait, self.flush_due() - now)
             if live:
                 sleep = min(sleep, self.wm_due - time.time())
+            self._sleeps_until = now + sleep
             wake = self._wake
             wake.clear()
             with contextlib.suppress(TimeoutError):
