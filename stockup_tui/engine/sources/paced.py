@@ -36,7 +36,7 @@ class PacedConnection(ClientConnection):
         self.pacer: ReadPacer | None = None
         # Wall clock: the earliest the data of the latest read can have arrived.
         self.read_at = time.time()
-        self.rests = 0  # rests taken (the figures show how much it paces)
+        self.rests = 0  # rests taken: how much it paces
         self._rest_from: float | None = None  # wall clock when the socket was last put to rest
         self._rest_end: asyncio.TimerHandle | None = None
         self._asking = False  # the pacer is asked once per turn of the loop, after the reads
