@@ -397,6 +397,9 @@ def _group_batches(
 ) -> list[SymbolBatch]:
     """A group's batches from its columns, each of the right type and static range: the checks
     across columns, the same for both ways of reading one (symbols checked first)."""
+    k = len(symbols)
+    if len(sizes) != k or len(runs) != k:
+        raise _schema(f"n and rn: {k} integers expected, one per symbol")
     n = len(deltas)
     if n > MAX_TRADES_PER_MESSAGE:
         raise _schema(f"{n} trades > {MAX_TRADES_PER_MESSAGE}")

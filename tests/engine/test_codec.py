@@ -348,6 +348,8 @@ GROUP = orjson.loads(
         ({"s": [["AAPL"], "MSFT"]}, "non-empty"),
         ({"s": ["AAPL", "MS FT"]}, "non-empty"),
         ({"n": [2, 2]}, "column lengths"),
+        ({"s": ["AAPL"]}, "integers expected"),  # n and rn name two symbols
+        ({"s": ["AAPL"], "n": [3], "rn": [2, 0]}, "integers expected"),
         ({"n": [3, 0]}, "counts below 1"),
         ({"rn": [2, 0]}, "counts below 1"),
         ({"r": [[1.0, 1], [1.5, 2]]}, "do not cover"),
